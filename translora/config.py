@@ -1,0 +1,198 @@
+"""Pydantic configuration for every stage. YAML in, validation errors name the field.
+
+A config is built from a profile (`cpu` or `paper`, shipped in translora/configs/), then an optional user YAML file
+deep-merged over it, then `section.field=value` overrides from the command line.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from translora.errors import ConfigError
+
+PROFILES = ("cpu", "paper")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(Section):
+    """A base model: `embedded:<name>` (shipped in a PyPI package), a local folder, or a hub id."""
+
+    id: str
+    revision: str | None = None
+    trust_remote_code: bool = False
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+
+class TaskSpec(Section):
+    """`bbh:<task>` (boolean_expressions is generated; the others are read from the BIG-bench sdist) or
+    `jsonl:<path>` (one {"input", "target"} object a line)."""
+
+    name: str = "bbh:boolean_expressions"
+    n_train: int = Field(200, ge=10)
+    n_test: int = Field(100, ge=1)
+    n_seeds: int = Field(5, ge=1, le=20)
+
+
+class AdapterSpec(Section):
+    kind: Literal["lora", "dora", "prompt_tuning"] = "lora"
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = ["q_proj", "v_proj"]
+    num_virtual_tokens: int = Field(20, ge=1)  # prompt tuning only
+
+
+class TrainSpec(Section):
+    """AdamW with a linear schedule; loss on completion tokens only."""
+
+    epochs: float = Field(1, gt=0)
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    max_length: int = Field(256, ge=16)
+    max_steps: int | None = Field(None, ge=1)
+    seed: int = 0
+
+
+class SynthesisSpec(Section):
+    """Numbered-list prompting: the seeds as `1. …` … `5. …`, then `6.` left open."""
+
+    max_new_tokens: int = Field(64, ge=4)
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    batch_size: int = Field(16, ge=1)
+
+
+class DiscriminatorSpec(Section):
+    n_negatives: int = Field(100, ge=2)
+    adapter: AdapterSpec = AdapterSpec()
+    train: TrainSpec = TrainSpec()
+
+
+class FilterSpec(Section):
+    n_keep: int = Field(64, ge=1)
+    max_generated: int = Field(512, ge=1)  # generation budget: give up after this many candidates
+    batch_size: int = Field(16, ge=1)
+
+
+class LabelSpec(Section):
+    max_new_tokens: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1)
+
+
+class EvalSpec(Section):
+    batch_size: int = Field(16, ge=1)
+    limit: int | None = Field(None, ge=1)
+
+
+class GenerationSpec(Section):
+    backend: Literal["hf"] = "hf"
+
+
+class Config(Section):
+    profile: str = "cpu"
+    seed: int = 0
+    source_model: ModelSpec
+    target_model: ModelSpec
+    discriminator_model: ModelSpec | None = None  # None: the source model
+    task: TaskSpec = TaskSpec()
+    source_adapter: AdapterSpec = AdapterSpec()
+    source_train: TrainSpec = TrainSpec()
+    synthesis: SynthesisSpec = SynthesisSpec()
+    discriminator: DiscriminatorSpec = DiscriminatorSpec()
+    filter: FilterSpec = FilterSpec()
+    label: LabelSpec = LabelSpec()
+    target_adapter: AdapterSpec = AdapterSpec()
+    distill_train: TrainSpec = TrainSpec()
+    eval: EvalSpec = EvalSpec()
+    generation: GenerationSpec = GenerationSpec()
+
+    @model_validator(mode="after")
+    def _check(self) -> "Config":
+        if self.filter.max_generated < self.filter.n_keep:
+            raise ValueError("filter.max_generated must be at least filter.n_keep")
+        return self
+
+    @property
+    def discriminator_base(self) -> ModelSpec:
+        return self.discriminator_model or self.source_model
+
+    def section(self, *names: str) -> dict[str, Any]:
+        """The parts of the config one stage depends on (its cache key uses exactly these)."""
+        dumped = self.model_dump(mode="json")
+        return {name: dumped[name] for name in names}
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _parse_override(text: str) -> dict:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form section.field=value (e.g. filter.n_keep=32)")
+    dotted, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw else None
+    out: dict = {}
+    node = out
+    parts = dotted.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def profile_dict(name: str) -> dict:
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    text = resources.files("translora").joinpath("configs", f"{name}.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def load_config(
+    profile: str = "cpu", path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> Config:
+    data = profile_dict(profile)
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            user = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(user, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections")
+        data = _deep_merge(data, user)
+    for item in overrides:
+        data = _deep_merge(data, _parse_override(item))
+    data["profile"] = data.get("profile", profile)
+    return validate_config(data)
+
+
+def validate_config(data: dict) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid config: {problems}") from None
+
+
+def dump_config(config: Config) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,37 @@
+"""Records written to disk for task data, and the one prompt format every stage uses."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Example(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: str
+    target: str
+
+
+class TaskCard(BaseModel):
+    """What a transfer needs to know about a task, without its data. Goes into the bundle."""
+
+    name: str
+    description: str
+    choices: list[str] | None = None  # multiple choice answers; None: free-form generation
+    prompt_template: str = "Q: {input}\nA:"
+    source: str = ""
+    n_train: int = 0
+    n_test: int = 0
+
+    def prompt(self, text: str) -> str:
+        return self.prompt_template.format(input=text)
+
+    @staticmethod
+    def completion(target: str) -> str:
+        return " " + target.strip()
+
+
+class TaskData(BaseModel):
+    card: TaskCard
+    train: list[Example]
+    test: list[Example]

