@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set everything up, then run the whole test suite (tiny random models, plus the marked real-model tests).
+# Extra arguments go to pytest. "No tests ran" (pytest exit 5) counts as a failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh || exit 1
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+.venv/bin/python -m pytest "$@"
+rc=$?
+if [ "$rc" -eq 5 ]; then
+  echo "error: pytest collected no tests" >&2
+  exit 1
+fi
+exit "$rc"

@@ -1,0 +1,13 @@
+from pathlib import Path
+
+from tasks.common import config_of, log_manifest, progress_artifact, stage_task
+from translora import stages
+
+
+@stage_task("synthesize-and-filter", sections=("target_model", "synthesis", "filter", "seed", "generation"),
+            path_params=("bundle",))
+def synthesize_and_filter(config: dict, bundle: str, out: str) -> str:
+    stages.synthesize_and_filter(config_of(config), Path(bundle), Path(out),
+                                 progress_artifact("Synthesizing and filtering on the target model"))
+    log_manifest(out, "synthesis + filter")
+    return out

@@ -1,0 +1,12 @@
+from pathlib import Path
+
+from tasks.common import config_of, log_manifest, stage_task
+from translora import stages
+
+
+@stage_task("synthesize-negatives", sections=("source_model", "synthesis", "discriminator", "task", "seed",
+                                              "generation"), path_params=("data_dir",))
+def synthesize_negatives(config: dict, data_dir: str, out: str) -> str:
+    stages.synthesize_negatives(config_of(config), Path(data_dir), Path(out))
+    log_manifest(out, "negatives")
+    return out

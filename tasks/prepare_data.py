@@ -1,0 +1,12 @@
+from pathlib import Path
+
+from tasks.common import config_of, log_manifest, stage_task
+from translora import stages
+from translora.models import translora_home
+
+
+@stage_task("prepare-data", sections=("task", "seed"))
+def prepare_data(config: dict, out: str) -> str:
+    stages.prepare_data(config_of(config), translora_home(), Path(out))
+    log_manifest(out, "task data")
+    return out
