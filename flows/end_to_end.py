@@ -7,13 +7,13 @@ from prefect import flow
 from flows.evaluate import evaluate
 from flows.finetune import finetune
 from flows.transfer import transfer
-from translora.config import validate_config
+from translora.config import resolve_config
 
 
 @flow(name="translora-end-to-end", log_prints=True)
 def trans_lora(config: dict, run_dir: str) -> dict:
     """Stage 1, stage 2 and evaluation in one run directory; returns the results (also in eval/*/results.json)."""
-    cfg = validate_config(config)
+    cfg = resolve_config(config)
     config = cfg.model_dump(mode="json")
     bundle = finetune(config, run_dir)
     adapter = transfer(bundle, config["target_model"], config, run_dir)

@@ -11,13 +11,13 @@ from flows.options import run_stage
 from tasks.evaluate import evaluate as evaluate_task
 from translora import report
 from translora.artifacts import RunLayout, read_json, write_json
-from translora.config import validate_config
+from translora.config import resolve_config
 
 
 @flow(name="translora-evaluate", log_prints=True)
 def evaluate(config: dict, run_dir: str, transferred_adapter: str) -> dict:
     """Run the three lm-eval evaluations, write results.json and Prefect table + markdown artifacts."""
-    cfg = validate_config(config)
+    cfg = resolve_config(config)
     config = cfg.model_dump(mode="json")
     run = RunLayout(Path(run_dir))
     data, bundle = str(run.data), run.bundle

@@ -13,13 +13,13 @@ from tasks.negatives import synthesize_negatives
 from tasks.prepare_data import prepare_data
 from tasks.source_adapter import train_source_adapter
 from translora.artifacts import RunLayout
-from translora.config import validate_config
+from translora.config import resolve_config
 
 
 @flow(name="translora-finetune", log_prints=True)
 def finetune(config: dict, run_dir: str) -> str:
     """Train the source LoRA and the discriminator and write the transfer bundle; returns the bundle's path."""
-    cfg = validate_config(config)
+    cfg = resolve_config(config)
     config = cfg.model_dump(mode="json")
     run = RunLayout(Path(run_dir))
     data = run_stage(prepare_data, run, config, out=run.data)

@@ -11,7 +11,7 @@ from tasks.distill import distill
 from tasks.filter import synthesize_and_filter
 from tasks.label import label
 from translora.artifacts import RunLayout
-from translora.config import validate_config
+from translora.config import resolve_config
 
 
 @flow(name="translora-transfer", log_prints=True)
@@ -20,7 +20,7 @@ def transfer(bundle: str, target_model: dict, config: dict, run_dir: str) -> str
 
     Only the bundle and the target model are read: the source model and its adapter come from the bundle, the
     task data never does (config supplies only synthesis, filter, label and training settings)."""
-    cfg = validate_config(config | {"target_model": target_model})
+    cfg = resolve_config(config | {"target_model": target_model})
     config = cfg.model_dump(mode="json")
     out = RunLayout(Path(run_dir)).transfer(cfg.target_model.id)
     run = RunLayout(Path(run_dir))

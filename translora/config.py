@@ -184,6 +184,11 @@ def load_config(
     return validate_config(data)
 
 
+def resolve_config(data: dict) -> Config:
+    """A full or partial config dict (e.g. Prefect deployment parameters) merged over its profile."""
+    return validate_config(_deep_merge(profile_dict(data.get("profile", "cpu")), data))
+
+
 def validate_config(data: dict) -> Config:
     try:
         return Config.model_validate(data)

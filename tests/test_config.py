@@ -1,0 +1,56 @@
+import pytest
+
+from translora.config import load_config
+from translora.errors import ConfigError
+
+
+def test_profiles_load_and_differ():
+    cpu, paper = load_config("cpu"), load_config("paper")
+    assert cpu.source_model.id == "embedded:smollm2-135m-instruct"
+    assert cpu.target_model.id == "embedded:gemma3-270m"
+    assert paper.filter.n_keep == 250 and paper.source_train.epochs == 20 and paper.source_train.batch_size == 8
+    assert paper.source_adapter.target_modules == ["q_proj", "v_proj"]
+    assert cpu.filter.n_keep < paper.filter.n_keep
+
+
+def test_yaml_file_and_overrides_merge(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("filter:\n  n_keep: 7\ntask:\n  name: bbh:navigate\n")
+    cfg = load_config("cpu", path, ["filter.max_generated=70", "source_adapter.kind=dora"])
+    assert cfg.filter.n_keep == 7 and cfg.filter.max_generated == 70
+    assert cfg.filter.batch_size == load_config("cpu").filter.batch_size  # deep merge keeps siblings
+    assert cfg.task.name == "bbh:navigate" and cfg.source_adapter.kind == "dora"
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("filter.n_keep=abc", "filter.n_keep"),
+        ("source_adapter.kind=qlora", "source_adapter.kind"),
+        ("filter.n_kep=3", "filter.n_kep"),
+        ("filter.max_generated=2", "max_generated"),
+    ],
+)
+def test_bad_values_name_the_field(override, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        load_config("cpu", overrides=[override])
+
+
+def test_bad_inputs_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown profile"):
+        load_config("gpu")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config("cpu", tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("filter: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config("cpu", bad)
+    with pytest.raises(ConfigError, match="section.field=value"):
+        load_config("cpu", overrides=["filter"])
+
+
+def test_section_is_the_cache_relevant_part():
+    a = load_config("cpu")
+    b = load_config("cpu", overrides=["eval.batch_size=4"])
+    assert a.section("filter", "synthesis") == b.section("filter", "synthesis")
+    assert a.section("eval") != b.section("eval")

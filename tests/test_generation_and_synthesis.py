@@ -1,0 +1,66 @@
+import random
+
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from translora.config import SynthesisSpec
+from translora.generation.base import GenerationRequest, Generator, cut_at_stop
+from translora.generation.hf import HFGenerator
+from translora.synthesis import Synthesizer, build_prompt, parse_continuation
+
+
+def _hf(path) -> HFGenerator:
+    return HFGenerator(AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path))
+
+
+def test_numbered_list_prompt_and_parse():
+    prompt = build_prompt(["a is", "b is", "c is"], random.Random(0))
+    lines = prompt.split("\n")
+    assert [line[:2] for line in lines] == ["1.", "2.", "3.", "4."] and lines[-1] == "4."
+    assert sorted(line[3:] for line in lines[:3]) == ["a is", "b is", "c is"]
+    assert parse_continuation(" True or False is\n5. False is\n6.") == "True or False is"
+    assert parse_continuation("  x\n  12) y") == "x"
+    assert parse_continuation("\n5. nothing") == ""
+    assert cut_at_stop("abc\n7. d", ("\n7.",)) == "abc"
+
+
+def test_greedy_batched_generation_equals_one_by_one(tiny_models):
+    """Left padding must not change greedy completions."""
+    for arch in ("llama", "gemma3"):
+        gen = _hf(tiny_models[arch])
+        prompts = ["Q: True is\nA:", "1. not ( True ) and False is\n2. True or False is\n3."]
+        request = GenerationRequest(max_new_tokens=8, batch_size=2)
+        batched = gen.generate(prompts, request)
+        single = [gen.generate([p], request)[0] for p in prompts]
+        assert batched == single
+        assert all(isinstance(t, str) for t in batched)
+
+
+class Scripted(Generator):
+    """A deterministic stand-in that returns canned completions, to test the synthesizer's bookkeeping."""
+
+    def __init__(self, outputs):
+        self.outputs = list(outputs)
+        self.prompts = []
+
+    def generate(self, prompts, request):
+        self.prompts += prompts
+        return [self.outputs.pop(0) for _ in prompts]
+
+
+def test_synthesizer_dedups_drops_seeds_and_respects_budget():
+    outputs = [" new one\n7. x", " NEW  one", " seed a", "", " other\n7.", " third"] * 3
+    gen = Scripted(outputs)
+    synth = Synthesizer(gen, ["seed a", "seed b"], SynthesisSpec(batch_size=4))
+    got = synth.draw_until(10, budget=9)
+    assert got == ["new one", "other", "third"]
+    assert synth.generated == 9 and len(gen.prompts) == 9
+    assert all(p.endswith("\n3.") for p in gen.prompts)
+    assert synth.request().stop == ("\n4.",)
+
+
+def test_sampling_is_reproducible_with_a_seed(tiny_models):
+    gen = _hf(tiny_models["llama"])
+    spec = SynthesisSpec(max_new_tokens=10, temperature=1.0, batch_size=4)
+    a = Synthesizer(gen, ["True and False is", "not True is"], spec, seed=5).draw(4)
+    b = Synthesizer(gen, ["True and False is", "not True is"], spec, seed=5).draw(4)
+    assert a == b

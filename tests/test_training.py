@@ -1,0 +1,73 @@
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from translora import training
+from translora.config import AdapterSpec, TrainSpec
+from translora.errors import AdapterMismatchError
+
+
+def _load(path):
+    tok = AutoTokenizer.from_pretrained(path)
+    return AutoModelForCausalLM.from_pretrained(path), tok
+
+
+PAIRS = [(f"Q: True and {v} is\nA:", f" {v}") for v in ("True", "False")] * 4
+
+
+def test_encode_pair_keeps_the_completion_and_cuts_the_prompt_left(tiny_models):
+    _, tok = _load(tiny_models["llama"])
+    ids, n = training.encode_pair(tok, "Q: " + "True and " * 40 + "False is\nA:", " False", max_length=24)
+    assert len(ids) == 24 and ids[-1] == tok.eos_token_id
+    assert tok.decode(ids[-n:-1]).strip() == "False"
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_completion_loss_equals_masked_full_loss(tiny_models, arch):
+    """logits_to_keep + left padding must give exactly the loss of the full, unpadded forward pass."""
+    model, tok = _load(tiny_models[arch])
+    encoded = [training.encode_pair(tok, p, c, 64) for p, c in
+               [("Q: not False is\nA:", " True"), ("Q: ( True or False ) and not True is\nA:", " False")]]
+    batch = training.collate(encoded, tok.pad_token_id)
+    fast = training.completion_loss(model, batch)
+    total, count = 0.0, 0
+    for ids, n in encoded:
+        logits = model(input_ids=torch.tensor([ids])).logits[0, :-1]
+        targets = torch.tensor(ids[1:])
+        losses = torch.nn.functional.cross_entropy(logits, targets, reduction="none")[-n:]
+        total, count = total + losses.sum(), count + n
+    torch.testing.assert_close(fast, total / count, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["lora", "dora", "prompt_tuning"])
+def test_each_adapter_kind_learns_saves_and_reloads(tiny_models, tmp_path, kind):
+    model, tok = _load(tiny_models["llama"])
+    spec = AdapterSpec(kind=kind, target_modules=["q_proj", "v_proj", "o_proj"], num_virtual_tokens=4)
+    peft_model = training.new_adapter(model, spec)
+    result = training.train(peft_model, tok, PAIRS, TrainSpec(max_steps=15, batch_size=4, lr=3e-2))
+    assert result.steps == 15 and result.completion_tokens > 0
+    assert result.final_loss < result.first_loss
+    training.save_adapter(peft_model, tmp_path / kind)
+    assert (tmp_path / kind / "adapter_model.safetensors").exists()
+    assert not list((tmp_path / kind).glob("*.bin"))  # safetensors only, nothing to unpickle
+    batch = training.collate([training.encode_pair(tok, p, c, 64) for p, c in PAIRS[:2]], tok.pad_token_id)
+    fresh, _ = _load(tiny_models["llama"])
+    reloaded = training.attach_adapter(fresh, tmp_path / kind)
+    peft_model.eval()
+    torch.testing.assert_close(training.completion_loss(reloaded, batch), training.completion_loss(peft_model, batch))
+
+
+def test_adapter_for_another_base_is_a_clear_error(tiny_models, tmp_path):
+    llama, tok = _load(tiny_models["llama"])
+    peft_model = training.new_adapter(llama, AdapterSpec(target_modules=["gate_proj", "up_proj"], r=4))
+    training.save_adapter(peft_model, tmp_path / "a")
+    # Same module names, different shapes: a wider model.
+    from transformers import LlamaConfig
+
+    wide = AutoModelForCausalLM.from_config(LlamaConfig(vocab_size=len(tok), hidden_size=96, intermediate_size=160,
+                                                        num_hidden_layers=2, num_attention_heads=3, head_dim=32,
+                                                        num_key_value_heads=1))
+    with pytest.raises(AdapterMismatchError, match="does not fit this base model"):
+        training.attach_adapter(wide, tmp_path / "a")
+    with pytest.raises(AdapterMismatchError, match="target_modules"):
+        training.new_adapter(llama, AdapterSpec(target_modules=["no_such_proj"]))
