@@ -94,8 +94,25 @@ class EvalSpec(Section):
     limit: int | None = Field(None, ge=1)
 
 
+class VLLMSpec(Section):
+    """Where vLLM servers come from: running ones named per model (`servers`), else one started per stage."""
+
+    # model id (as in source_model.id / target_model.id) -> base URL of a running vLLM server for that model.
+    # Adapters are loaded into it at run time (the server needs --enable-lora and
+    # VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, and must see the adapter's path).
+    servers: dict[str, str] = {}
+    # None: $TRANSLORA_VLLM, else the .venv-vllm/bin/vllm that scripts/setup-vllm.sh makes in the repository
+    command: list[str] | None = None
+    extra_args: list[str] = []
+    startup_timeout: float = Field(300, gt=0)
+    max_model_len: int = Field(2048, ge=64)
+    cpu_kvcache_gib: int = Field(1, ge=1)  # VLLM_CPU_KVCACHE_SPACE; without it vLLM asks for 90% of RAM
+    enforce_eager: bool = True  # CUDA-graph / compile warm-up costs ~40 s and gains nothing on CPU
+
+
 class GenerationSpec(Section):
-    backend: Literal["hf"] = "hf"
+    backend: Literal["hf", "vllm"] = "hf"
+    vllm: VLLMSpec = VLLMSpec()
 
 
 class Config(Section):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from pydantic import BaseModel
+from tqdm.auto import tqdm
 
 from translora import discriminator as disc
 from translora import evaluation, models, training
@@ -65,6 +66,11 @@ def _seeds(data_dir: Path, n: int) -> list[Example]:
     return _examples(data_dir / "train.jsonl")[:n]
 
 
+def _logs(out: Path) -> Path:
+    """Backend logs (a managed vLLM server's) go beside the stage's output folder, in the run directory."""
+    return out.parent / "logs"
+
+
 def _finish(tmp: Path, stage: str, start: float, config: dict, inputs: dict[str, str], metrics: dict) -> None:
     write_manifest(tmp, Manifest(stage=stage, config=config, inputs=inputs, seconds=time.time() - start,
                                  metrics=metrics))
@@ -112,7 +118,7 @@ def synthesize_negatives(cfg: Config, data_dir: Path, out: Path, progress: Progr
     start = time.time()
     seeds = [e.input for e in _seeds(data_dir, cfg.task.n_seeds)]
     n = cfg.discriminator.n_negatives
-    with open_generator(cfg.generation, cfg.source_model, description="negatives") as gen:
+    with open_generator(cfg.generation, cfg.source_model, None, "negatives", _logs(out)) as gen:
         synth = Synthesizer(gen, seeds, cfg.synthesis, seed=cfg.seed)
         items = synth.draw_until(n, budget=4 * n)
     if len(items) < 2:
@@ -196,16 +202,20 @@ def synthesize_and_filter(cfg: Config, bundle: Path, out: Path, progress: Progre
     judge = disc.Discriminator.load(info.discriminator_model, bundle / "discriminator", card.name)
     candidates: list[Candidate] = []
     kept = 0
-    with open_generator(cfg.generation, cfg.target_model, description="target synthesis") as gen:
+    with open_generator(cfg.generation, cfg.target_model, None, "target synthesis", _logs(out)) as gen:
         synth = Synthesizer(gen, [s.input for s in seeds], cfg.synthesis, seed=cfg.seed)
+        bar = tqdm(total=want, desc="synthesize + filter (kept)", leave=False)
         while kept < want and synth.generated < budget:
             items = synth.draw(min(cfg.filter.batch_size, budget - synth.generated))
             for text, margin in zip(items, judge.margins(items, cfg.filter.batch_size)):
                 keep = margin > 0 and kept < want
                 kept += keep
                 candidates.append(Candidate(input=text, margin=margin, kept=keep))
+            bar.update(kept - bar.n)
+            bar.set_postfix(generated=synth.generated)
             if progress:
                 progress(min(1.0, kept / want))
+        bar.close()
     rate = kept / max(1, len(candidates))
     metrics = {"generated": synth.generated, "distinct": len(candidates), "kept": kept, "acceptance_rate": rate}
     if kept < want:
@@ -229,7 +239,8 @@ def label(cfg: Config, bundle: Path, filtered: Path, out: Path) -> Path:
     inputs = [r["input"] for r in read_jsonl(filtered / "kept.jsonl")]
     request = GenerationRequest(max_new_tokens=cfg.label.max_new_tokens, temperature=0.0, stop=("\n",),
                                 batch_size=cfg.label.batch_size)
-    with open_generator(cfg.generation, info.source_model, bundle / "source_adapter", "teacher labels") as teacher:
+    with open_generator(cfg.generation, info.source_model, bundle / "source_adapter", "teacher labels",
+                        _logs(out)) as teacher:
         completions = teacher.generate([card.prompt(x) for x in inputs], request)
     rows = [Labelled(input=x, completion=c.strip()) for x, c in zip(inputs, completions) if c.strip()]
     if not rows:

@@ -9,6 +9,8 @@ import random
 import re
 from dataclasses import dataclass
 
+from tqdm.auto import tqdm
+
 from translora.config import SynthesisSpec
 from translora.generation.base import GenerationRequest, Generator
 
@@ -76,6 +78,8 @@ class Synthesizer:
     def draw_until(self, n: int, budget: int) -> list[str]:
         """At least `n` new items, or all that `budget` completions gave."""
         out: list[str] = []
-        while len(out) < n and self.generated < budget:
-            out.extend(self.draw(min(self.spec.batch_size, budget - self.generated)))
+        with tqdm(total=n, desc="synthesize", leave=False) as bar:
+            while len(out) < n and self.generated < budget:
+                out.extend(self.draw(min(self.spec.batch_size, budget - self.generated)))
+                bar.update(min(n, len(out)) - bar.n)
         return out[:n]

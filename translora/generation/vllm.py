@@ -1,0 +1,205 @@
+"""vLLM backend: talks to vLLM's OpenAI-compatible server, so vLLM lives in its own environment or container and
+its pins never constrain this project's.
+
+Either the user names a running server per model (`generation.vllm.servers`), or `VLLMServer` starts one for the stage: the
+configured command, loopback only, health-checked, logs captured into the run directory, stopped when the stage
+ends or fails. A server that cannot start is a user error (bad model path, bad flags); one that dies or errors
+mid-stage is a transient `GenerationBackendError`, so the Prefect task is retried.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+from tqdm.auto import tqdm
+
+from translora.config import ModelSpec, VLLMSpec
+from translora.errors import ConfigError, GenerationBackendError, UserError
+from translora.generation.base import GenerationRequest, Generator, cut_at_stop
+
+BASE_NAME = "base"
+ADAPTER_NAME = "adapter"
+
+
+class VLLMStartError(UserError):
+    """The managed vLLM server exited or never became healthy."""
+
+
+def vllm_command(spec: VLLMSpec) -> list[str]:
+    if spec.command:
+        return list(spec.command)
+    default = Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "vllm"
+    return [os.environ.get("TRANSLORA_VLLM", str(default)), "serve"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+class VLLMServer:
+    """A vLLM OpenAI-compatible server for one model (+ optional LoRA), owned by the stage that starts it."""
+
+    def __init__(self, spec: VLLMSpec, model_path: str, adapter: Path | None, log_file: Path,
+                 adapter_rank: int = 64, dtype: str = "float32"):
+        self.spec, self.model_path, self.adapter, self.log_file = spec, model_path, adapter, log_file
+        self.adapter_rank, self.dtype = adapter_rank, dtype
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+        self.startup_seconds = 0.0
+
+    def command(self) -> list[str]:
+        cmd = vllm_command(self.spec) + [
+            self.model_path, "--host", "127.0.0.1", "--port", str(self.port), "--served-model-name", BASE_NAME,
+            "--dtype", self.dtype, "--max-model-len", str(self.spec.max_model_len), "--seed", "0",
+        ]
+        if self.spec.enforce_eager:
+            cmd.append("--enforce-eager")
+        if self.adapter is not None:
+            cmd += ["--enable-lora", "--max-lora-rank", str(self.adapter_rank),
+                    "--lora-modules", f"{ADAPTER_NAME}={self.adapter}"]
+        return cmd + list(self.spec.extra_args)
+
+    def start(self) -> "VLLMServer":
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": str(self.spec.cpu_kvcache_gib), "HF_HUB_OFFLINE": "1"}
+        start = time.time()
+        log = open(self.log_file, "ab")
+        try:
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True)
+        except FileNotFoundError as exc:
+            raise ConfigError(
+                f"cannot start vLLM with {vllm_command(self.spec)!r}: {exc}. Run scripts/setup-vllm.sh, or set "
+                "generation.vllm.command, or point generation.vllm.url at a running server."
+            ) from exc
+        finally:
+            log.close()
+        deadline = start + self.spec.startup_timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise VLLMStartError(
+                    f"the vLLM server for {self.model_path} exited with code {self.process.returncode} while "
+                    f"starting; its log ({self.log_file}) ends with:\n{_tail(self.log_file)}"
+                )
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    self.startup_seconds = time.time() - start
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        self.stop()
+        raise VLLMStartError(f"the vLLM server for {self.model_path} was not healthy after "
+                             f"{self.spec.startup_timeout:.0f} s; see {self.log_file}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGINT)  # vLLM shuts its engine workers down on SIGINT
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+class VLLMGenerator(Generator):
+    """Completions from a vLLM server (`/v1/completions`), the base model or its LoRA module."""
+
+    def __init__(self, url: str, model: str = BASE_NAME, server: VLLMServer | None = None, description: str = ""):
+        self.url, self.model, self.server, self.description = url.rstrip("/"), model, server, description
+        self.client = httpx.Client(timeout=600)
+
+    @classmethod
+    def open(cls, spec: VLLMSpec, model: ModelSpec, adapter: Path | None, log_dir: Path,
+             description: str = "generate") -> "VLLMGenerator":
+        from translora.models import resolve
+
+        if model.id in spec.servers:
+            url = spec.servers[model.id].rstrip("/")
+            name = _load_adapter(url, adapter) if adapter is not None else _served_base(url)
+            return cls(url, name, description=description)
+        rank = _adapter_rank(adapter) if adapter is not None else 64
+        log = log_dir / f"vllm-{description.replace(' ', '-')}.log"
+        server = VLLMServer(spec, str(resolve(model)), adapter, log, rank, model.dtype).start()
+        return cls(server.url, ADAPTER_NAME if adapter is not None else BASE_NAME, server, description)
+
+    def generate(self, prompts: list[str], request: GenerationRequest) -> list[str]:
+        out: list[str] = []
+        for start in tqdm(range(0, len(prompts), request.batch_size), desc=self.description, leave=False,
+                          disable=len(prompts) <= request.batch_size):
+            batch = prompts[start: start + request.batch_size]
+            body = {
+                "model": self.model,
+                "prompt": batch,
+                "max_tokens": request.max_new_tokens,
+                "temperature": request.temperature,
+                "top_p": request.top_p if request.temperature > 0 else 1.0,
+                "seed": request.seed,
+                "stop": list(request.stop) or None,
+            }
+            try:
+                response = self.client.post(f"{self.url}/v1/completions", json=body)
+                response.raise_for_status()
+            except httpx.HTTPError as exc:
+                raise GenerationBackendError(f"vLLM server at {self.url} failed: {exc}") from exc
+            choices = sorted(response.json()["choices"], key=lambda c: c["index"])
+            out.extend(cut_at_stop(c["text"], request.stop) for c in choices)
+        return out
+
+    def close(self) -> None:
+        self.client.close()
+        if self.server is not None:
+            self.server.stop()
+
+
+def _served_base(url: str) -> str:
+    """The base model's name on a running server (the model entry without a parent)."""
+    try:
+        models = httpx.get(f"{url}/v1/models", timeout=10).raise_for_status().json()["data"]
+    except httpx.HTTPError as exc:
+        raise GenerationBackendError(f"vLLM server at {url} is not answering: {exc}") from exc
+    return next(m["id"] for m in models if not m.get("parent"))
+
+
+def _load_adapter(url: str, adapter: Path) -> str:
+    """Load a LoRA adapter into a running server under a name derived from its content hash."""
+    from translora.artifacts import hash_path
+
+    name = f"translora-{hash_path(adapter)[:16]}"
+    try:
+        response = httpx.post(f"{url}/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(adapter)},
+                              timeout=120)
+    except httpx.HTTPError as exc:
+        raise GenerationBackendError(f"vLLM server at {url} is not answering: {exc}") from exc
+    if response.status_code >= 400 and "already" not in response.text:
+        raise ConfigError(f"the vLLM server at {url} refused adapter {adapter}: {response.text[:300]}. It needs "
+                          "--enable-lora, VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and the adapter's path visible.")
+    return name
+
+
+def _adapter_rank(adapter: Path) -> int:
+    import json
+
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    if config.get("peft_type") != "LORA":
+        raise ConfigError(f"vLLM serves LoRA adapters only; {adapter} is {config.get('peft_type')}. "
+                          "Use generation.backend=hf for this adapter.")
+    rank = int(config.get("r", 8))
+    return next(r for r in (8, 16, 32, 64, 128, 256, 512) if r >= rank)
