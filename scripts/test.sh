@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Set everything up, then run the whole test suite (tiny random models, plus the marked real-model tests).
+# Set everything up (the project's .venv and vLLM's own .venv-vllm), then run the whole test suite: tiny random
+# models, the marked real-model tests, and the vLLM tests against a real server.
 # Extra arguments go to pytest. "No tests ran" (pytest exit 5) counts as a failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh || exit 1
+scripts/setup-vllm.sh || exit 1
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 .venv/bin/python -m pytest "$@"
 rc=$?
