@@ -1,7 +1,7 @@
 """Stands in for `vllm serve` on the first start only: answers /health, then drops the connection and exits on the
 first completion request, as a crashed server would. Every later start runs the real vLLM (argv passed on).
 
-Used by the retry test: usage `python vllm_dies_once.py MARKER REAL_VLLM serve MODEL --port N ...`."""
+Used by the retry test: `python vllm_dies_once.py MARKER VLLM_PYTHON -m vllm.entrypoints.openai.api_server ...`."""
 
 import os
 import sys

@@ -101,7 +101,8 @@ class VLLMSpec(Section):
     # Adapters are loaded into it at run time (the server needs --enable-lora and
     # VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, and must see the adapter's path).
     servers: dict[str, str] = {}
-    # None: $TRANSLORA_VLLM, else the .venv-vllm/bin/vllm that scripts/setup-vllm.sh makes in the repository
+    # None: `python -m vllm.entrypoints.openai.api_server` with $TRANSLORA_VLLM_PYTHON, else the repository's
+    # .venv-vllm/bin/python (scripts/setup-vllm.sh makes it); translora appends --model, --port and the rest
     command: list[str] | None = None
     extra_args: list[str] = []
     startup_timeout: float = Field(300, gt=0)

