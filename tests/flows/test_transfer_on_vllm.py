@@ -22,13 +22,13 @@ def test_stage_two_through_the_flow_on_vllm_survives_a_server_death(tiny_models,
     dies at its first request, the task is retried on a fresh server, and the run completes."""
     overrides = tiny_overrides(tiny_models) + ["filter.n_keep=3", "filter.max_generated=256"]
     config = load_config("cpu", overrides=overrides).model_dump(mode="json")
-    wrapper = [sys.executable, str(Path(__file__).with_name("vllm_dies_once.py")), str(tmp_path / "died"), VLLM,
+    wrapper = [sys.executable, str(Path(__file__).parents[1] / "vllm_dies_once.py"), str(tmp_path / "died"), VLLM,
                "-m", "vllm.entrypoints.openai.api_server"]
-    config["generation"] = GenerationSpec(backend="vllm", vllm=VLLMSpec(command=wrapper, max_model_len=512)
-                                          ).model_dump(mode="json")
     run_dir = str(tmp_path / "run")
-    bundle = finetune(config, run_dir)
-    adapter = transfer(bundle, config["target_model"], config, run_dir)
+    bundle = finetune(config, run_dir)  # stage 1 on hf
+    on_vllm = config | {"generation": GenerationSpec(backend="vllm", vllm=VLLMSpec(command=wrapper, max_model_len=512)
+                                                     ).model_dump(mode="json")}
+    adapter = transfer(bundle, config["target_model"], on_vllm, run_dir)
     assert (tmp_path / "died").exists()  # the first server really died
     out = RunLayout(Path(run_dir)).transfer(config["target_model"]["id"])
     assert Path(adapter) == out / "adapter" and (out / "adapter" / "adapter_model.safetensors").exists()
