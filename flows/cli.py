@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
 from pathlib import Path
 
-from translora.errors import TransloraError
+from translora.errors import TransloraError, UserError
 
 EPILOG = """\
 examples:
@@ -66,8 +67,20 @@ def _default_run_dir() -> Path:
     return Path("runs") / time.strftime("%Y%m%d-%H%M%S")
 
 
+class _HideUserErrorTracebacks(logging.Filter):
+    """Prefect logs a failed run's exception with its traceback; for errors the user can fix, the message says
+    what to do and the traceback only buries it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], UserError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        logging.getLogger(name).addFilter(_HideUserErrorTracebacks())
     try:
         return _dispatch(args)
     except TransloraError as exc:
@@ -104,6 +117,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from flows.transfer import transfer
         from translora.config import ModelSpec
 
+        from translora.models import resolve
+        from translora.stages import read_bundle
+
+        read_bundle(args.bundle)  # fail before any flow starts: not a bundle, or a changed one
+        resolve(ModelSpec(id=args.target))  # and a target model that does not exist
         target = ModelSpec(id=args.target).model_dump(mode="json")
         print(f"transferred adapter: {transfer(str(args.bundle.resolve()), target, config, str(run_dir))}")
     elif args.command == "evaluate":
