@@ -22,8 +22,8 @@ def transfer(bundle: str, target_model: dict, config: dict, run_dir: str) -> str
     task data never does (config supplies only synthesis, filter, label and training settings)."""
     cfg = resolve_config(config | {"target_model": target_model})
     config = cfg.model_dump(mode="json")
-    out = RunLayout(Path(run_dir)).transfer(cfg.target_model.id)
     run = RunLayout(Path(run_dir))
+    out = run.transfer(cfg.target_model.id)
     filtered = run_stage(synthesize_and_filter, run, config, bundle, out=out / "filtered")
     labelled = run_stage(label, run, config, bundle, filtered, out=out / "labelled")
     return run_stage(distill, run, config, bundle, labelled, out=out / "adapter")

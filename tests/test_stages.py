@@ -67,8 +67,8 @@ def test_transfer_reads_only_the_bundle(finetuned, tmp_path):
 
 def test_filter_that_keeps_too_few_reports_the_acceptance_rate(finetuned, tmp_path):
     cfg, _, bundle = finetuned
-    strict = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"n_keep": 60, "max_generated": 60})})
-    with pytest.raises(FilterExhaustedError, match=r"acceptance\) after 60 generations"):
+    strict = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"n_keep": 40, "max_generated": 40})})
+    with pytest.raises(FilterExhaustedError, match=r"acceptance\) after 40 generations"):
         stages.synthesize_and_filter(strict, bundle, tmp_path / "filtered")
     assert not (tmp_path / "filtered").exists()  # nothing half-written
 
