@@ -113,7 +113,7 @@ def train_source_adapter(cfg: Config, data_dir: Path, out: Path, progress: Progr
     return out
 
 
-def synthesize_negatives(cfg: Config, data_dir: Path, out: Path, progress: Progress = None) -> Path:
+def synthesize_negatives(cfg: Config, data_dir: Path, out: Path) -> Path:
     """Synthetic inputs from the source model (the discriminator's "no" class), from the same seeds a bundle keeps."""
     start = time.time()
     seeds = [e.input for e in _seeds(data_dir, cfg.task.n_seeds)]
