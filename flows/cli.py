@@ -79,6 +79,7 @@ class _HideUserErrorTracebacks(logging.Filter):
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizers warns after every fork otherwise
     for name in ("prefect.task_runs", "prefect.flow_runs"):
         logging.getLogger(name).addFilter(_HideUserErrorTracebacks())
     try:
@@ -146,5 +147,4 @@ def _prepare() -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     sys.exit(main())

@@ -17,7 +17,7 @@ from prefect.cache_policies import TASK_SOURCE, CacheKeyFnPolicy
 
 from translora import models
 from translora.artifacts import folder_hash, hash_json, read_manifest
-from translora.config import Config, ModelSpec, validate_config
+from translora.config import ModelSpec, validate_config
 from translora.errors import is_transient
 
 RETRIES = 2
@@ -79,7 +79,3 @@ def log_manifest(out: str | Path, what: str) -> None:
     manifest = read_manifest(Path(out))
     shown = {k: v for k, v in manifest.metrics.items() if not isinstance(v, (list, dict))}
     get_run_logger().info("%s done in %.1f s: %s", what, manifest.seconds, shown)
-
-
-def config_of(params: dict) -> Config:
-    return validate_config(params)

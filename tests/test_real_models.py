@@ -1,5 +1,7 @@
 """The embedded real models (from PyPI packages): load, one LoRA training step, one generation, on each."""
 
+import math
+
 import pytest
 
 from translora import training
@@ -22,4 +24,4 @@ def test_embedded_model_trains_and_generates(name, family):
     peft_model = training.new_adapter(model, AdapterSpec())
     result = training.train(peft_model, tok, [("Q: True and False is\nA:", " False")] * 2,
                             TrainSpec(max_steps=1, batch_size=2))
-    assert result.steps == 1 and result.final_loss == result.final_loss  # finite, not NaN
+    assert result.steps == 1 and math.isfinite(result.final_loss)

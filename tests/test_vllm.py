@@ -68,3 +68,15 @@ def test_bad_model_path_is_a_clear_error_not_a_retry(tmp_path):
     srv = VLLMServer(VLLMSpec(startup_timeout=240), str(tmp_path / "no-such-model"), None, tmp_path / "log")
     with pytest.raises(VLLMStartError, match="exited with code"):
         srv.start()
+
+
+def test_a_named_running_server_is_used_instead_of_starting_one(tiny_models, server, tmp_path):
+    """generation.vllm.servers: the generator talks to the given server (its base model), starting nothing."""
+    from translora.config import ModelSpec
+
+    spec = VLLMSpec(servers={"tiny": server.url}, command=["/nonexistent/vllm"])
+    gen = VLLMGenerator.open(spec, ModelSpec(id="tiny"), None, tmp_path)
+    assert gen.server is None and gen.model == "base"
+    request = GenerationRequest(max_new_tokens=6)
+    assert gen.generate(PROMPTS, request) == VLLMGenerator(server.url).generate(PROMPTS, request)
+    assert not list(tmp_path.iterdir())  # no managed server, so no log

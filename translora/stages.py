@@ -10,6 +10,7 @@ Prefect wraps each in a task (tasks/); nothing here knows about Prefect.
 from __future__ import annotations
 
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -20,7 +21,7 @@ from tqdm.auto import tqdm
 from translora import discriminator as disc
 from translora import evaluation, models, training
 from translora.artifacts import (
-    Manifest, atomic_dir, folder_hash, read_json, read_jsonl, read_manifest, write_json, write_jsonl, write_manifest,
+    Manifest, atomic_dir, folder_hash, read_json, read_jsonl, write_json, write_jsonl, write_manifest,
 )
 from translora.config import Config, ModelSpec
 from translora.data import Example, TaskCard, load_task
@@ -157,8 +158,6 @@ def train_discriminator(cfg: Config, data_dir: Path, negatives_dir: Path, out: P
 
 def write_bundle(cfg: Config, data_dir: Path, source_adapter: Path, discriminator_adapter: Path, out: Path) -> Path:
     """What a platform keeps: both adapters, the seeds and the task card. No other task data goes in."""
-    import shutil
-
     start = time.time()
     seeds = _seeds(data_dir, cfg.task.n_seeds)
     card = _card(data_dir)
@@ -291,7 +290,3 @@ def evaluate(cfg: Config, data_dir: Path, model: ModelSpec, adapter: Path | None
             inputs["adapter"] = folder_hash(adapter)
         _finish(tmp, "evaluate", start, cfg.section("eval"), inputs, result)
     return out
-
-
-def stage_seconds(folder: Path) -> float:
-    return read_manifest(folder).seconds

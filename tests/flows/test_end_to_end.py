@@ -6,7 +6,6 @@ import pytest
 from prefect import flow, task
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.client.schemas.objects import StateType
 
 from flows.end_to_end import trans_lora
 from tasks.common import retry_transient
