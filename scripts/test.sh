@@ -4,6 +4,13 @@
 # Extra arguments go to pytest. "No tests ran" (pytest exit 5) counts as a failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# The registry tests start a throwaway PostgreSQL server: they need its binaries (initdb, pg_ctl), not a service.
+if ! command -v pg_ctl >/dev/null && ! compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "[test] installing the postgresql Debian package"
+  { $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } \
+    >/dev/null || echo "[test] could not install postgresql; the PostgreSQL registry tests will be skipped" >&2
+fi
 scripts/setup.sh || exit 1
 scripts/setup-vllm.sh || exit 1
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false

@@ -126,7 +126,7 @@ class VLLMGenerator(Generator):
 
     def __init__(self, url: str, model: str = BASE_NAME, server: VLLMServer | None = None, description: str = ""):
         self.url, self.model, self.server, self.description = url.rstrip("/"), model, server, description
-        self.client = httpx.Client(timeout=600)
+        self.client = httpx.Client(timeout=600, headers=_auth())
 
     @classmethod
     def open(cls, spec: VLLMSpec, model: ModelSpec, adapter: Path | None, log_dir: Path,
@@ -171,10 +171,17 @@ class VLLMGenerator(Generator):
             self.server.stop()
 
 
+def _auth() -> dict[str, str]:
+    """vLLM's own variable: a server started with VLLM_API_KEY answers /v1/* only to requests that carry it
+    (docker/vllm-server.Dockerfile requires one; a server started here inherits it from this environment)."""
+    key = os.environ.get("VLLM_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 def _served_base(url: str) -> str:
     """The base model's name on a running server (the model entry without a parent)."""
     try:
-        models = httpx.get(f"{url}/v1/models", timeout=10).raise_for_status().json()["data"]
+        models = httpx.get(f"{url}/v1/models", headers=_auth(), timeout=10).raise_for_status().json()["data"]
     except httpx.HTTPError as exc:
         raise GenerationBackendError(f"vLLM server at {url} is not answering: {exc}") from exc
     return next(m["id"] for m in models if not m.get("parent"))
@@ -187,7 +194,7 @@ def _load_adapter(url: str, adapter: Path) -> str:
     name = f"translora-{hash_path(adapter)[:16]}"
     try:
         response = httpx.post(f"{url}/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(adapter)},
-                              timeout=120)
+                              headers=_auth(), timeout=120)
     except httpx.HTTPError as exc:
         raise GenerationBackendError(f"vLLM server at {url} is not answering: {exc}") from exc
     if response.status_code >= 400 and "already" not in response.text:
