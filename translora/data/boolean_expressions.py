@@ -8,12 +8,15 @@ closed. Answers come from a small evaluator with Python's precedence (not > and 
 from __future__ import annotations
 
 import random
+import re
 
 from translora.data.records import Example
 
 CONSTANTS = ("True", "False")
 BINARY = ("and", "or")
 _OPERAND_START = CONSTANTS + ("not", "(")
+# Parentheses are tokens even when written without spaces ("(True)"); any other run of non-space is one token.
+_TOKEN = re.compile(r"[()]|[^\s()]+")
 
 
 def _next_tokens(last: str | None, open_parens: int) -> tuple[str, ...]:
@@ -100,3 +103,25 @@ def generate(n: int, seed: int, lengths: tuple[int, ...] = (5, 6, 7, 8)) -> list
         seen.add(text)
         out.append(Example(input=text, target=str(evaluate(tokens))))
     return out
+
+
+def parse_input(text: str) -> list[str] | None:
+    """The expression tokens of a task input `<expression> is`, or None when it is not one (never eval())."""
+    tokens = _TOKEN.findall(text)
+    if len(tokens) < 2 or tokens[-1] != "is":
+        return None
+    try:
+        evaluate(tokens[:-1])
+    except (ValueError, IndexError):  # IndexError: the expression ends where an operand is due
+        return None
+    return tokens[:-1]
+
+
+def is_valid(text: str) -> bool:
+    return parse_input(text) is not None
+
+
+def answer(text: str) -> str | None:
+    """The answer of a valid input, "True" or "False"; None for an invalid one."""
+    tokens = parse_input(text)
+    return None if tokens is None else str(evaluate(tokens))

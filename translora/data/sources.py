@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 from translora.config import TaskSpec
 from translora.data import bigbench, boolean_expressions
@@ -38,31 +40,83 @@ def _read_jsonl(path: Path) -> list[Example]:
     return out
 
 
+@dataclass(frozen=True)
+class Checker:
+    """Ground truth for a task whose inputs can be checked. For measurement only: the transfer never needs it,
+    and nothing of it goes into a task card or a bundle."""
+
+    is_valid: Callable[[str], bool]
+    answer: Callable[[str], str | None]  # the correct target of a valid input; None for an invalid one
+
+
+class Loaded(NamedTuple):
+    examples: list[Example]
+    choices: list[str] | None
+    description: str
+    source: str
+    card_name: str
+
+
+@dataclass(frozen=True)
+class TaskSource:
+    """How to load one task (or a family of tasks, keyed by the prefix before ":"), and its checker if any."""
+
+    load: Callable[[str, int, int, Path], Loaded]  # (name after the prefix, n examples, seed, home)
+    checker: Checker | None = None
+
+
+def _boolean_expressions(name: str, n: int, seed: int, home: Path) -> Loaded:
+    return Loaded(boolean_expressions.generate(n, seed), ["True", "False"],
+                  "Evaluate a random Boolean expression (BIG-bench generator rules).",
+                  "generated (BIG-bench boolean_expressions grammar)", name)
+
+
+def _bbh(name: str, n: int, seed: int, home: Path) -> Loaded:
+    examples, choices, description = bigbench.load(home, name)
+    return Loaded(examples, choices, description, f"BIG-bench sdist {bigbench.SDIST}", name)
+
+
+def _jsonl(name: str, n: int, seed: int, home: Path) -> Loaded:
+    path = Path(name).expanduser()
+    examples = _read_jsonl(path)
+    targets = sorted({e.target for e in examples})
+    return Loaded(examples, targets if len(targets) <= 10 else None, f"Local task from {path.name}", str(path),
+                  path.stem)
+
+
+# Exact task names first, then families by prefix; a new task source is one entry here.
+TASKS: dict[str, TaskSource] = {
+    "bbh:boolean_expressions": TaskSource(
+        _boolean_expressions, Checker(boolean_expressions.is_valid, boolean_expressions.answer)),
+}
+FAMILIES: dict[str, TaskSource] = {"bbh": TaskSource(_bbh), "jsonl": TaskSource(_jsonl)}
+
+
+def task_source(name: str) -> TaskSource:
+    kind = name.partition(":")[0]
+    source = TASKS.get(name) or FAMILIES.get(kind)
+    if source is None:
+        raise DataError(f"unknown task {name!r}; use bbh:<task> (e.g. bbh:boolean_expressions) or jsonl:<path>")
+    return source
+
+
+def checker_for(task_name: str) -> Checker | None:
+    """The checker of a task given as in TaskSpec.name ("bbh:boolean_expressions") or by its card name
+    ("boolean_expressions"); None where the task has none."""
+    if task_name in TASKS:
+        return TASKS[task_name].checker
+    by_card = [s.checker for key, s in TASKS.items() if key.partition(":")[2] == task_name]
+    return by_card[0] if by_card else None
+
+
 def load_task(spec: TaskSpec, seed: int, home: Path) -> TaskData:
-    kind, _, name = spec.name.partition(":")
-    if kind == "bbh" and name == "boolean_expressions":
-        examples = boolean_expressions.generate(spec.n_train + spec.n_test, seed)
-        choices: list[str] | None = ["True", "False"]
-        description = "Evaluate a random Boolean expression (BIG-bench generator rules)."
-        source = "generated (BIG-bench boolean_expressions grammar)"
-    elif kind == "bbh":
-        examples, choices, description = bigbench.load(home, name)
-        source = f"BIG-bench sdist {bigbench.SDIST}"
-    elif kind == "jsonl":
-        path = Path(name).expanduser()
-        examples = _read_jsonl(path)
-        targets = sorted({e.target for e in examples})
-        choices = targets if len(targets) <= 10 else None
-        description = f"Local task from {path.name}"
-        source = str(path)
-    else:
-        raise DataError(f"unknown task {spec.name!r}; use bbh:<task> (e.g. bbh:boolean_expressions) or jsonl:<path>")
-    train, test = _split(examples, spec, seed)
+    loaded = task_source(spec.name).load(spec.name.partition(":")[2], spec.n_train + spec.n_test, seed, home)
+    train, test = _split(loaded.examples, spec, seed)
     card = TaskCard(
-        name=name if kind == "bbh" else Path(name).stem,
-        description=description,
-        choices=choices,
-        source=source,
+        name=loaded.card_name,
+        description=loaded.description,
+        choices=loaded.choices,
+        source=loaded.source,
         n_train=len(train),
         n_test=len(test),
     )

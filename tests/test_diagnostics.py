@@ -1,0 +1,73 @@
+import math
+
+import pytest
+
+from translora import diagnostics as dg
+
+
+def test_roc_auc_counts_pairs_and_ties_half():
+    # pairs (p, n): 3>1 3>2 3=3 | 2>1 2=2 2<3 -> wins 2 + 1 + 0.5 + 0.5 = 4 of 6
+    assert dg.roc_auc([3, 2], [1, 2, 3]) == pytest.approx(4 / 6)
+    assert dg.roc_auc([5, 6], [1, 2]) == 1.0
+    assert dg.roc_auc([1, 2], [5, 6]) == 0.0
+    assert dg.roc_auc([1, 1], [1]) == 0.5
+    with pytest.raises(ValueError):
+        dg.roc_auc([], [1.0])
+
+
+def test_filter_quality_precision_and_recall():
+    valid = {"a", "b", "c"}.__contains__
+    candidates = [("a", True), ("b", True), ("c", False), ("x", True), ("y", False)]
+    q = dg.filter_quality(candidates, valid)
+    assert (q.n_candidates, q.n_valid, q.n_kept, q.n_kept_valid) == (5, 3, 3, 2)
+    assert q.precision == pytest.approx(2 / 3) and q.recall == pytest.approx(2 / 3)
+    none_kept = dg.filter_quality([("a", False), ("x", False)], valid)
+    assert none_kept.precision is None and none_kept.recall == 0.0
+    assert dg.filter_quality([("x", True)], valid).recall is None
+
+
+def test_label_accuracy_checks_only_answerable_inputs():
+    answers = {"q1": "True", "q2": "False", "q3": "True"}
+    rows = [("q1", " True"), ("q2", "True"), ("q3", "True"), ("junk", "False"), ("more junk", "True")]
+    acc = dg.label_accuracy(rows, answers.get)
+    assert acc.accuracy == pytest.approx(2 / 3)
+    assert (acc.n_checked, acc.n_invalid_inputs) == (3, 2)
+    assert dg.label_accuracy([("junk", "True")], answers.get).accuracy is None
+
+
+def test_bootstrap_interval_of_a_mean():
+    constant = dg.bootstrap_interval([1, 1, 1, 1])
+    assert (constant.mean, constant.low, constant.high) == (1.0, 1.0, 1.0)
+    values = [1] * 70 + [0] * 30
+    ci = dg.bootstrap_interval(values, n_boot=4000, seed=1)
+    assert ci.mean == pytest.approx(0.7) and ci.n == 100 and ci.level == 0.95
+    # the normal approximation: 0.7 +- 1.96 * sqrt(0.7 * 0.3 / 100) = +- 0.0898
+    half = 1.96 * math.sqrt(0.21 / 100)
+    assert ci.low == pytest.approx(0.7 - half, abs=0.02) and ci.high == pytest.approx(0.7 + half, abs=0.02)
+    assert dg.bootstrap_interval(values, seed=3) == dg.bootstrap_interval(values, seed=3)
+    narrower = dg.bootstrap_interval(values, level=0.5)
+    assert ci.low < narrower.low < narrower.high < ci.high
+    with pytest.raises(ValueError):
+        dg.bootstrap_interval([])
+
+
+def test_paired_difference_uses_the_pairing():
+    a = [1, 0, 1, 1, 0, 1, 0, 1, 1, 1] * 5
+    same = dg.paired_bootstrap_difference(a, a)
+    assert (same.mean, same.low, same.high) == (0.0, 0.0, 0.0)  # unpaired intervals would not collapse
+    b = [0] * 50
+    diff = dg.paired_bootstrap_difference(a, b)
+    assert diff.mean == pytest.approx(0.7)
+    # b is constant, so the paired difference is exactly a's own bootstrap
+    assert (diff.low, diff.high) == pytest.approx((dg.bootstrap_interval(a).low, dg.bootstrap_interval(a).high))
+    one_better = [1] * 50
+    better = dg.paired_bootstrap_difference(one_better, a)
+    assert better.mean == pytest.approx(0.3) and 0 < better.low < better.high <= 0.5
+    with pytest.raises(ValueError):
+        dg.paired_bootstrap_difference([1, 0], [1])
+
+
+def test_synthesis_efficiency():
+    e = dg.synthesis_efficiency(generated_tokens=6400, kept_valid=40, seconds=120)
+    assert e.tokens_per_kept_valid == 160 and e.kept_valid_per_minute == 20
+    assert dg.synthesis_efficiency(100, 0, 30).tokens_per_kept_valid is None
