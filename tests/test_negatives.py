@@ -1,0 +1,60 @@
+from collections import Counter
+
+from translora import negatives as neg
+from translora.data import boolean_expressions, checker_for
+from translora.synthesis import normalize
+
+
+def _real() -> list[str]:
+    return [e.input for e in boolean_expressions.generate(60, seed=3)]
+
+
+def test_corruptions_are_seeded_distinct_and_never_real():
+    real = _real()
+    a, b = neg.corrupt(real, 80, seed=1), neg.corrupt(real, 80, seed=1)
+    assert a == b and a != neg.corrupt(real, 80, seed=2)
+    assert len(a) == 80 and len({normalize(x.input) for x in a}) == 80
+    assert not {normalize(x.input) for x in a} & {normalize(x) for x in real}
+    assert Counter(x.source for x in a) == {"truncated": 20, "shuffled": 20, "prose_span": 20, "chatter": 20}
+    assert neg.corrupt([], 5) == []
+
+
+def test_corrupted_boolean_expressions_are_mostly_invalid():
+    checker = checker_for("bbh:boolean_expressions")
+    made = neg.corrupt(_real(), 200, seed=0)
+    invalid = [not checker.is_valid(x.input) for x in made]
+    assert sum(invalid) / len(made) >= 0.9
+    for kind in ("truncated", "prose_span", "chatter"):  # these can never stay well-formed `<expr> is`
+        assert all(not checker.is_valid(x.input) for x in made if x.source == kind)
+
+
+def test_each_corruption_does_what_it_says():
+    import random
+
+    rng = random.Random(0)
+    text = "not ( True ) and False is"
+    cut = neg.truncate(text, rng)
+    assert text.startswith(cut) and len(cut.split()) < len(text.split())
+    shuffled = neg.shuffle_words(text, rng)
+    assert shuffled != text and sorted(shuffled.split()) == sorted(text.split())
+    span = neg.replace_span(text, rng)
+    assert any(p in span for p in neg.PROSE)
+    chat = neg.add_chatter(text, rng)
+    assert text in chat and chat != text
+
+
+def test_mix_drops_real_duplicates_and_balances_sources():
+    real = ["True and False is", "not True is"]
+    synthetic = ["TRUE  and false is", "False or True is", "False or True is"] + [f"s{i}" for i in range(10)]
+    corrupted = [neg.Negative(input=f"c{i}", source="chatter") for i in range(10)]
+    corrupted.append(neg.Negative(input="not   true is", source="truncated"))
+    mixed = neg.mix(synthetic, corrupted, real, 10, seed=0)
+    keys = [normalize(x.input) for x in mixed]
+    assert len(mixed) == 10 and len(set(keys)) == 10
+    assert not set(keys) & {normalize(x) for x in real}
+    assert Counter(x.source for x in mixed) == {"synthetic": 5, "chatter": 5}
+    assert mixed == neg.mix(synthetic, corrupted, real, 10, seed=0)
+    # one side short: the other fills in
+    short = neg.mix(["s1", "s2"], corrupted, real, 10)
+    assert Counter(x.source for x in short) == {"synthetic": 2, "chatter": 8}
+    assert len(neg.mix(["s1"], [], real, 10)) == 1

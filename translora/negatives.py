@@ -1,0 +1,121 @@
+"""Negatives that look like what weak models write, made from real train inputs.
+
+A strong source model's synthetic inputs are mostly well-formed, so a discriminator trained only on them never
+learns to reject the prose and broken fragments a weaker target model produces. These deterministic corruptions
+(truncated, token-shuffled, a span replaced by prose, chatter around the input) fill that gap. Task-agnostic:
+tokens are whitespace-separated words; no task checker is consulted.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable, Literal
+
+from pydantic import BaseModel
+
+from translora.synthesis import normalize
+
+Source = Literal["synthetic", "truncated", "shuffled", "prose_span", "chatter"]
+
+PROSE = (
+    "the correct statement is", "let me think about this", "this is a question about", "which means that",
+    "as we can see here", "in other words", "the following example shows", "I am not sure but",
+)
+CHATTER_BEFORE = (
+    "The answer is", "Let's think step by step.", "Question:", "Here is another example:",
+    "Sure! Here is a new question:", "The correct statement is",
+)
+CHATTER_AFTER = (
+    "The answer is", "Explain your answer.", "This is because of the rules above.",
+    "Let's evaluate it step by step.", "(see the examples above)", "Answer: it depends.",
+)
+
+
+class Negative(BaseModel):
+    input: str
+    source: Source  # "synthetic" (a model wrote it) or the corruption that made it
+
+
+def truncate(text: str, rng: random.Random) -> str:
+    """A prefix: what a generation cut off by its token budget looks like."""
+    words = text.split()
+    if len(words) > 1:
+        return " ".join(words[: rng.randint(1, len(words) - 1)])
+    return text[: max(1, len(text) // 2)]
+
+
+def shuffle_words(text: str, rng: random.Random) -> str:
+    """The same words in a new order: right vocabulary, wrong structure."""
+    words = text.split()
+    for _ in range(10):  # a few tries: short inputs often shuffle back into themselves
+        order = rng.sample(words, len(words))
+        if order != words:
+            return " ".join(order)
+    return " ".join(words)
+
+
+def replace_span(text: str, rng: random.Random) -> str:
+    """One to three consecutive words replaced by a prose phrase."""
+    words = text.split()
+    width = min(len(words), rng.randint(1, 3))
+    start = rng.randint(0, len(words) - width)
+    return " ".join(words[:start] + [rng.choice(PROSE)] + words[start + width:])
+
+
+def add_chatter(text: str, rng: random.Random) -> str:
+    """The input wrapped in the talk an instruction-tuned model adds before or after it."""
+    if rng.random() < 0.5:
+        return f"{rng.choice(CHATTER_BEFORE)} {text.strip()}"
+    return f"{text.strip()} {rng.choice(CHATTER_AFTER)}"
+
+
+CORRUPTIONS: dict[Source, Callable[[str, random.Random], str]] = {
+    "truncated": truncate, "shuffled": shuffle_words, "prose_span": replace_span, "chatter": add_chatter,
+}
+
+
+def corrupt(real_inputs: list[str], n: int, seed: int = 0) -> list[Negative]:
+    """Up to `n` distinct corrupted inputs, the corruption kinds taking turns, none equal to a real input."""
+    if not real_inputs:
+        return []
+    rng = random.Random(seed)
+    seen = {normalize(x) for x in real_inputs}
+    kinds = list(CORRUPTIONS.items())
+    out: list[Negative] = []
+    for slot in range(n):
+        kind, fn = kinds[slot % len(kinds)]
+        for _ in range(20):  # a few tries per slot: short inputs give duplicates; a kind that keeps failing skips
+            text = fn(rng.choice(real_inputs), rng).strip()
+            if text and normalize(text) not in seen:
+                seen.add(normalize(text))
+                out.append(Negative(input=text, source=kind))
+                break
+    return out
+
+
+def mix(synthetic: list[str], corrupted: list[Negative], real_inputs: list[str], n: int, seed: int = 0
+        ) -> list[Negative]:
+    """Up to `n` distinct negatives, half model-written and half corrupted where both have enough, the other
+    filling in where one runs short; anything that duplicates a real input (normalized) is dropped, since a
+    real input labelled "no" teaches the discriminator the opposite of the truth."""
+    real = {normalize(x) for x in real_inputs}
+    seen: set[str] = set()
+
+    def fresh(items: list[Negative]) -> list[Negative]:
+        out = []
+        for item in items:
+            key = normalize(item.input)
+            if item.input.strip() and key not in real and key not in seen:
+                seen.add(key)
+                out.append(item)
+        return out
+
+    rng = random.Random(seed)
+    model_written = fresh([Negative(input=x, source="synthetic") for x in synthetic])
+    made = fresh(corrupted)
+    rng.shuffle(model_written)
+    rng.shuffle(made)
+    n_model = min(len(model_written), max(n // 2, n - len(made)))
+    chosen = model_written[:n_model] + made[: n - n_model]
+    rng.shuffle(chosen)
+    return chosen
