@@ -1,0 +1,70 @@
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from translora import labelling, training
+from translora.config import AdapterSpec
+
+CHOICES = ["True", "False", "not sure at all"]  # continuations of different token lengths
+PROMPT = "Q: {input}\nA:"  # TaskCard's default
+INPUTS = ["True and False is", "not ( True ) or ( False and True ) is", "False is", "True or not False and True is"]
+
+
+def _teacher(folder):
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    peft_model = training.new_adapter(model, AdapterSpec(target_modules=["q_proj", "v_proj"]))
+    torch.manual_seed(0)
+    for name, p in peft_model.named_parameters():
+        if "lora_B" in name:  # peft starts B at zero; a random B makes the adapter change the scores
+            torch.nn.init.normal_(p, std=0.5)
+    return peft_model.eval(), tok
+
+
+@torch.no_grad()
+def _loglik(model, tok, prompt: str, choice: str) -> float:
+    prompt_ids = tok(prompt).input_ids
+    cont = tok(" " + choice, add_special_tokens=False).input_ids
+    ids = torch.tensor([prompt_ids + cont])
+    logp = torch.log_softmax(model(ids).logits[0].float(), -1)
+    return sum(float(logp[len(prompt_ids) + j - 1, t]) for j, t in enumerate(cont))
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_batched_choice_scores_match_unbatched_log_likelihoods(tiny_models, arch):
+    model, tok = _teacher(tiny_models[arch])
+    labels = labelling.label_choices(model, tok, INPUTS, CHOICES, PROMPT, batch_size=5)  # batches cut across inputs
+    assert [x.input for x in labels] == INPUTS
+    for x in labels:
+        expected = {c: _loglik(model, tok, f"Q: {x.input}\nA:", c) for c in CHOICES}
+        assert x.scores == pytest.approx(expected, abs=1e-4)
+        assert x.label == max(expected, key=expected.get)
+        assert sum(x.probs.values()) == pytest.approx(1.0)
+        assert x.confidence == x.probs[x.label] == max(x.probs.values())
+    # the adapter is what is scored: without it the scores differ
+    with model.disable_adapter():
+        base = labelling.label_choices(model, tok, INPUTS[:1], CHOICES, PROMPT)[0]
+    assert base.scores != pytest.approx(labels[0].scores, abs=1e-3)
+
+
+def _label(text: str, label: str, confidence: float) -> labelling.ChoiceLabel:
+    other = 1 - confidence
+    return labelling.ChoiceLabel(input=text, label=label, confidence=confidence, probs={label: confidence, "x": other},
+                                 scores={label: 0.0, "x": -1.0})
+
+
+def test_select_drops_unsure_labels_and_balances_classes():
+    rows = [_label(f"t{i}", "True", 0.9) for i in range(6)] + [_label(f"f{i}", "False", 0.8) for i in range(2)]
+    rows.append(_label("unsure", "False", 0.55))
+    assert [x.input for x in labelling.select(rows, 0.6)] == [x.input for x in rows[:8]]
+    balanced = labelling.select(rows, 0.6, balance=True, seed=1)
+    assert sorted(x.label for x in balanced) == ["False", "False", "True", "True"]
+    assert balanced == [x for x in rows if x in balanced]  # order kept
+    assert balanced == labelling.select(rows, 0.6, balance=True, seed=1)
+    assert len(labelling.select(rows, 0.0, balance=True)) == 6  # the unsure False counts when not dropped
+    assert labelling.select(rows, 0.95, balance=True) == []
+
+
+def test_choices_must_be_distinct():
+    with pytest.raises(ValueError):
+        labelling.label_choices(None, None, ["x"], ["True", "True"], PROMPT)

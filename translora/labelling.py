@@ -1,0 +1,97 @@
+"""Teacher labels constrained to a multiple-choice task's answer choices.
+
+Greedy generation can answer something that is not a choice at all; scoring each choice instead, as lm-eval's
+`acc` does (sum of log-probabilities of the continuation " <choice>" after the prompt), always gives a choice and,
+through the softmax over the choices' scores, a confidence that `select` can filter on.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import torch
+from pydantic import BaseModel
+
+from translora.data.records import TaskCard
+
+
+class ChoiceLabel(BaseModel):
+    input: str
+    label: str  # the choice with the highest score (the first of tied ones)
+    confidence: float  # its probability under the softmax over the choices' scores
+    probs: dict[str, float]  # softmax over choices; sums to 1
+    scores: dict[str, float]  # sum of log-probabilities of each choice's continuation tokens
+
+
+def _encode(tokenizer, prompt: str, choice: str) -> tuple[list[int], int]:
+    # Tokenized the way training.encode_pair tokenizes a completion, so the teacher is scored on the token
+    # sequences its adapter was trained on (no eos: a choice is scored as a continuation, not an ending).
+    prompt_ids = tokenizer(prompt).input_ids
+    choice_ids = tokenizer(TaskCard.completion(choice), add_special_tokens=False).input_ids
+    return prompt_ids + choice_ids, len(choice_ids)
+
+
+@torch.no_grad()
+def _continuation_logprobs(model, tokenizer, encoded: list[tuple[list[int], int]], batch_size: int) -> list[float]:
+    """Sum of log p(continuation token) per (ids, continuation length): left-padded batches with explicit position
+    ids, logits only for the last `longest continuation + 1` positions (what matters for a 262k vocabulary)."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = next(model.parameters()).device
+    out: list[float] = []
+    for start in range(0, len(encoded), batch_size):
+        batch = encoded[start: start + batch_size]
+        width = max(len(ids) for ids, _ in batch)
+        k = max(n for _, n in batch)
+        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, (ids, _) in enumerate(batch):
+            input_ids[row, width - len(ids):] = torch.tensor(ids)
+            attention[row, width - len(ids):] = 1
+        input_ids, attention = input_ids.to(device), attention.to(device)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
+        logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                       logits_to_keep=k + 1).logits[:, -(k + 1): -1, :].float()
+        logp = torch.log_softmax(logits, -1).gather(-1, input_ids[:, -k:].unsqueeze(-1)).squeeze(-1)
+        for row, (_, n) in enumerate(batch):
+            out.append(float(logp[row, k - n:].sum()))  # every continuation ends at the last position
+    return out
+
+
+def label_choices(model, tokenizer, inputs: list[str], choices: list[str], prompt_template: str,
+                  batch_size: int = 16) -> list[ChoiceLabel]:
+    """Score every choice after each input's prompt (`prompt_template` as in TaskCard) with `model` (a
+    transformers model, with or without a peft adapter); one ChoiceLabel per input, in order."""
+    if len(set(choices)) != len(choices) or not choices:
+        raise ValueError(f"choices must be distinct and non-empty, got {choices}")
+    model.eval()
+    encoded = [_encode(tokenizer, prompt_template.format(input=x), c) for x in inputs for c in choices]
+    flat = _continuation_logprobs(model, tokenizer, encoded, batch_size)
+    out = []
+    for i, text in enumerate(inputs):
+        scores = flat[i * len(choices): (i + 1) * len(choices)]
+        top = max(scores)
+        exp = [math.exp(s - top) for s in scores]  # shifted by the max: no overflow
+        total = sum(exp)
+        probs = [e / total for e in exp]
+        best = scores.index(top)
+        out.append(ChoiceLabel(input=text, label=choices[best], confidence=probs[best],
+                               probs=dict(zip(choices, probs)), scores=dict(zip(choices, scores))))
+    return out
+
+
+def select(labels: list[ChoiceLabel], min_confidence: float = 0.0, balance: bool = False, seed: int = 0
+           ) -> list[ChoiceLabel]:
+    """Labels at or above `min_confidence`; with `balance`, every label present downsampled (seeded) to the
+    rarest one's count, so a teacher that favours one answer does not teach the student to always give it.
+    Order is kept."""
+    sure = [x for x in labels if x.confidence >= min_confidence]
+    if not balance or not sure:
+        return sure
+    by_label: dict[str, list[int]] = {}
+    for i, x in enumerate(sure):
+        by_label.setdefault(x.label, []).append(i)
+    quota = min(len(idx) for idx in by_label.values())
+    rng = random.Random(seed)
+    keep = {i for idx in by_label.values() for i in rng.sample(idx, quota)}
+    return [x for i, x in enumerate(sure) if i in keep]
