@@ -3,12 +3,23 @@
 Batches are left-padded so every completion ends at the last position; the model then computes logits only for
 the last `max completion length + 1` positions (`logits_to_keep`), which matters for large vocabularies
 (Gemma's 262k-token head).
+
+A long run saves a checkpoint every `checkpoint_every_s` seconds (adapter weights as safetensors, optimizer and
+scheduler state as tensors-only torch files, data order and RNG states as JSON) and resumes from it after a kill,
+ending exactly where an uninterrupted run would. An out-of-memory step halves the micro-batch and accumulates
+gradients over the pieces, so the effective batch, and the result, stay the same.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import math
+import os
 import random
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +31,10 @@ from tqdm.auto import tqdm
 from translora.config import AdapterSpec, TrainSpec
 from translora.errors import AdapterMismatchError, DataError, TransientError
 
+log = logging.getLogger(__name__)
+
+# Files of one complete checkpoint folder; the folder only ever appears under its final name once all are written.
+_CHECKPOINT_FILES = ("adapter.safetensors", "optimizer.pt", "state.json")
 
 @dataclass
 class TrainResult:
@@ -30,6 +45,9 @@ class TrainResult:
     first_loss: float = float("nan")
     final_loss: float = float("nan")
     losses: list[float] = field(default_factory=list)
+    micro_batch_size: int = 0  # rows per forward pass; below the batch size after out-of-memory halvings
+    oom_halvings: int = 0
+    resumed_from_step: int = 0  # 0: started fresh; else the checkpoint step it went on from
 
     def metrics(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "losses"} | {"loss_curve": self.losses}
@@ -68,6 +86,8 @@ def attach_adapter(model, adapter_dir: Path, trainable: bool = False):
 
     try:
         return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+    except torch.OutOfMemoryError as exc:  # a RuntimeError too, but worth a retry, not a "wrong base" verdict
+        raise TransientError(f"out of memory while loading the adapter in {adapter_dir}: {exc}") from exc
     except (RuntimeError, ValueError, KeyError) as exc:
         raise AdapterMismatchError(
             f"the adapter in {adapter_dir} does not fit this base model ({type(exc).__name__}: "
@@ -114,6 +134,75 @@ def completion_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
                                              ignore_index=-100)
 
 
+def _accumulate(peft_model, rows: list[tuple[list[int], int]], pad_id: int, device, micro: int) -> float:
+    """Forward and backward one batch in pieces of `micro` rows. Each piece's mean loss is weighted by its share of
+    the batch's completion tokens, so the gradient (and the returned loss) is that of the whole batch at once."""
+    n_total = sum(n for _, n in rows)
+    value = 0.0
+    for start in range(0, len(rows), micro):
+        piece = rows[start: start + micro]
+        batch = {k: v.to(device) for k, v in collate(piece, pad_id).items()}
+        loss = completion_loss(peft_model, batch)
+        if micro < len(rows):  # a whole batch keeps its loss untouched, bit for bit
+            loss = loss * (sum(n for _, n in piece) / n_total)
+        loss.backward()
+        value += float(loss.detach())
+    return value
+
+
+def _fingerprint(peft_model, encoded: list[tuple[list[int], int]], spec: TrainSpec, total: int) -> str:
+    """What a checkpoint must match to be resumed: the data, the training spec and the adapter's shape."""
+    shapes = [(n, list(p.shape)) for n, p in peft_model.named_parameters() if p.requires_grad]
+    blob = json.dumps([encoded, spec.model_dump(mode="json"), total, shapes])
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _latest_checkpoint(folder: Path) -> Path | None:
+    complete = sorted(p for p in folder.glob("step-*") if all((p / f).is_file() for f in _CHECKPOINT_FILES))
+    return complete[-1] if complete else None
+
+
+def _save_checkpoint(folder: Path, peft_model, optimizer, schedule, state: dict) -> None:
+    """Write folder/step-NNNNNNNN under a temporary name, rename it into place, then drop older checkpoints."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    final = folder / f"step-{state['step']:08d}"
+    if final.exists():  # same step, same state: already saved
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
+    weights = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(peft_model).items()}
+    save_file(weights, str(tmp / "adapter.safetensors"))
+    torch.save({
+        "optimizer": optimizer.state_dict(),
+        "scheduler": schedule.state_dict(),
+        "torch_rng": torch.get_rng_state(),  # dropout masks: a resumed run must draw the same ones
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }, tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps(state))
+    os.replace(tmp, final)
+    for old in folder.glob("step-*"):
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(folder: Path, peft_model, optimizer, schedule, device) -> None:
+    """Restore weights, optimizer, scheduler and torch RNG from `folder` (its JSON state is the caller's)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    # The caller checked the fingerprint, which covers the adapter's parameter names and shapes.
+    set_peft_model_state_dict(peft_model, load_file(str(folder / "adapter.safetensors"), device=str(device)))
+    # weights_only: tensors and plain containers only, never arbitrary pickled objects
+    blob = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(blob["optimizer"])
+    schedule.load_state_dict(blob["scheduler"])
+    torch.set_rng_state(blob["torch_rng"])
+    if blob["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(blob["cuda_rng"])
+
+
 def train(
     peft_model,
     tokenizer,
@@ -121,8 +210,14 @@ def train(
     spec: TrainSpec,
     description: str = "train",
     progress: Callable[[float], None] | None = None,
+    checkpoint_dir: Path | None = None,
+    checkpoint_every_s: float = 120,
 ) -> TrainResult:
-    """Train the adapter's parameters of `peft_model` in place on (prompt, completion) pairs."""
+    """Train the adapter's parameters of `peft_model` in place on (prompt, completion) pairs.
+
+    With `checkpoint_dir`, a checkpoint is saved there every `checkpoint_every_s` seconds (between steps), and a
+    complete checkpoint found there on start, from a run of the same data, spec and adapter, is resumed.
+    """
     from transformers import get_linear_schedule_with_warmup
 
     if not pairs:
@@ -136,36 +231,78 @@ def train(
     schedule = get_linear_schedule_with_warmup(optimizer, int(spec.warmup_ratio * total), total)
     rng = random.Random(spec.seed)
     torch.manual_seed(spec.seed)
-    result = TrainResult(examples=len(encoded))
-    start = time.time()
-    peft_model.train()
+    result = TrainResult(examples=len(encoded), micro_batch_size=spec.batch_size)
     order: list[int] = []
-    bar = tqdm(range(total), desc=description, leave=False)
-    for _ in bar:
+    step, seconds_before = 0, 0.0
+    fingerprint, checkpoint = "", None
+    if checkpoint_dir is not None:
+        fingerprint = _fingerprint(peft_model, encoded, spec, total)
+        for stale in checkpoint_dir.glob(".tmp-*"):  # half-written by a killed run
+            shutil.rmtree(stale, ignore_errors=True)
+        checkpoint = _latest_checkpoint(checkpoint_dir)
+    if checkpoint is not None:
+        state = json.loads((checkpoint / "state.json").read_text())
+        if state.get("fingerprint") != fingerprint:
+            log.warning("%s: ignoring checkpoint %s from a different run (data, spec or adapter changed)",
+                        description, checkpoint)
+        else:
+            _load_checkpoint(checkpoint, peft_model, optimizer, schedule, device)
+            step, order, seconds_before = state["step"], state["order"], state["seconds"]
+            version, internal, gauss = state["python_rng"]
+            rng.setstate((version, tuple(internal), gauss))
+            result.losses, result.completion_tokens = state["losses"], state["completion_tokens"]
+            result.micro_batch_size, result.oom_halvings = state["micro_batch_size"], state["oom_halvings"]
+            result.resumed_from_step = step
+    start = time.time()
+    last_save = time.monotonic()
+    peft_model.train()
+    bar = tqdm(total=total, initial=step, desc=description, leave=False)
+    while step < total:
         if len(order) < spec.batch_size:
             epoch = list(range(len(encoded)))
             rng.shuffle(epoch)
             order.extend(epoch)
         idx, order = order[: spec.batch_size], order[spec.batch_size:]
-        batch = {k: v.to(device) for k, v in collate([encoded[i] for i in idx], tokenizer.pad_token_id).items()}
-        try:
-            loss = completion_loss(peft_model, batch)
-            loss.backward()
-        except torch.OutOfMemoryError as exc:
-            raise TransientError(f"out of memory in {description}: {exc}") from exc
+        rows = [encoded[i] for i in idx]
+        while True:
+            try:
+                value = _accumulate(peft_model, rows, tokenizer.pad_token_id, device, result.micro_batch_size)
+                break
+            except torch.OutOfMemoryError as exc:
+                if result.micro_batch_size == 1:
+                    raise TransientError(f"out of memory in {description} even at one example per step: "
+                                         f"{exc}") from exc
+            # Outside the except block, so the failed attempt's tensors (held by its traceback) can be freed.
+            optimizer.zero_grad(set_to_none=True)
+            result.micro_batch_size = max(1, result.micro_batch_size // 2)
+            result.oom_halvings += 1
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            log.warning("%s: out of memory; going on with %d rows per forward pass (effective batch %d)",
+                        description, result.micro_batch_size, spec.batch_size)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        value = float(loss.detach())
+        step += 1
         result.losses.append(round(value, 5))
-        result.completion_tokens += int((batch["labels"] != -100).sum())
+        result.completion_tokens += sum(n for _, n in rows)
+        bar.update(1)
         bar.set_postfix(loss=f"{value:.3f}")
+        if checkpoint_dir is not None and time.monotonic() - last_save >= checkpoint_every_s:
+            _save_checkpoint(checkpoint_dir, peft_model, optimizer, schedule, {
+                "fingerprint": fingerprint, "step": step, "order": order, "python_rng": rng.getstate(),
+                "losses": result.losses, "completion_tokens": result.completion_tokens,
+                "micro_batch_size": result.micro_batch_size, "oom_halvings": result.oom_halvings,
+                "seconds": seconds_before + time.time() - start,
+            })
+            last_save = time.monotonic()
         if progress:
-            progress(len(result.losses) / total)
+            progress(step / total)
+    bar.close()
     peft_model.eval()
     result.steps = total
-    result.seconds = time.time() - start
+    result.seconds = seconds_before + time.time() - start
     result.first_loss, result.final_loss = result.losses[0], sum(result.losses[-5:]) / len(result.losses[-5:])
     return result
 

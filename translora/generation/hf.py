@@ -29,33 +29,48 @@ class HFGenerator(Generator):
 
     @torch.no_grad()
     def generate(self, prompts: list[str], request: GenerationRequest) -> list[str]:
-        tok = self.tokenizer
-        tok.padding_side = "left"  # batched generation needs prompts aligned at the right edge
+        """Completions in prompt order. A chunk that runs out of memory is retried at half the batch size (and the
+        rest goes on at that size); at one prompt a chunk, out of memory is a retryable backend error."""
+        self.tokenizer.padding_side = "left"  # batched generation needs prompts aligned at the right edge
         out: list[str] = []
         torch.manual_seed(request.seed)
-        sampling = request.temperature > 0
-        for start in tqdm(range(0, len(prompts), request.batch_size), desc=self.description, leave=False,
-                          disable=len(prompts) <= request.batch_size):
-            batch = prompts[start: start + request.batch_size]
-            enc = tok(batch, return_tensors="pt", padding=True).to(self.model.device)
+        size = request.batch_size
+        bar = tqdm(total=len(prompts), desc=self.description, leave=False, disable=len(prompts) <= size)
+        while len(out) < len(prompts):
+            chunk = prompts[len(out): len(out) + size]
+            texts: list[str] | None = None
             try:
-                ids = self.model.generate(
-                    **enc,
-                    max_new_tokens=request.max_new_tokens,
-                    do_sample=sampling,
-                    temperature=request.temperature if sampling else None,
-                    top_p=request.top_p if sampling else None,
-                    top_k=None,
-                    pad_token_id=tok.pad_token_id,
-                    stop_strings=list(request.stop) or None,
-                    tokenizer=tok if request.stop else None,
-                )
+                texts = self._generate_chunk(chunk, request)
             except torch.OutOfMemoryError as exc:
-                raise GenerationBackendError(f"out of memory while generating: {exc}") from exc
-            new = ids[:, enc["input_ids"].shape[1]:]
-            texts = tok.batch_decode(new, skip_special_tokens=True)
-            out.extend(cut_at_stop(t, request.stop) for t in texts)
+                if size == 1:
+                    raise GenerationBackendError(f"out of memory while generating one prompt: {exc}") from exc
+            if texts is None:  # handled outside the except block, whose traceback still holds the failed tensors
+                size //= 2
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+            out.extend(texts)
+            bar.update(len(chunk))
+        bar.close()
         return out
+
+    def _generate_chunk(self, prompts: list[str], request: GenerationRequest) -> list[str]:
+        tok = self.tokenizer
+        sampling = request.temperature > 0
+        enc = tok(prompts, return_tensors="pt", padding=True).to(self.model.device)
+        ids = self.model.generate(
+            **enc,
+            max_new_tokens=request.max_new_tokens,
+            do_sample=sampling,
+            temperature=request.temperature if sampling else None,
+            top_p=request.top_p if sampling else None,
+            top_k=None,
+            pad_token_id=tok.pad_token_id,
+            stop_strings=list(request.stop) or None,
+            tokenizer=tok if request.stop else None,
+        )
+        texts = tok.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        return [cut_at_stop(t, request.stop) for t in texts]
 
     def close(self) -> None:
         self.model = None
