@@ -38,6 +38,10 @@ class ArtifactError(UserError):
     """A run-directory artifact is missing or does not match its manifest."""
 
 
+class SignatureError(UserError):
+    """A signed file is unsigned, tampered with, or signed by a key the operator does not trust."""
+
+
 class TransientError(TransloraError):
     """A failure worth retrying: out of memory, a generation backend error."""
 
