@@ -37,14 +37,28 @@ def extract_tasks(home: Path, names: tuple[str, ...] = BBH_TASKS) -> Path:
         raise DataError(f"the BIG-bench sdist is not at {archive}; run scripts/setup.sh (it downloads it once)")
     with tarfile.open(archive) as tar:
         for member in tar:
-            if not (member.isfile() and member.name.startswith(_MEMBER_PREFIX)):
+            if not member.name.startswith(_MEMBER_PREFIX):
                 continue
             rel = member.name[len(_MEMBER_PREFIX):]
+            _check_member(archive, member, out, rel)
+            if not member.isfile():
+                continue
             task = rel.split("/", 1)[0]
             if task in missing and rel.endswith("task.json"):
                 data = json.load(tar.extractfile(member))  # type: ignore[arg-type]
                 write_json(out / rel, data)
     return out
+
+
+def _check_member(archive: Path, member: tarfile.TarInfo, out: Path, rel: str) -> None:
+    """Refuse a member that could write outside `out`: a link, an absolute path or one climbing out with `..`.
+    The published sdist has none, so such an archive was tampered with or is not that sdist."""
+    root = out.resolve()
+    target = (out / rel).resolve()
+    if member.issym() or member.islnk() or (target != root and root not in target.parents):
+        kind = f"a link to {member.linkname!r}" if member.issym() or member.islnk() else "a path outside the folder"
+        raise DataError(f"the BIG-bench sdist {archive} holds an unsafe member {member.name!r} ({kind}); it is not "
+                        "the published bigbench 1.0.0 archive: delete it and run scripts/setup.sh to download it again")
 
 
 def load(home: Path, name: str) -> tuple[list[Example], list[str] | None, str]:

@@ -29,14 +29,26 @@ def _split(examples: list[Example], spec: TaskSpec, seed: int) -> tuple[list[Exa
 def _read_jsonl(path: Path) -> list[Example]:
     if not path.exists():
         raise DataError(f"task file {path} does not exist")
+    if path.is_dir():
+        raise DataError(f"task file {path} is a directory; give the .jsonl file itself (jsonl:PATH)")
+    text: str | None
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\0" in text:  # undecodable, or valid UTF-8 that is still binary (NUL bytes)
+        raise DataError(f"task file {path} is not UTF-8 text (a binary or compressed file?); give a text file with "
+                        'one {"input": ..., "target": ...} object a line')
     out = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             out.append(Example.model_validate(json.loads(line)))
         except Exception as exc:  # noqa: BLE001 - any parse problem is the user's file
             raise DataError(f"{path}:{n} is not a JSON object with string fields 'input' and 'target': {exc}") from exc
+    if not out:
+        raise DataError(f'task file {path} holds no examples; write one {{"input": ..., "target": ...}} object a line')
     return out
 
 
