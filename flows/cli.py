@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from flows import registry_cli
 from translora.errors import TransloraError, UserError
 
 EPILOG = """\
@@ -18,9 +19,11 @@ examples:
   translora finetune --config my.yaml --run-dir runs/acme
   translora transfer --bundle runs/acme/bundle --target embedded:gemma3-270m --run-dir runs/acme
   translora config --profile paper                # print the resolved config
+  translora gc                                    # free store outputs no run directory references
 
 Config = profile (cpu | paper) <- --config YAML <- --set section.field=value (repeatable).
-A second run into the same --run-dir reuses every finished stage (Prefect cache)."""
+Every stage output lives in a content-addressed store ($TRANSLORA_STORE, default $TRANSLORA_HOME/store); a run
+directory holds links into it. Any run whose inputs, settings and code match an earlier one reuses its outputs."""
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -31,7 +34,12 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run-dir", type=Path, help="where every artifact goes (default: runs/<timestamp>)")
+    p.add_argument("--run-dir", type=Path, help="where the links to every output go (default: runs/<timestamp>)")
+
+
+def _store(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", type=Path, help="the artifact store (default: $TRANSLORA_STORE, else "
+                                              "$TRANSLORA_HOME/store)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -43,23 +51,31 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = ap.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="finetune, transfer and evaluate in one Prefect flow")
-    _config_args(run)
-    _run_dir(run)
     fin = sub.add_parser("finetune", help="stage 1: source adapter, discriminator, transfer bundle")
-    _config_args(fin)
-    _run_dir(fin)
-    tr = sub.add_parser("transfer", help="stage 2: carry a bundle's adapter to a target model")
-    _config_args(tr)
-    _run_dir(tr)
-    tr.add_argument("--bundle", type=Path, required=True, help="a bundle folder written by `translora finetune`")
-    tr.add_argument("--target", required=True, help="target model: embedded:<name>, a local folder or a hub id")
+    tr = sub.add_parser("transfer", help="stage 2: carry a bundle's adapter to a target model; emits a new bundle")
+    for p in (run, fin, tr):
+        _config_args(p)
+        _run_dir(p)
+        _store(p)
+    tr.add_argument("--bundle", type=Path, required=True,
+                    help="a bundle folder written by `translora finetune` or by an earlier transfer")
+    tr.add_argument("--target", help="target model: embedded:<name>, a local folder or a hub id; sets "
+                                     "target_model.id and keeps the target's other settings (default: the config's)")
     ev = sub.add_parser("evaluate", help="evaluate a run's three models on its held-out test split")
     _config_args(ev)
+    _store(ev)
     ev.add_argument("--run-dir", type=Path, required=True, help="a run directory that holds data/ and bundle/")
-    ev.add_argument("--adapter", type=Path, required=True, help="the transferred adapter folder")
+    ev.add_argument("--adapter", type=Path, required=True,
+                    help="the transferred adapter folder (evaluated on the base it was trained on)")
+    ev.add_argument("--bundle", type=Path, help="the bundle it was transferred from (default: the run's bundle/)")
+    gc = sub.add_parser("gc", help="remove store outputs that no run directory references; prints what it freed")
+    _store(gc)
+    gc.add_argument("--keep", type=Path, action="append", default=[], metavar="RUN_DIR",
+                    help="also keep what this run directory references (e.g. one moved since its last use)")
     sub.add_parser("prepare", help="convert the embedded models and extract BIG-bench data (done by setup)")
     cfg = sub.add_parser("config", help="print the resolved config as YAML")
     _config_args(cfg)
+    registry_cli.add_parser(sub)
     return ap
 
 
@@ -93,42 +109,68 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from translora.config import dump_config, load_config
+    if args.command == "registry":  # needs no pipeline config
+        return registry_cli.run(args)
+    from translora.config import dump_config
 
     if args.command == "prepare":
         return _prepare()
-    cfg = load_config(args.profile, args.config, args.overrides)
+    if getattr(args, "store", None):
+        os.environ["TRANSLORA_STORE"] = str(args.store.resolve())  # read by every stage task, in any process
+    if args.command == "gc":
+        return _gc(args.keep)
+    cfg = command_config(args)
     if args.command == "config":
         print(dump_config(cfg), end="")
         return 0
-    config = cfg.model_dump(mode="json")
     run_dir = (args.run_dir or _default_run_dir()).resolve()
+    if args.command == "transfer":  # fail before any flow starts: not a bundle, a changed one, no such target
+        from translora.bundle import Bundle
+        from translora.models import resolve
+
+        Bundle(args.bundle)
+        resolve(cfg.target_model)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(cfg))
     print(f"run directory: {run_dir}")
     if args.command == "run":
         from flows.end_to_end import trans_lora
 
-        trans_lora(config, str(run_dir))
+        trans_lora(cfg, str(run_dir))
     elif args.command == "finetune":
         from flows.finetune import finetune
 
-        print(f"bundle: {finetune(config, str(run_dir))}")
+        print(f"bundle: {finetune(cfg, str(run_dir))}")
     elif args.command == "transfer":
         from flows.transfer import transfer
-        from translora.config import ModelSpec
 
-        from translora.models import resolve
-        from translora.stages import read_bundle
-
-        read_bundle(args.bundle)  # fail before any flow starts: not a bundle, or a changed one
-        resolve(ModelSpec(id=args.target))  # and a target model that does not exist
-        target = ModelSpec(id=args.target).model_dump(mode="json")
-        print(f"transferred adapter: {transfer(str(args.bundle.resolve()), target, config, str(run_dir))}")
+        outputs = transfer(str(args.bundle.resolve()), cfg, str(run_dir))
+        print(f"transferred adapter: {outputs['adapter']}\nnew bundle (for the next upgrade): {outputs['bundle']}")
     elif args.command == "evaluate":
         from flows.evaluate import evaluate
 
-        evaluate(config, str(run_dir), str(args.adapter.resolve()))
+        bundle = (args.bundle or run_dir / "bundle").resolve()
+        evaluate(cfg, str(run_dir), str(args.adapter.resolve()), str(bundle))
+    return 0
+
+
+def command_config(args: argparse.Namespace):
+    """The config a command runs with: profile <- --config <- --set, and for `transfer`, --target as the target
+    model's id only (its dtype, revision and trust_remote_code stay as configured)."""
+    from translora.config import load_config
+
+    overrides = list(args.overrides)
+    if getattr(args, "target", None):
+        overrides.append(f"target_model.id={args.target}")
+    return load_config(args.profile, args.config, overrides)
+
+
+def _gc(keep: list[Path]) -> int:
+    from translora.store import Store
+
+    store = Store()
+    removed, freed = store.gc(keep)
+    print(f"store {store.root}: removed {removed} unreferenced outputs, freed {freed / 2**20:.1f} MiB")
     return 0
 
 

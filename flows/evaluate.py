@@ -1,4 +1,4 @@
-"""Evaluation on the held-out test split: source + source LoRA, target base, target + transferred LoRA."""
+"""Evaluation on the held-out test split: source + source adapter, target base, target + transferred adapter."""
 
 from __future__ import annotations
 
@@ -7,42 +7,47 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows.options import run_stage
-from tasks.evaluate import evaluate as evaluate_task
-from translora import report
-from translora.artifacts import RunLayout, read_json, write_json
-from translora.config import resolve_config
+from flows.transfer import transfer_scope
+from tasks.stage import run_stage
+from translora import report, stages
+from translora.artifacts import read_manifest, write_json
+from translora.bundle import Bundle
+from translora.config import Config, ModelSpec
+from translora.errors import ArtifactError
+from translora.store import RunIndex
+
+
+def adapter_base(adapter: Path) -> ModelSpec:
+    """The base model an adapter was trained on, from the manifest translora wrote beside it."""
+    if not Path(adapter).is_dir():
+        raise ArtifactError(f"adapter folder {adapter} does not exist; give the transferred adapter's folder")
+    manifest = read_manifest(adapter)
+    if "base" not in manifest.models:
+        raise ArtifactError(f"{adapter} is not an adapter translora trained (its manifest names no base model)")
+    return ModelSpec.model_validate(manifest.models["base"]["spec"])
 
 
 @flow(name="translora-evaluate", log_prints=True)
-def evaluate(config: dict, run_dir: str, transferred_adapter: str) -> dict:
+def evaluate(config: Config, run_dir: str, transferred_adapter: str, bundle: str) -> dict:
     """Run the three lm-eval evaluations, write results.json and Prefect table + markdown artifacts."""
-    cfg = resolve_config(config)
-    config = cfg.model_dump(mode="json")
-    run = RunLayout(Path(run_dir))
-    data, bundle = str(run.data), run.bundle
-    source_model = read_json(bundle / "bundle.json")["source_model"]
-    target_model = cfg.target_model.model_dump(mode="json")
-    where = run.evaluation(cfg.target_model.id)
-    evals = {
-        "source_adapter": run_stage(evaluate_task, run, config, data, source_model, str(bundle / "source_adapter"),
-                                    out=where / "source_adapter"),
-        "target_base": run_stage(evaluate_task, run, config, data, target_model, None, out=where / "target_base"),
-        "transferred": run_stage(evaluate_task, run, config, data, target_model, transferred_adapter,
-                                 out=where / "transferred"),
+    run = RunIndex(Path(run_dir))
+    source = Bundle(Path(bundle))
+    target = adapter_base(Path(transferred_adapter))
+    scope = transfer_scope(source, target.id)
+    data = run.slot("data")
+    jobs = {
+        "source_adapter": (source.teacher_model(), source.source_adapter),
+        "target_base": (target, None),
+        "transferred": (target, transferred_adapter),
     }
-    transfer_dir = Path(transferred_adapter).parent
-    stage_dirs = {
-        "finetune: source adapter": run.finetune / "source_adapter",
-        "finetune: negatives": run.finetune / "negatives",
-        "finetune: discriminator": run.finetune / "discriminator",
-        "transfer: synthesize + filter": transfer_dir / "filtered",
-        "transfer: teacher labels": transfer_dir / "labelled",
-        "transfer: distill": transfer_dir / "adapter",
-    } | {f"evaluate: {k}": Path(v) for k, v in evals.items()}
-    results = report.collect(read_json(bundle / "task_card.json")["name"], source_model["id"], cfg.target_model.id,
-                             {k: Path(v) for k, v in evals.items()}, transfer_dir / "filtered", stage_dirs)
-    write_json(where / "results.json", results.model_dump())
+    evals = {name: run_stage(stages.EVALUATE, config, run.root, scope, slot=f"eval/{name}",
+                             inputs={"data": data, "adapter": adapter}, models={"model": model})
+             for name, (model, adapter) in jobs.items()}
+    slots = [s for s in run.entries() if not s.startswith("transfer/") or s.startswith(scope + "/")]
+    stage_dirs = {slot: run.root / slot for slot in slots}
+    results = report.collect(source.card.name, source.info.source_model.id, target.id, evals,
+                             run.slot(f"{scope}/filtered"), stage_dirs)
+    write_json(run.root / scope / "results.json", results.model_dump())
     create_table_artifact(results.table(), key="translora-accuracy", description="Held-out accuracy")
     create_markdown_artifact(results.markdown(), key="translora-results", description="Trans-LoRA results")
     print(results.text())

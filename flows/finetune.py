@@ -6,24 +6,24 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows.options import run_stage
-from tasks.bundle import write_bundle
-from tasks.discriminator import train_discriminator
-from tasks.negatives import synthesize_negatives
-from tasks.prepare_data import prepare_data
-from tasks.source_adapter import train_source_adapter
-from translora.artifacts import RunLayout
-from translora.config import resolve_config
+from tasks.stage import run_stage
+from translora import stages
+from translora.config import Config
+from translora.store import Store
 
 
 @flow(name="translora-finetune", log_prints=True)
-def finetune(config: dict, run_dir: str) -> str:
-    """Train the source LoRA and the discriminator and write the transfer bundle; returns the bundle's path."""
-    cfg = resolve_config(config)
-    config = cfg.model_dump(mode="json")
-    run = RunLayout(Path(run_dir))
-    data = run_stage(prepare_data, run, config, out=run.data)
-    source = run_stage(train_source_adapter, run, config, data, out=run.finetune / "source_adapter")
-    negatives = run_stage(synthesize_negatives, run, config, data, out=run.finetune / "negatives")
-    discriminator = run_stage(train_discriminator, run, config, data, negatives, out=run.finetune / "discriminator")
-    return run_stage(write_bundle, run, config, data, source, discriminator, out=run.bundle)
+def finetune(config: Config, run_dir: str) -> str:
+    """Train the source adapter and the discriminator and write the transfer bundle; returns the bundle's path."""
+    run = Path(run_dir)
+    Store().register_run(run)
+    data = run_stage(stages.PREPARE_DATA, config, run)
+    source = run_stage(stages.SOURCE_ADAPTER, config, run, inputs={"data": data},
+                       models={"base": config.source_model})
+    negatives = run_stage(stages.NEGATIVES, config, run, inputs={"data": data}, models={"base": config.source_model})
+    discriminator = run_stage(stages.DISCRIMINATOR, config, run, inputs={"data": data, "negatives": negatives},
+                              models={"base": config.discriminator_base})
+    bundle = run_stage(stages.BUNDLE, config, run,
+                       inputs={"data": data, "source_adapter": source, "discriminator": discriminator},
+                       models={"source": config.source_model, "discriminator": config.discriminator_base})
+    return str(bundle)

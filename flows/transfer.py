@@ -1,4 +1,5 @@
-"""Stage 2: from a bundle and a target model only: synthesize, filter, label with the teacher, distill."""
+"""Stage 2: from a bundle and a target model only: synthesize, filter, label with the teacher, distill, and emit
+the transferred adapter as a new bundle (so transfers chain)."""
 
 from __future__ import annotations
 
@@ -6,24 +7,39 @@ from pathlib import Path
 
 from prefect import flow
 
-from flows.options import run_stage
-from tasks.distill import distill
-from tasks.filter import synthesize_and_filter
-from tasks.label import label
-from translora.artifacts import RunLayout
-from translora.config import resolve_config
+from tasks.stage import run_stage
+from translora import stages
+from translora.artifacts import safe_name
+from translora.bundle import Bundle
+from translora.config import Config
+from translora.store import Store
+
+
+def transfer_scope(bundle: Bundle, target: str) -> str:
+    """Run-directory folder of one (bundle, target) pair: two bundles to one target never share it."""
+    return f"transfer/{safe_name(target)}/{safe_name(bundle.card.name)}-{bundle.hash[:12]}"
 
 
 @flow(name="translora-transfer", log_prints=True)
-def transfer(bundle: str, target_model: dict, config: dict, run_dir: str) -> str:
-    """Carry the bundle's adapter to `target_model`; returns the transferred adapter's path.
+def transfer(bundle: str, config: Config, run_dir: str) -> dict[str, str]:
+    """Carry the bundle's adapter to `config.target_model`; returns the paths of the transferred adapter, the new
+    bundle and the intermediate outputs.
 
-    Only the bundle and the target model are read: the source model and its adapter come from the bundle, the
-    task data never does (config supplies only synthesis, filter, label and training settings)."""
-    cfg = resolve_config(config | {"target_model": target_model})
-    config = cfg.model_dump(mode="json")
-    run = RunLayout(Path(run_dir))
-    out = run.transfer(cfg.target_model.id)
-    filtered = run_stage(synthesize_and_filter, run, config, bundle, out=out / "filtered")
-    labelled = run_stage(label, run, config, bundle, filtered, out=out / "labelled")
-    return run_stage(distill, run, config, bundle, labelled, out=out / "adapter")
+    Only the bundle and the target model are read: the teacher and the discriminator come from the bundle, the task
+    data never does (config supplies only synthesis, filter, label and training settings)."""
+    run = Path(run_dir)
+    Store().register_run(run)
+    source = Bundle(Path(bundle))
+    target = config.target_model
+    scope = transfer_scope(source, target.id)
+    filtered = run_stage(stages.FILTER, config, run, scope, inputs={"bundle": bundle},
+                         models={"target": target, "discriminator": source.discriminator_model()})
+    labelled = run_stage(stages.LABEL, config, run, scope, inputs={"bundle": bundle, "filtered": filtered},
+                         models={"teacher": source.teacher_model()})
+    adapter = run_stage(stages.DISTILL, config, run, scope,
+                        inputs={"bundle": bundle, "filtered": filtered, "labelled": labelled},
+                        models={"base": target})
+    new_bundle = run_stage(stages.EMIT_BUNDLE, config, run, scope, inputs={"bundle": bundle, "adapter": adapter},
+                           models={"target": target})
+    return {"filtered": str(filtered), "labelled": str(labelled), "adapter": str(adapter),
+            "bundle": str(new_bundle), "source_bundle": str(Path(bundle).resolve())}

@@ -10,10 +10,18 @@ from tests import tiny  # noqa: E402
 from translora.config import load_config  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def own_store(tmp_path_factory, monkeypatch):
+    """Each test writes into a store of its own (never the user's), unless it sets one itself."""
+    monkeypatch.setenv("TRANSLORA_STORE", str(tmp_path_factory.mktemp("store")))
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny-models")
-    return {arch: tiny.build(root / arch, arch) for arch in ("llama", "gemma3")}
+    models = {arch: tiny.build(root / arch, arch) for arch in ("llama", "gemma3")}
+    models["llama-b"] = tiny.build(root / "llama-b", "llama", seed=1)  # a third base, for chained transfers
+    return models
 
 
 def tiny_overrides(models: dict[str, Path]) -> list[str]:

@@ -54,3 +54,27 @@ def test_section_is_the_cache_relevant_part():
     b = load_config("cpu", overrides=["eval.batch_size=4"])
     assert a.section("filter", "synthesis") == b.section("filter", "synthesis")
     assert a.section("eval") != b.section("eval")
+
+
+def test_a_partial_config_is_its_profile_with_the_changes():
+    from translora.config import Config
+
+    cfg = Config.model_validate({"profile": "paper", "filter": {"n_keep": 5}})
+    assert cfg.filter.n_keep == 5 and cfg.filter.max_generated == load_config("paper").filter.max_generated
+    full = load_config("cpu").model_dump(mode="json")
+    assert Config.model_validate(full) == load_config("cpu")
+
+
+def test_flows_take_typed_parameters_validated_before_the_run():
+    from prefect.exceptions import ParameterTypeError
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.transfer import transfer
+
+    schema = parameter_schema(transfer).model_dump()
+    assert schema["properties"]["config"]["$ref"].endswith("/Config")  # the UI renders a form from this
+    assert "filter" in schema["definitions"]["Config"]["properties"]
+    good = transfer.validate_parameters({"bundle": "b", "config": {"filter": {"n_keep": 5}}, "run_dir": "r"})
+    assert good["config"].filter.n_keep == 5 and good["config"].synthesis == load_config("cpu").synthesis
+    with pytest.raises(ParameterTypeError):
+        transfer.validate_parameters({"bundle": "b", "config": {"filter": {"n_keep": "many"}}, "run_dir": "r"})

@@ -1,96 +1,146 @@
-"""Stage functions on tiny models, without Prefect: bundle contents, stage-2 isolation, clear failures."""
+"""Stages on tiny models through the store, without Prefect: bundle contents, stage-2 isolation, model cards,
+chained bundles, evaluation and its saved lm-eval task, clear failures."""
 
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from flows.evaluate import adapter_base
 from translora import stages
-from translora.artifacts import RunLayout, read_manifest
+from translora.artifacts import read_manifest
+from translora.bundle import Bundle
 from translora.config import load_config
 from translora.errors import ArtifactError, FilterExhaustedError
+from translora.stage import execute
+from translora.store import Store
 from tests.conftest import tiny_overrides
+
+
+def run(stage, cfg, store, **kw):
+    return execute(stage, cfg, kw.get("inputs", {}), kw.get("models", {}), store).path
+
+
+def finetune(cfg, store):
+    data = run(stages.PREPARE_DATA, cfg, store)
+    source = run(stages.SOURCE_ADAPTER, cfg, store, inputs={"data": data}, models={"base": cfg.source_model})
+    negatives = run(stages.NEGATIVES, cfg, store, inputs={"data": data}, models={"base": cfg.source_model})
+    disc = run(stages.DISCRIMINATOR, cfg, store, inputs={"data": data, "negatives": negatives},
+               models={"base": cfg.discriminator_base})
+    bundle = run(stages.BUNDLE, cfg, store, inputs={"data": data, "source_adapter": source, "discriminator": disc},
+                 models={"source": cfg.source_model, "discriminator": cfg.discriminator_base})
+    return data, bundle
+
+
+def transfer(cfg, store, bundle_dir):
+    bundle = Bundle(bundle_dir)
+    filtered = run(stages.FILTER, cfg, store, inputs={"bundle": bundle_dir},
+                   models={"target": cfg.target_model, "discriminator": bundle.discriminator_model()})
+    labelled = run(stages.LABEL, cfg, store, inputs={"bundle": bundle_dir, "filtered": filtered},
+                   models={"teacher": bundle.teacher_model()})
+    adapter = run(stages.DISTILL, cfg, store, inputs={"bundle": bundle_dir, "filtered": filtered,
+                                                      "labelled": labelled}, models={"base": cfg.target_model})
+    new_bundle = run(stages.EMIT_BUNDLE, cfg, store, inputs={"bundle": bundle_dir, "adapter": adapter},
+                     models={"target": cfg.target_model})
+    return filtered, adapter, new_bundle
 
 
 @pytest.fixture(scope="module")
 def finetuned(tiny_models, tmp_path_factory):
     cfg = load_config("cpu", overrides=tiny_overrides(tiny_models))
-    run = RunLayout(tmp_path_factory.mktemp("run"))
-    data = stages.prepare_data(cfg, run.root, run.data)
-    source = stages.train_source_adapter(cfg, data, run.finetune / "source_adapter")
-    negatives = stages.synthesize_negatives(cfg, data, run.finetune / "negatives")
-    discriminator = stages.train_discriminator(cfg, data, negatives, run.finetune / "discriminator")
-    bundle = stages.write_bundle(cfg, data, source, discriminator, run.bundle)
-    return cfg, run, bundle
+    store = Store(tmp_path_factory.mktemp("store"))
+    data, bundle = finetune(cfg, store)
+    return cfg, store, data, bundle
 
 
-def test_bundle_holds_adapters_seeds_and_card_only(finetuned):
-    cfg, run, bundle = finetuned
+def test_bundle_holds_adapters_seed_inputs_and_card_only(finetuned):
+    cfg, _, data, bundle = finetuned
     names = sorted(p.name for p in bundle.iterdir())
     assert names == ["bundle.json", "discriminator", "manifest.json", "seeds.jsonl", "source_adapter",
                      "task_card.json"]
-    seeds = (bundle / "seeds.jsonl").read_text().splitlines()
-    assert len(seeds) == cfg.task.n_seeds
-    train = (run.data / "train.jsonl").read_text().splitlines()
+    seeds = [json.loads(r) for r in (bundle / "seeds.jsonl").read_text().splitlines()]
+    assert len(seeds) == cfg.task.n_seeds and all(set(s) == {"input"} for s in seeds)  # no answers
+    train = (data / "train.jsonl").read_text().splitlines()
     everything = "".join(p.read_text(errors="ignore") for p in bundle.rglob("*") if p.is_file())
     leaked = [row for row in train[cfg.task.n_seeds:] if json.loads(row)["input"] in everything]
     assert leaked == []  # no train example beyond the seeds goes into the bundle
     for adapter in ("source_adapter", "discriminator"):
         assert (bundle / adapter / "adapter_model.safetensors").exists()
-        assert (bundle / adapter / "adapter_config.json").exists()
-    info = json.loads((bundle / "bundle.json").read_text())
-    assert info["source_model"]["id"] == cfg.source_model.id and info["n_seeds"] == cfg.task.n_seeds
-    disc_metrics = read_manifest(run.finetune / "discriminator").metrics
-    assert set(disc_metrics["held_out"]) == {"real_accepted", "synthetic_rejected"}
+    info = Bundle(bundle).info
+    assert info.source_model.id == cfg.source_model.id and [h.how for h in info.provenance] == [
+        "finetuned on the task data"]
 
 
-def test_transfer_reads_only_the_bundle(finetuned, tmp_path):
-    cfg, run, bundle = finetuned
-    (run.data / "train.jsonl").rename(run.data / "train.hidden")  # stage 2 must not need the task data
+def test_transfer_reads_only_the_bundle_and_emits_a_chainable_bundle(finetuned, tmp_path):
+    cfg, store, data, bundle = finetuned
+    (data / "train.jsonl").rename(data / "train.hidden")  # stage 2 must not need the task data
     try:
-        out = RunLayout(tmp_path).transfer("tiny")
-        filtered = stages.synthesize_and_filter(cfg, bundle, out / "filtered")
-        labelled = stages.label(cfg, bundle, filtered, out / "labelled")
-        adapter = stages.distill(cfg, bundle, labelled, out / "adapter")
+        filtered, adapter, new_bundle = transfer(cfg, store, bundle)
     finally:
-        (run.data / "train.hidden").rename(run.data / "train.jsonl")
+        (data / "train.hidden").rename(data / "train.jsonl")
     metrics = read_manifest(filtered).metrics
     assert metrics["kept"] == cfg.filter.n_keep and 0 < metrics["acceptance_rate"] <= 1
-    kept = (filtered / "kept.jsonl").read_text().splitlines()
     candidates = [json.loads(r) for r in (filtered / "candidates.jsonl").read_text().splitlines()]
-    assert len(kept) == cfg.filter.n_keep and all(c["margin"] > 0 for c in candidates if c["kept"])
-    manifest = read_manifest(adapter)
-    assert manifest.inputs["source_adapter"] == json.loads((bundle / "bundle.json").read_text())[
-        "source_adapter_hash"]
-    assert manifest.metrics["base_model"] == cfg.target_model.id
-    assert (adapter / "adapter_model.safetensors").exists()
+    assert all(c["margin"] > 0 for c in candidates if c["kept"])
+    assert read_manifest(adapter).inputs["bundle"] == Bundle(bundle).hash
+    assert adapter_base(adapter) == cfg.target_model  # evaluate puts the adapter on its own base
+    card = (adapter / "README.md").read_text()
+    assert "More Information Needed" not in card and "base_model:" in card and Bundle(bundle).hash[:12] in card
+    chained = Bundle(new_bundle)
+    assert chained.info.source_model == cfg.target_model and len(chained.info.provenance) == 2
+    assert chained.info.discriminator_adapter_hash == Bundle(bundle).info.discriminator_adapter_hash
+    assert chained.seeds == Bundle(bundle).seeds
 
 
-def test_filter_that_keeps_too_few_reports_the_acceptance_rate(finetuned, tmp_path):
-    cfg, _, bundle = finetuned
+def test_bundles_chain_over_three_models(finetuned, tiny_models):
+    """llama -> gemma3 -> llama-b: the second hop takes the first hop's emitted bundle like any other."""
+    cfg, store, _, bundle = finetuned
+    _, _, hop1 = transfer(cfg, store, bundle)
+    third = cfg.model_copy(update={"target_model": cfg.target_model.model_copy(update={"id": str(tiny_models["llama-b"])})})
+    _, adapter, hop2 = transfer(third, store, hop1)
+    assert adapter_base(adapter).id == str(tiny_models["llama-b"])
+    hops = Bundle(hop2).info.provenance
+    assert [h.base_model for h in hops] == [cfg.source_model.id, cfg.target_model.id, str(tiny_models["llama-b"])]
+
+
+def test_filter_that_keeps_too_few_reports_the_acceptance_rate(finetuned):
+    cfg, store, _, bundle = finetuned
     strict = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"n_keep": 40, "max_generated": 40})})
     with pytest.raises(FilterExhaustedError, match=r"acceptance\) after 40 generations"):
-        stages.synthesize_and_filter(strict, bundle, tmp_path / "filtered")
-    assert not (tmp_path / "filtered").exists()  # nothing half-written
+        transfer(strict, store, bundle)
+    assert list((store.root / "tmp").iterdir()) == []  # nothing half-written
 
 
 def test_a_changed_bundle_is_refused(finetuned, tmp_path):
-    import shutil
-
-    cfg, _, bundle = finetuned
+    _, _, _, bundle = finetuned
     copy = tmp_path / "bundle"
     shutil.copytree(bundle, copy)
-    (copy / "seeds.jsonl").write_text('{"input": "tampered", "target": "True"}\n')
+    (copy / "seeds.jsonl").write_text('{"input": "tampered"}\n')
     with pytest.raises(ArtifactError, match="changed after it was written"):
-        stages.read_bundle(copy)
+        Bundle(copy)
     with pytest.raises(ArtifactError, match="not a transfer bundle"):
-        stages.read_bundle(tmp_path)
+        Bundle(tmp_path)
 
 
-def test_evaluation_with_lm_eval(finetuned, tmp_path):
-    cfg, run, bundle = finetuned
-    out = stages.evaluate(cfg, run.data, cfg.source_model, bundle / "source_adapter", tmp_path / "eval")
+def test_evaluation_and_its_saved_task_rerun_by_the_lm_eval_cli(finetuned, tmp_path):
+    cfg, store, data, bundle = finetuned
+    out = run(stages.EVALUATE, cfg, store, inputs={"data": data, "adapter": Bundle(bundle).source_adapter},
+              models={"model": cfg.source_model})
     result = json.loads((out / "result.json").read_text())
     assert result["metric"] == "acc" and result["n"] == cfg.task.n_test and 0 <= result["accuracy"] <= 1
     samples = (out / "samples.jsonl").read_text().splitlines()
-    assert len(samples) == cfg.task.n_test
     assert abs(sum(json.loads(s)["acc"] for s in samples) / len(samples) - result["accuracy"]) < 1e-9
+    task_dir = out / "lm_eval_task"
+    name = next(task_dir.glob("*.yaml")).stem
+    cli = subprocess.run(
+        [str(Path(sys.executable).parent / "lm_eval"), "--model", "hf", "--model_args",
+         f"pretrained={cfg.source_model.id},peft={Bundle(bundle).source_adapter},dtype=float32",
+         "--include_path", str(task_dir), "--tasks", name, "--batch_size", "8", "--device", "cpu",
+         "--output_path", str(tmp_path / "lm_eval_out")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    saved = json.loads(next((tmp_path / "lm_eval_out").rglob("results_*.json")).read_text())
+    assert saved["results"][name]["acc,none"] == pytest.approx(result["accuracy"], abs=1e-9)

@@ -32,7 +32,7 @@ def train_tokenizer(folder: Path):
     return fast
 
 
-def build(folder: Path, arch: str) -> Path:
+def build(folder: Path, arch: str, seed: int = 0) -> Path:
     """Save a tiny random `arch` model ("llama" or "gemma3") with its tokenizer into `folder`."""
     import torch
     from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig
@@ -48,7 +48,7 @@ def build(folder: Path, arch: str) -> Path:
         config = Gemma3TextConfig(**common, sliding_window=64, query_pre_attn_scalar=32)
     else:
         raise ValueError(arch)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     model.save_pretrained(folder, safe_serialization=True)
     return folder

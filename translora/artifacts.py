@@ -1,4 +1,4 @@
-"""Run directory layout, content hashes, atomic writes and stage manifests.
+"""Content hashes, atomic writes and stage manifests.
 
 Every stage writes into a temporary sibling folder and renames it into place, so a half-written adapter never
 exists; each output folder carries `manifest.json` (inputs' hashes, config, versions, timings, metrics).
@@ -27,42 +27,16 @@ _VERSIONED = ("translora", "torch", "transformers", "peft", "lm_eval", "prefect"
 
 class Manifest(BaseModel):
     stage: str
+    key: str = ""  # the store key this output lives under
     created_at: float = Field(default_factory=time.time)
-    inputs: dict[str, str] = {}  # name -> content hash
+    inputs: dict[str, str | None] = {}  # name -> content hash
+    models: dict[str, Any] = {}  # name -> {"spec": ModelSpec, "fingerprint": content hash}
     config: dict[str, Any] = {}
+    code: str = ""  # translora's code version
     versions: dict[str, str] = {}
     seconds: float = 0.0
     metrics: dict[str, Any] = {}
     content_hash: str = ""  # hash of the folder's files, manifest excluded
-
-
-class RunLayout:
-    """Where each stage's output lives inside one run directory."""
-
-    def __init__(self, root: Path):
-        self.root = Path(root)
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def finetune(self) -> Path:
-        return self.root / "finetune"
-
-    @property
-    def bundle(self) -> Path:
-        return self.root / "bundle"
-
-    def transfer(self, target: str) -> Path:
-        return self.root / "transfer" / safe_name(target)
-
-    def evaluation(self, target: str) -> Path:
-        return self.root / "eval" / safe_name(target)
-
-    @property
-    def prefect_results(self) -> Path:
-        return self.root / ".prefect-results"
 
 
 def safe_name(text: str) -> str:

@@ -117,10 +117,14 @@ class GenerationSpec(Section):
 
 
 class Config(Section):
-    profile: str = "cpu"
+    """The whole config. Built from a dict, it starts from its profile (`cpu` unless `profile` says otherwise) and
+    the dict overrides it section by section, so a partial dict (Prefect deployment parameters, a form in the
+    Prefect UI) is a full config, validated once."""
+
+    profile: Literal["cpu", "paper"] = "cpu"
     seed: int = 0
-    source_model: ModelSpec
-    target_model: ModelSpec
+    source_model: ModelSpec = ModelSpec(id="embedded:smollm2-135m-instruct")
+    target_model: ModelSpec = ModelSpec(id="embedded:gemma3-270m")
     discriminator_model: ModelSpec | None = None  # None: the source model
     task: TaskSpec = TaskSpec()
     source_adapter: AdapterSpec = AdapterSpec()
@@ -134,6 +138,13 @@ class Config(Section):
     eval: EvalSpec = EvalSpec()
     generation: GenerationSpec = GenerationSpec()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _over_profile(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return _deep_merge(profile_dict(data.get("profile", "cpu")), data)
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> "Config":
         if self.filter.max_generated < self.filter.n_keep:
@@ -145,16 +156,22 @@ class Config(Section):
         return self.discriminator_model or self.source_model
 
     def section(self, *names: str) -> dict[str, Any]:
-        """The parts of the config one stage depends on (its cache key uses exactly these)."""
+        """The parts of the config one stage reads (its store key uses exactly these)."""
         dumped = self.model_dump(mode="json")
         return {name: dumped[name] for name in names}
 
 
-def _deep_merge(base: dict, extra: dict) -> dict:
+def _deep_merge(base: dict, extra: dict, where: str = "") -> dict:
+    """`extra` over `base`, section by section. Fields set under what is a plain value in `base` (`filter=3`, then
+    `filter.n_keep=2`) are an error, not a silent restart of the section from its defaults."""
     out = dict(base)
     for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+        path, old = f"{where}{key}", out.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            out[key] = _deep_merge(old, value, f"{path}.")
+        elif isinstance(value, dict) and old is not None:
+            raise ConfigError(f"cannot set fields of {path}: it is {old!r}, a plain value, not a section; remove "
+                              f"the setting that made {path} a plain value")
         else:
             out[key] = value
     return out
@@ -164,10 +181,18 @@ def _parse_override(text: str) -> dict:
     if "=" not in text:
         raise ConfigError(f"override {text!r} is not of the form section.field=value (e.g. filter.n_keep=32)")
     dotted, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw else None
+    parts = [part.strip() for part in dotted.split(".")]
+    if not all(parts):
+        raise ConfigError(f"override {text!r} has an empty name before '='; write section.field=value "
+                          "(e.g. filter.n_keep=32)")
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError as exc:  # its own message spans several lines; one line names the problem
+        problem = getattr(exc, "problem", None) or "cannot parse it"
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({problem}); give a number, true/false, "
+                          "a list like [a, b], or a string in quotes") from None
     out: dict = {}
     node = out
-    parts = dotted.strip().split(".")
     for part in parts[:-1]:
         node = node.setdefault(part, {})
     node[parts[-1]] = value
@@ -189,22 +214,40 @@ def load_config(
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"config file {path} does not exist")
+        if path.is_dir():
+            raise ConfigError(f"config path {path} is a directory; give the YAML file itself (--config FILE)")
         try:
-            user = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML") \
+                from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path} ({exc.strerror}); check its permissions") from None
+        try:
+            user = yaml.safe_load(text)
+        except yaml.YAMLError as exc:  # its own message spans several lines; one line names the problem
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"config file {path} is not valid YAML{where}: "
+                              f"{getattr(exc, 'problem', None) or exc}; fix the file there") from None
+        if user is None:  # an empty file changes nothing
+            user = {}
         if not isinstance(user, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of sections")
+            raise ConfigError(f"config file {path} must hold a mapping of sections (e.g. `filter: {{n_keep: 32}}`), "
+                              f"not a {type(user).__name__}")
         data = _deep_merge(data, user)
     for item in overrides:
         data = _deep_merge(data, _parse_override(item))
+    # pydantic would say only "Extra inputs are not permitted"; a misspelt section deserves a suggestion
+    import difflib
+
+    for key in data:
+        if key not in Config.model_fields:
+            close = difflib.get_close_matches(key, Config.model_fields, n=1)
+            raise ConfigError(f"unknown config section {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                              + f"; known sections: {', '.join(Config.model_fields)}")
     data["profile"] = data.get("profile", profile)
     return validate_config(data)
-
-
-def resolve_config(data: dict) -> Config:
-    """A full or partial config dict (e.g. Prefect deployment parameters) merged over its profile."""
-    return validate_config(_deep_merge(profile_dict(data.get("profile", "cpu")), data))
 
 
 def validate_config(data: dict) -> Config:

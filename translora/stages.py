@@ -1,35 +1,36 @@
-"""The Trans-LoRA stages as plain functions: paths in, one output folder out (written atomically, with a manifest).
+"""The Trans-LoRA stages, each declared once at the bottom of this file (the stage table).
 
-Stage 1 (finetune): prepare_data -> train_source_adapter -> synthesize_negatives -> train_discriminator -> write_bundle
-Stage 2 (transfer, sees only the bundle): synthesize_and_filter -> label -> distill
+Stage 1 (finetune): prepare-data -> train-source-adapter -> synthesize-negatives -> train-discriminator -> write-bundle
+Stage 2 (transfer, reads only the bundle and the target model): synthesize-and-filter -> label -> distill -> emit-bundle
 Evaluation: evaluate (held-out test split, lm-eval)
 
-Prefect wraps each in a task (tasks/); nothing here knows about Prefect.
+Each function reads its inputs from `ctx.inputs` / `ctx.models`, writes its output into `ctx.out` and returns the
+metrics for the manifest. Prefect wraps each in a task (tasks/stage.py); nothing here knows about Prefect.
 """
 
 from __future__ import annotations
 
 import random
 import shutil
-import time
-from pathlib import Path
-from typing import Callable
 
 from pydantic import BaseModel
 from tqdm.auto import tqdm
 
+from translora import bundle as bundles
 from translora import discriminator as disc
-from translora import evaluation, models, training
-from translora.artifacts import (
-    Manifest, atomic_dir, folder_hash, read_json, read_jsonl, write_json, write_jsonl, write_manifest,
-)
-from translora.config import Config, ModelSpec
+from translora import evaluation, model_card, models, training
+from translora.artifacts import folder_hash, read_json, read_jsonl, read_manifest, write_json, write_jsonl
+from translora.config import AdapterSpec, ModelSpec, TrainSpec
 from translora.data import Example, TaskCard, load_task
-from translora.errors import ArtifactError, DataError, FilterExhaustedError
+from translora.errors import DataError, FilterExhaustedError
 from translora.generation import GenerationRequest, open_generator
+from translora.stage import Stage, StageContext
 from translora.synthesis import Synthesizer
 
-Progress = Callable[[float], None] | None
+# Held out of the discriminator's training to measure it; a fifth keeps most data for training.
+DISCRIMINATOR_HELD_OUT = 0.2
+# Negatives: the source model gets this many completions per negative wanted before giving up.
+NEGATIVES_BUDGET_FACTOR = 4
 
 
 class Candidate(BaseModel):
@@ -43,166 +44,118 @@ class Labelled(BaseModel):
     completion: str
 
 
-class BundleInfo(BaseModel):
-    """bundle.json: what a transfer needs to know besides the adapters."""
-
-    source_model: ModelSpec
-    source_model_hash: str
-    discriminator_model: ModelSpec
-    discriminator_model_hash: str
-    source_adapter_hash: str
-    discriminator_adapter_hash: str
-    n_seeds: int
-
-
-def _card(folder: Path) -> TaskCard:
+def _card(folder) -> TaskCard:
     return TaskCard.model_validate(read_json(folder / "task_card.json"))
 
 
-def _examples(path: Path) -> list[Example]:
+def _examples(path) -> list[Example]:
     return [Example.model_validate(r) for r in read_jsonl(path)]
 
 
-def _seeds(data_dir: Path, n: int) -> list[Example]:
-    return _examples(data_dir / "train.jsonl")[:n]
-
-
-def _logs(out: Path) -> Path:
-    """Backend logs (a managed vLLM server's) go beside the stage's output folder, in the run directory."""
-    return out.parent / "logs"
-
-
-def _finish(tmp: Path, stage: str, start: float, config: dict, inputs: dict[str, str], metrics: dict) -> None:
-    write_manifest(tmp, Manifest(stage=stage, config=config, inputs=inputs, seconds=time.time() - start,
-                                 metrics=metrics))
+def _train_new_adapter(ctx: StageContext, base: ModelSpec, adapter: AdapterSpec, spec: TrainSpec, pairs,
+                       desc: str):
+    model, tok = models.load_model(base)
+    peft_model = training.new_adapter(model, adapter)
+    result = training.train(peft_model, tok, pairs, spec, desc, ctx.progress)
+    training.save_adapter(peft_model, ctx.out)
+    return peft_model, tok, result
 
 
 # ---------------------------------------------------------------- stage 1
 
 
-def prepare_data(cfg: Config, home: Path, out: Path) -> Path:
+def prepare_data(ctx: StageContext) -> dict:
     """Task data split into train (stage 1 only) and test (evaluation only), plus the task card."""
-    start = time.time()
-    data = load_task(cfg.task, cfg.seed, home)
-    with atomic_dir(out) as tmp:
-        write_jsonl(tmp / "train.jsonl", data.train)
-        write_jsonl(tmp / "test.jsonl", data.test)
-        write_json(tmp / "task_card.json", data.card.model_dump())
-        _finish(tmp, "prepare_data", start, cfg.section("task", "seed"), {},
-                {"n_train": len(data.train), "n_test": len(data.test), "choices": data.card.choices})
-    return out
+    data = load_task(ctx.config.task, ctx.config.seed, models.translora_home())
+    write_jsonl(ctx.out / "train.jsonl", data.train)
+    write_jsonl(ctx.out / "test.jsonl", data.test)
+    write_json(ctx.out / "task_card.json", data.card.model_dump())
+    return {"n_train": len(data.train), "n_test": len(data.test), "choices": data.card.choices}
 
 
-def _train_new_adapter(spec: ModelSpec, adapter, train_spec, pairs, out: Path, desc: str, progress: Progress):
-    model, tok = models.load_model(spec)
-    peft_model = training.new_adapter(model, adapter)
-    result = training.train(peft_model, tok, pairs, train_spec, desc, progress)
-    training.save_adapter(peft_model, out)
-    return peft_model, tok, result
+def train_source_adapter(ctx: StageContext) -> dict:
+    cfg, data = ctx.config, ctx.inputs["data"]
+    card = _card(data)
+    pairs = [(card.prompt(e.input), card.completion(e.target)) for e in _examples(data / "train.jsonl")]
+    base = ctx.models["base"]
+    _, _, result = _train_new_adapter(ctx, base, cfg.source_adapter, cfg.source_train, pairs, "source adapter")
+    model_card.write(ctx.out, f"Source adapter for {card.name}", base,
+                     f"A {cfg.source_adapter.kind} adapter trained by translora on {len(pairs)} examples of the "
+                     f"task {card.name} (stage 1).",
+                     {"task": card.name, "train examples": len(pairs), "final loss": result.final_loss})
+    return result.metrics()
 
 
-def train_source_adapter(cfg: Config, data_dir: Path, out: Path, progress: Progress = None) -> Path:
-    start = time.time()
-    card = _card(data_dir)
-    pairs = [(card.prompt(e.input), card.completion(e.target)) for e in _examples(data_dir / "train.jsonl")]
-    with atomic_dir(out) as tmp:
-        _, _, result = _train_new_adapter(cfg.source_model, cfg.source_adapter, cfg.source_train, pairs, tmp,
-                                          "source adapter", progress)
-        _finish(tmp, "train_source_adapter", start, cfg.section("source_model", "source_adapter", "source_train"),
-                {"data": folder_hash(data_dir), "base_model": models.fingerprint(cfg.source_model)},
-                result.metrics())
-    return out
-
-
-def synthesize_negatives(cfg: Config, data_dir: Path, out: Path) -> Path:
+def synthesize_negatives(ctx: StageContext) -> dict:
     """Synthetic inputs from the source model (the discriminator's "no" class), from the same seeds a bundle keeps."""
-    start = time.time()
-    seeds = [e.input for e in _seeds(data_dir, cfg.task.n_seeds)]
+    cfg = ctx.config
+    seeds = [e.input for e in _examples(ctx.inputs["data"] / "train.jsonl")[: cfg.task.n_seeds]]
     n = cfg.discriminator.n_negatives
-    with open_generator(cfg.generation, cfg.source_model, None, "negatives", _logs(out)) as gen:
+    with open_generator(cfg.generation, ctx.models["base"], None, "negatives", ctx.logs) as gen:
         synth = Synthesizer(gen, seeds, cfg.synthesis, seed=cfg.seed)
-        items = synth.draw_until(n, budget=4 * n)
+        items = synth.draw_until(n, budget=NEGATIVES_BUDGET_FACTOR * n)
     if len(items) < 2:
         raise DataError(f"the source model produced {len(items)} usable synthetic inputs from {synth.generated} "
                         "tries; raise synthesis.max_new_tokens or check the seeds")
-    with atomic_dir(out) as tmp:
-        write_jsonl(tmp / "negatives.jsonl", [{"input": x} for x in items])
-        _finish(tmp, "synthesize_negatives", start, cfg.section("source_model", "synthesis", "discriminator"),
-                {"data": folder_hash(data_dir), "base_model": models.fingerprint(cfg.source_model)},
-                {"generated": synth.generated, "kept": len(items)})
-    return out
+    write_jsonl(ctx.out / "negatives.jsonl", [{"input": x} for x in items])
+    return {"generated": synth.generated, "kept": len(items)}
 
 
-def train_discriminator(cfg: Config, data_dir: Path, negatives_dir: Path, out: Path, progress: Progress = None) -> Path:
-    """LoRA on the discriminator base: "yes" for real train inputs, "no" for synthetic ones; 20% held out to score."""
-    start = time.time()
-    card = _card(data_dir)
-    synthetic = [r["input"] for r in read_jsonl(negatives_dir / "negatives.jsonl")]
-    real = [e.input for e in _examples(data_dir / "train.jsonl")][: max(len(synthetic), 2)]
+def train_discriminator(ctx: StageContext) -> dict:
+    """LoRA on the discriminator base: "yes" for real train inputs, "no" for synthetic ones; a fifth held out."""
+    cfg, data = ctx.config, ctx.inputs["data"]
+    card = _card(data)
+    synthetic = [r["input"] for r in read_jsonl(ctx.inputs["negatives"] / "negatives.jsonl")]
+    real = [e.input for e in _examples(data / "train.jsonl")][: max(len(synthetic), 2)]
     rng = random.Random(cfg.seed)
     rng.shuffle(real)
     rng.shuffle(synthetic)
-    cut_r, cut_s = max(1, len(real) // 5), max(1, len(synthetic) // 5)
+    cut_r = max(1, int(len(real) * DISCRIMINATOR_HELD_OUT))
+    cut_s = max(1, int(len(synthetic) * DISCRIMINATOR_HELD_OUT))
     pairs = disc.training_pairs(real[cut_r:], synthetic[cut_s:], card.name)
-    spec = cfg.discriminator_base
-    with atomic_dir(out) as tmp:
-        peft_model, tok, result = _train_new_adapter(spec, cfg.discriminator.adapter, cfg.discriminator.train,
-                                                     pairs, tmp, "discriminator", progress)
-        held_out = disc.Discriminator(peft_model, tok, card.name).accuracy(real[:cut_r], synthetic[:cut_s])
-        _finish(tmp, "train_discriminator", start, cfg.section("discriminator_model", "discriminator"),
-                {"data": folder_hash(data_dir), "negatives": folder_hash(negatives_dir),
-                 "base_model": models.fingerprint(spec)},
-                result.metrics() | {"held_out": held_out})
-    return out
+    peft_model, tok, result = _train_new_adapter(ctx, ctx.models["base"], cfg.discriminator.adapter,
+                                                 cfg.discriminator.train, pairs, "discriminator")
+    held_out = disc.Discriminator(peft_model, tok, card.name).accuracy(real[:cut_r], synthetic[:cut_s])
+    model_card.write(ctx.out, f"Discriminator for {card.name}", ctx.models["base"],
+                     "Answers ' yes' when an input looks like a real input of the task, ' no' for synthetic ones.",
+                     {"task": card.name, "held-out real accepted": held_out["real_accepted"],
+                      "held-out synthetic rejected": held_out["synthetic_rejected"]})
+    return result.metrics() | {"held_out": held_out}
 
 
-def write_bundle(cfg: Config, data_dir: Path, source_adapter: Path, discriminator_adapter: Path, out: Path) -> Path:
-    """What a platform keeps: both adapters, the seeds and the task card. No other task data goes in."""
-    start = time.time()
-    seeds = _seeds(data_dir, cfg.task.n_seeds)
-    card = _card(data_dir)
-    info = BundleInfo(
-        source_model=cfg.source_model,
-        source_model_hash=models.fingerprint(cfg.source_model),
-        discriminator_model=cfg.discriminator_base,
-        discriminator_model_hash=models.fingerprint(cfg.discriminator_base),
-        source_adapter_hash=folder_hash(source_adapter),
-        discriminator_adapter_hash=folder_hash(discriminator_adapter),
+def write_bundle(ctx: StageContext) -> dict:
+    """What a platform keeps: both adapters, the seed inputs and the task card. No other task data goes in."""
+    data, source, discriminator = ctx.inputs["data"], ctx.inputs["source_adapter"], ctx.inputs["discriminator"]
+    card = _card(data)
+    seeds = [e.input for e in _examples(data / "train.jsonl")[: ctx.config.task.n_seeds]]
+    source_model, disc_model = ctx.models["source"], ctx.models["discriminator"]
+    source_hash, adapter_hash = models.fingerprint(source_model), folder_hash(source)
+    info = bundles.BundleInfo(
+        source_model=source_model, source_model_hash=source_hash,
+        discriminator_model=disc_model, discriminator_model_hash=models.fingerprint(disc_model),
+        source_adapter_hash=adapter_hash, discriminator_adapter_hash=folder_hash(discriminator),
         n_seeds=len(seeds),
+        provenance=[bundles.Hop(base_model=source_model.id, base_model_hash=source_hash, adapter_hash=adapter_hash,
+                                how="finetuned on the task data", at=read_manifest(source).created_at)],
     )
-    with atomic_dir(out) as tmp:
-        for name, src in (("source_adapter", source_adapter), ("discriminator", discriminator_adapter)):
-            shutil.copytree(src, tmp / name)
-        write_jsonl(tmp / "seeds.jsonl", seeds)
-        write_json(tmp / "task_card.json", card.model_dump())
-        write_json(tmp / "bundle.json", info.model_dump(mode="json"))
-        _finish(tmp, "write_bundle", start, cfg.section("task"),
-                {"source_adapter": info.source_adapter_hash, "discriminator": info.discriminator_adapter_hash}, {})
-    return out
+    bundles.write(ctx.out, info, card, seeds, source, discriminator)
+    return {"n_seeds": len(seeds)}
 
 
 # ---------------------------------------------------------------- stage 2
 
 
-def read_bundle(bundle: Path) -> tuple[BundleInfo, TaskCard, list[Example]]:
-    if not (bundle / "bundle.json").exists():
-        raise ArtifactError(f"{bundle} is not a transfer bundle (no bundle.json); run `translora finetune` first")
-    folder_hash(bundle)  # refuses a bundle changed after it was written
-    info = BundleInfo.model_validate(read_json(bundle / "bundle.json"))
-    return info, _card(bundle), _examples(bundle / "seeds.jsonl")
-
-
-def synthesize_and_filter(cfg: Config, bundle: Path, out: Path, progress: Progress = None) -> Path:
+def synthesize_and_filter(ctx: StageContext) -> dict:
     """Target-model synthesis from the seeds, kept where the discriminator says p(yes) > p(no), until
     filter.n_keep are kept or filter.max_generated completions are spent."""
-    start = time.time()
-    info, card, seeds = read_bundle(bundle)
+    cfg = ctx.config
+    bundle = bundles.Bundle(ctx.inputs["bundle"])
     want, budget = cfg.filter.n_keep, cfg.filter.max_generated
-    judge = disc.Discriminator.load(info.discriminator_model, bundle / "discriminator", card.name)
+    judge = disc.Discriminator.load(ctx.models["discriminator"], bundle.discriminator, bundle.card.name)
     candidates: list[Candidate] = []
     kept = 0
-    with open_generator(cfg.generation, cfg.target_model, None, "target synthesis", _logs(out)) as gen:
-        synth = Synthesizer(gen, [s.input for s in seeds], cfg.synthesis, seed=cfg.seed)
+    with open_generator(cfg.generation, ctx.models["target"], None, "target synthesis", ctx.logs) as gen:
+        synth = Synthesizer(gen, bundle.seeds, cfg.synthesis, seed=cfg.seed)
         bar = tqdm(total=want, desc="synthesize + filter (kept)", leave=False)
         while kept < want and synth.generated < budget:
             items = synth.draw(min(cfg.filter.batch_size, budget - synth.generated))
@@ -212,81 +165,118 @@ def synthesize_and_filter(cfg: Config, bundle: Path, out: Path, progress: Progre
                 candidates.append(Candidate(input=text, margin=margin, kept=keep))
             bar.update(kept - bar.n)
             bar.set_postfix(generated=synth.generated)
-            if progress:
-                progress(min(1.0, kept / want))
+            if ctx.progress:
+                ctx.progress(min(1.0, kept / want))
         bar.close()
     rate = kept / max(1, len(candidates))
-    metrics = {"generated": synth.generated, "distinct": len(candidates), "kept": kept, "acceptance_rate": rate}
     if kept < want:
         raise FilterExhaustedError(
             f"the discriminator kept {kept} of {len(candidates)} distinct synthetic inputs ({rate:.1%} acceptance) "
             f"after {synth.generated} generations, fewer than filter.n_keep={want}. Raise filter.max_generated, "
             "lower filter.n_keep, or retrain the discriminator on more data."
         )
-    with atomic_dir(out) as tmp:
-        write_jsonl(tmp / "candidates.jsonl", candidates)
-        write_jsonl(tmp / "kept.jsonl", [{"input": c.input} for c in candidates if c.kept])
-        _finish(tmp, "synthesize_and_filter", start, cfg.section("target_model", "synthesis", "filter", "generation"),
-                {"bundle": folder_hash(bundle), "target_model": models.fingerprint(cfg.target_model)}, metrics)
-    return out
+    write_jsonl(ctx.out / "candidates.jsonl", candidates)
+    write_jsonl(ctx.out / "kept.jsonl", [{"input": c.input} for c in candidates if c.kept])
+    return {"generated": synth.generated, "distinct": len(candidates), "kept": kept, "acceptance_rate": rate}
 
 
-def label(cfg: Config, bundle: Path, filtered: Path, out: Path) -> Path:
+def label(ctx: StageContext) -> dict:
     """The teacher (source model + source adapter) completes each kept input, greedily."""
-    start = time.time()
-    info, card, _ = read_bundle(bundle)
-    inputs = [r["input"] for r in read_jsonl(filtered / "kept.jsonl")]
+    cfg = ctx.config
+    bundle = bundles.Bundle(ctx.inputs["bundle"])
+    inputs = [r["input"] for r in read_jsonl(ctx.inputs["filtered"] / "kept.jsonl")]
     request = GenerationRequest(max_new_tokens=cfg.label.max_new_tokens, temperature=0.0, stop=("\n",),
                                 batch_size=cfg.label.batch_size)
-    with open_generator(cfg.generation, info.source_model, bundle / "source_adapter", "teacher labels",
-                        _logs(out)) as teacher:
-        completions = teacher.generate([card.prompt(x) for x in inputs], request)
+    with open_generator(cfg.generation, ctx.models["teacher"], bundle.source_adapter, "teacher labels",
+                        ctx.logs) as teacher:
+        completions = teacher.generate([bundle.card.prompt(x) for x in inputs], request)
     rows = [Labelled(input=x, completion=c.strip()) for x, c in zip(inputs, completions) if c.strip()]
     if not rows:
         raise DataError("the teacher gave an empty completion for every kept input; raise label.max_new_tokens")
     answers: dict[str, int] = {}
     for r in rows:
         answers[r.completion] = answers.get(r.completion, 0) + 1
-    with atomic_dir(out) as tmp:
-        write_jsonl(tmp / "labelled.jsonl", rows)
-        _finish(tmp, "label", start, cfg.section("label", "generation"),
-                {"bundle": folder_hash(bundle), "filtered": folder_hash(filtered)},
-                {"labelled": len(rows), "dropped_empty": len(inputs) - len(rows), "answers": answers})
-    return out
+    write_jsonl(ctx.out / "labelled.jsonl", rows)
+    return {"labelled": len(rows), "dropped_empty": len(inputs) - len(rows), "answers": answers}
 
 
-def distill(cfg: Config, bundle: Path, labelled: Path, out: Path, progress: Progress = None) -> Path:
+def distill(ctx: StageContext) -> dict:
     """A fresh adapter on the target model, trained on the teacher's completions (completion tokens only)."""
-    start = time.time()
-    info, card, _ = read_bundle(bundle)
-    rows = [Labelled.model_validate(r) for r in read_jsonl(labelled / "labelled.jsonl")]
-    pairs = [(card.prompt(r.input), card.completion(r.completion)) for r in rows]
-    with atomic_dir(out) as tmp:
-        _, _, result = _train_new_adapter(cfg.target_model, cfg.target_adapter, cfg.distill_train, pairs, tmp,
-                                          "distill", progress)
-        _finish(tmp, "distill", start, cfg.section("target_model", "target_adapter", "distill_train"),
-                {"labelled": folder_hash(labelled), "source_adapter": info.source_adapter_hash,
-                 "base_model": models.fingerprint(cfg.target_model)},
-                result.metrics() | {"base_model": cfg.target_model.id})
-    return out
+    cfg = ctx.config
+    bundle = bundles.Bundle(ctx.inputs["bundle"])
+    rows = [Labelled.model_validate(r) for r in read_jsonl(ctx.inputs["labelled"] / "labelled.jsonl")]
+    pairs = [(bundle.card.prompt(r.input), bundle.card.completion(r.completion)) for r in rows]
+    target = ctx.models["base"]
+    _, _, result = _train_new_adapter(ctx, target, cfg.target_adapter, cfg.distill_train, pairs, "distill")
+    filtered = read_manifest(ctx.inputs["filtered"]).metrics
+    labels = read_manifest(ctx.inputs["labelled"]).metrics
+    model_card.write(
+        ctx.out, f"{bundle.card.name} adapter, transferred to {model_card.base_name(target)}", target,
+        f"A {cfg.target_adapter.kind} adapter distilled by translora (Trans-LoRA) from the source adapter of bundle "
+        f"{bundle.hash[:12]} on {model_card.base_name(bundle.info.source_model)}, without the task's training data.",
+        {"task": bundle.card.name, "source base": model_card.base_name(bundle.info.source_model),
+         "source adapter": bundle.info.source_adapter_hash[:12], "bundle": bundle.hash[:12],
+         "hops before this one": len(bundle.info.provenance),
+         "filter": {k: filtered[k] for k in ("generated", "kept", "acceptance_rate")},
+         "teacher labels": {"labelled": labels["labelled"], "answers": labels["answers"]},
+         "distillation examples": len(pairs), "final loss": result.final_loss})
+    return result.metrics()
+
+
+def emit_bundle(ctx: StageContext) -> dict:
+    """The transferred adapter as a new bundle (same discriminator, seeds and card), so transfers chain."""
+    previous = bundles.Bundle(ctx.inputs["bundle"])
+    target = ctx.models["target"]
+    info = bundles.chain(previous, ctx.inputs["adapter"], target, models.fingerprint(target), ctx.out)
+    return {"hops": len(info.provenance)}
 
 
 # ---------------------------------------------------------------- evaluation
 
 
-def evaluate(cfg: Config, data_dir: Path, model: ModelSpec, adapter: Path | None, out: Path) -> Path:
-    """Accuracy on the held-out test split with lm-eval; writes result.json (and per-sample scores)."""
-    start = time.time()
-    card = _card(data_dir)
-    test = _examples(data_dir / "test.jsonl")
-    with atomic_dir(out) as tmp:
-        name = evaluation.write_task(card, test, tmp / "lm_eval_task")
-        result = evaluation.evaluate(str(models.resolve(model)), tmp / "lm_eval_task", name, adapter, model.dtype,
-                                     cfg.eval.batch_size, cfg.eval.limit, model.trust_remote_code)
-        write_jsonl(tmp / "samples.jsonl", result.pop("samples"))
-        write_json(tmp / "result.json", result | {"model": model.id, "adapter": str(adapter) if adapter else None})
-        inputs = {"data": folder_hash(data_dir), "model": models.fingerprint(model)}
-        if adapter is not None:
-            inputs["adapter"] = folder_hash(adapter)
-        _finish(tmp, "evaluate", start, cfg.section("eval"), inputs, result)
-    return out
+def evaluate(ctx: StageContext) -> dict:
+    """Accuracy on the held-out test split with lm-eval; writes result.json, per-sample scores and the lm-eval task
+    (which names its own final location, so `lm_eval --include_path <this>/lm_eval_task` reruns it)."""
+    cfg, data, adapter, model = ctx.config, ctx.inputs["data"], ctx.inputs["adapter"], ctx.models["model"]
+    card, test = _card(data), _examples(data / "test.jsonl")
+    name = evaluation.write_task(card, test, ctx.work / "lm_eval_task")
+    result = evaluation.evaluate(str(models.resolve(model)), ctx.work / "lm_eval_task", name, adapter, model.dtype,
+                                 cfg.eval.batch_size, cfg.eval.limit, model.trust_remote_code)
+    evaluation.write_task(card, test, ctx.out / "lm_eval_task", located_at=ctx.final / "lm_eval_task")
+    shutil.rmtree(ctx.work / "lm_eval_task")
+    write_jsonl(ctx.out / "samples.jsonl", result.pop("samples"))
+    write_json(ctx.out / "result.json", result | {"model": model.id, "adapter": str(adapter) if adapter else None})
+    return result
+
+
+# ---------------------------------------------------------------- the stage table
+
+PREPARE_DATA = Stage("prepare-data", prepare_data, ("task", "seed"), slot="data",
+                     description="Task data: train and test splits, task card")
+SOURCE_ADAPTER = Stage("train-source-adapter", train_source_adapter, ("source_adapter", "source_train"),
+                       slot="finetune/source_adapter", inputs=("data",), models=("base",),
+                       description="Training the source adapter")
+NEGATIVES = Stage("synthesize-negatives", synthesize_negatives,
+                  ("task", "synthesis", "discriminator", "seed", "generation"), slot="finetune/negatives",
+                  inputs=("data",), models=("base",), description="Synthesizing negatives on the source model")
+DISCRIMINATOR = Stage("train-discriminator", train_discriminator, ("discriminator", "seed"),
+                      slot="finetune/discriminator", inputs=("data", "negatives"), models=("base",),
+                      description="Training the discriminator")
+BUNDLE = Stage("write-bundle", write_bundle, ("task",), slot="bundle",
+               inputs=("data", "source_adapter", "discriminator"), models=("source", "discriminator"),
+               description="Writing the transfer bundle")
+FILTER = Stage("synthesize-and-filter", synthesize_and_filter, ("synthesis", "filter", "seed", "generation"),
+               slot="filtered", inputs=("bundle",), models=("target", "discriminator"),
+               description="Synthesizing and filtering on the target model")
+LABEL = Stage("label", label, ("label", "generation"), slot="labelled", inputs=("bundle", "filtered"),
+              models=("teacher",), description="Labelling with the teacher")
+DISTILL = Stage("distill", distill, ("target_adapter", "distill_train"), slot="adapter",
+                inputs=("bundle", "filtered", "labelled"), models=("base",),
+                description="Distilling the target adapter")
+EMIT_BUNDLE = Stage("emit-bundle", emit_bundle, (), slot="bundle", inputs=("bundle", "adapter"),
+                    models=("target",), description="Writing the transferred adapter as a new bundle")
+EVALUATE = Stage("evaluate", evaluate, ("eval",), slot="eval", inputs=("data", "adapter"), models=("model",),
+                 description="Evaluating on the held-out test split")
+
+STAGES = (PREPARE_DATA, SOURCE_ADAPTER, NEGATIVES, DISCRIMINATOR, BUNDLE, FILTER, LABEL, DISTILL, EMIT_BUNDLE,
+          EVALUATE)

@@ -1,62 +1,85 @@
-"""Both flows end to end through Prefect on tiny random models; the second run recomputes nothing."""
+"""The flows end to end through Prefect on tiny random models, against the content-addressed store."""
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 from prefect import flow, task
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
 
 from flows.end_to_end import trans_lora
-from tasks.common import retry_transient
+from flows.finetune import finetune
+from flows.transfer import transfer
+from tasks.stage import retry_transient
 from tests.conftest import tiny_overrides
-from translora.artifacts import RunLayout
+from translora.artifacts import read_manifest
+from translora.bundle import Bundle
 from translora.config import load_config
 from translora.errors import DataError, GenerationBackendError
+from translora.store import RunIndex
 
 
-def _task_runs_of(flow_run_ids) -> list:
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=flow_run_ids)))
-    return runs
-
-
-def _subflow_ids(parent_id) -> list:
-    from prefect.client.schemas.filters import FlowRunFilterParentFlowRunId
-
+def _task_runs(parent_id) -> dict[str, str]:
+    """Task run name -> state name, over the subflows of one flow run."""
     with get_client(sync_client=True) as client:
         children = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id]))
-        )
-    return [c.id for c in children]
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])))
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[c.id for c in children])))
+    return {tr.name: tr.state.name for tr in runs}
 
 
-def test_end_to_end_twice_second_run_all_cached(tiny_models, tmp_path):
-    config = load_config("cpu", overrides=tiny_overrides(tiny_models)).model_dump(mode="json")
-    run_dir = str(tmp_path / "run")
-    first = trans_lora(config, run_dir, return_state=True)
-    assert first.is_completed()
+def _adapter_slot(run_dir) -> str:
+    return next(s for s in RunIndex(run_dir).entries() if s.startswith("transfer/") and s.endswith("/adapter"))
+
+
+def test_cache_returns_each_configs_own_result_and_a_moved_run_reuses_everything(tiny_models, tmp_path):
+    def config(steps: int):
+        return load_config("cpu", overrides=tiny_overrides(tiny_models) + [f"distill_train.max_steps={steps}"])
+
+    run_dir = tmp_path / "run"
+    first = trans_lora(config(2), str(run_dir), return_state=True)
     results = first.result()
     assert set(results["accuracy"]) == {"source_adapter", "target_base", "transferred"}
-    layout = RunLayout(tmp_path / "run")
-    on_disk = json.loads((layout.evaluation(config["target_model"]["id"]) / "results.json").read_text())
-    assert on_disk["accuracy"] == results["accuracy"] and 0 < on_disk["acceptance_rate"] <= 1
+    adapter_one = (run_dir / _adapter_slot(run_dir)).resolve()
+    assert read_manifest(adapter_one).config["distill_train"]["max_steps"] == 2
 
-    second = trans_lora(config, run_dir, return_state=True)
-    assert second.result() == results
-    task_runs = _task_runs_of(_subflow_ids(second.state_details.flow_run_id))
-    assert len(task_runs) == 11  # 5 finetune + 3 transfer + 3 evaluate
-    assert {tr.state.name for tr in task_runs} == {"Cached"}
+    second = trans_lora(config(3), str(run_dir), return_state=True).result()
+    adapter_two = (run_dir / _adapter_slot(run_dir)).resolve()
+    assert adapter_two != adapter_one and read_manifest(adapter_two).config["distill_train"]["max_steps"] == 3
+    assert second["accuracy"]["source_adapter"] == results["accuracy"]["source_adapter"]
 
-    # A deleted output is recomputed, not returned as a path to nothing.
-    import shutil
+    # Back to the first config: every stage is reused, and it is the first config's adapter and result.
+    third = trans_lora(config(2), str(run_dir), return_state=True)
+    assert third.result() == results
+    assert (run_dir / _adapter_slot(run_dir)).resolve() == adapter_one
+    states = _task_runs(third.state_details.flow_run_id)
+    assert len(states) == 12 and set(states.values()) == {"Cached"}, states  # 5 + 4 + 3
 
-    shutil.rmtree(layout.transfer(config["target_model"]["id"]) / "adapter")
-    third = trans_lora(config, run_dir, return_state=True)
-    assert third.is_completed()
-    names = {tr.name.rsplit("-", 1)[0]: tr.state.name for tr in
-             _task_runs_of(_subflow_ids(third.state_details.flow_run_id))}
-    assert names["distill"] == "Completed" and names["train-source-adapter"] == "Cached"
+    # A run directory moved elsewhere is only an index: everything is reused from the store.
+    moved = tmp_path / "moved"
+    shutil.move(run_dir, moved)
+    fourth = trans_lora(config(2), str(moved), return_state=True)
+    assert fourth.result() == results
+    assert set(_task_runs(fourth.state_details.flow_run_id).values()) == {"Cached"}
+    on_disk = json.loads((moved / _adapter_slot(moved)).parent.joinpath("results.json").read_text())
+    assert on_disk["accuracy"] == results["accuracy"]
+
+
+def test_two_bundles_to_one_target_keep_both_adapters(tiny_models, tmp_path):
+    base = tiny_overrides(tiny_models)
+    bundles = [finetune(load_config("cpu", overrides=base + [f"source_train.seed={s}"]), str(tmp_path / f"c{s}"))
+               for s in (1, 2)]
+    target_run = tmp_path / "target"
+    cfg = load_config("cpu", overrides=base)
+    outs = [transfer(b, cfg, str(target_run)) for b in bundles]
+    adapters = [target_run / s for s in RunIndex(target_run).entries() if s.endswith("/adapter")]
+    assert len(adapters) == 2 and {a.resolve() for a in adapters} == {Path(o["adapter"]).resolve() for o in outs}
+    assert len({a.resolve() for a in adapters}) == 2  # two store outputs, neither overwrote the other
+    for adapter, bundle in zip(sorted(adapters), sorted(bundles, key=lambda b: Bundle(Path(b)).hash)):
+        assert (adapter / "adapter_model.safetensors").exists()
+        assert read_manifest(adapter).inputs["bundle"] == Bundle(Path(bundle)).hash
 
 
 def test_transient_errors_are_retried_and_user_errors_are_not():

@@ -1,0 +1,136 @@
+"""The content-addressed store: keys, locks, run indexes, gc, model fingerprints."""
+
+import json
+import multiprocessing
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from translora import models, store as store_module
+from translora.config import ModelSpec, load_config
+from translora.stage import Stage, execute
+from translora.store import RunIndex, Store, code_version, stage_key
+
+
+def _key() -> str:
+    return stage_key("s", {"filter": {"n_keep": 3}}, {"data": "abc"}, {"base": {"fingerprint": "f"}})
+
+
+def test_key_changes_with_config_inputs_and_models():
+    base = _key()
+    assert base == _key()
+    assert stage_key("s", {"filter": {"n_keep": 4}}, {"data": "abc"}, {"base": {"fingerprint": "f"}}) != base
+    assert stage_key("s", {"filter": {"n_keep": 3}}, {"data": "abd"}, {"base": {"fingerprint": "f"}}) != base
+    assert stage_key("s", {"filter": {"n_keep": 3}}, {"data": "abc"}, {"base": {"fingerprint": "g"}}) != base
+
+
+def test_an_edit_of_translora_code_invalidates(tmp_path):
+    package = Path(store_module.__file__).parent
+    copy = tmp_path / "translora"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = code_version.__wrapped__(copy)
+    assert before == code_version.__wrapped__(package)
+    with open(copy / "stages.py", "a") as fh:
+        fh.write("\n# an edit\n")
+    assert code_version.__wrapped__(copy) != before
+
+
+def test_a_code_or_library_version_change_changes_the_key(monkeypatch):
+    base = _key()
+    monkeypatch.setattr(store_module, "code_version", lambda: "edited")
+    assert _key() != base
+    monkeypatch.undo()
+    real = store_module.metadata.version
+    monkeypatch.setattr(store_module.metadata, "version",
+                        lambda name: "9.9.9" if name == "peft" else real(name))
+    assert store_module.library_versions()["peft"] == "9.9.9" and _key() != base
+
+
+def _slow_stage(ctx) -> dict:
+    with open(ctx.config.task.name.split(":", 1)[1], "a") as fh:  # count the runs in a file
+        fh.write("ran\n")
+    time.sleep(1.5)
+    (ctx.out / "result.txt").write_text("done")
+    return {}
+
+
+SLOW = Stage("slow", _slow_stage, ("task",), slot="slow")
+
+
+def _run_slow(root: str, counter: str, out: multiprocessing.Queue) -> None:
+    cfg = load_config("cpu", overrides=[f"task.name=jsonl:{counter}"])
+    out.put(str(execute(SLOW, cfg, {}, {}, Store(root)).path))
+
+
+def test_two_identical_runs_at_once_end_with_one_intact_output(tmp_path):
+    counter = tmp_path / "runs.txt"
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_run_slow, args=(str(tmp_path / "store"), str(counter), results)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    paths = {results.get(timeout=5), results.get(timeout=5)}
+    assert len(paths) == 1 and counter.read_text() == "ran\n"  # computed once, reused by the other
+    assert (Path(paths.pop()) / "result.txt").read_text() == "done"
+    assert list((tmp_path / "store" / "tmp").iterdir()) == []
+
+
+def test_a_failed_stage_leaves_nothing_and_the_next_writer_sweeps_stale_temporaries(tmp_path):
+    def boom(ctx):
+        (ctx.out / "half").write_text("x")
+        raise RuntimeError("killed")
+
+    store = Store(tmp_path)
+    cfg = load_config("cpu")
+    with pytest.raises(RuntimeError):
+        execute(Stage("boom", boom, (), slot="b"), cfg, {}, {}, store)
+    assert list((tmp_path / "tmp").iterdir()) == []
+    key = stage_key("ok", {}, {}, {})
+    (tmp_path / "tmp" / f"{key}.deadbeef").mkdir()  # as a SIGKILLed writer would leave it
+    out = execute(Stage("ok", lambda ctx: {}, (), slot="o"), cfg, {}, {}, store)
+    assert out.key == key and list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_gc_frees_only_what_no_run_references(tmp_path):
+    store = Store(tmp_path / "store")
+    cfg = load_config("cpu")
+    kept, dropped = (execute(Stage(n, lambda ctx: (ctx.out / "w").write_bytes(b"x" * 4096) and {}, (), slot=n),
+                             cfg, {}, {}, store) for n in ("kept", "dropped"))
+    for run_dir, out in ((tmp_path / "a", kept), (tmp_path / "b", dropped)):
+        RunIndex(run_dir).record("slot", out.path.parent.name, out.key, out.path)
+        store.register_run(run_dir)
+    shutil.rmtree(tmp_path / "b")
+    removed, freed = store.gc()
+    assert removed == 1 and freed >= 4096
+    assert kept.path.exists() and not dropped.path.exists()
+    assert (tmp_path / "a" / "slot" / "w").read_bytes() == b"x" * 4096
+
+
+def test_run_index_is_readable_and_moves(tmp_path):
+    store = Store(tmp_path / "store")
+    out = execute(Stage("one", lambda ctx: (ctx.out / "f").write_text("1") and {}, (), slot="one"),
+                  load_config("cpu"), {}, {}, store)
+    RunIndex(tmp_path / "run").record("finetune/one", "one", out.key, out.path)
+    index = json.loads((tmp_path / "run" / "index.json").read_text())
+    assert index["slots"]["finetune/one"]["key"] == out.key
+    shutil.move(tmp_path / "run", tmp_path / "moved")
+    assert (RunIndex(tmp_path / "moved").slot("finetune/one") / "f").read_text() == "1"
+
+
+def test_a_model_folder_is_read_once_per_set_of_files(tiny_models, monkeypatch, tmp_path):
+    monkeypatch.setenv("TRANSLORA_HOME", str(tmp_path))
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_models["llama"], folder)
+    reads = []
+    real = models.hash_path
+    monkeypatch.setattr(models, "hash_path", lambda p: reads.append(p) or real(p))
+    spec = ModelSpec(id=str(folder))
+    first = models.fingerprint(spec)
+    assert models.fingerprint(spec) == first and len(reads) == 1
+    (folder / "config.json").write_text((folder / "config.json").read_text() + " ")
+    assert models.fingerprint(spec) != first and len(reads) == 2  # a changed file is read again

@@ -1,0 +1,85 @@
+"""What a stage is, and how one runs against the store.
+
+A `Stage` is declared once (translora/stages.py): its name, its function, the config sections it reads, the input
+folders and base models it takes, and the slot its output gets in a run directory. From that one declaration come
+the store key, the manifest, the Prefect task (tasks/stage.py) and the run layout.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from translora.artifacts import Manifest, folder_hash, write_manifest
+from translora.config import Config, ModelSpec
+from translora.store import Store, code_version, stage_key
+
+Progress = Callable[[float], None] | None
+
+
+@dataclass
+class StageContext:
+    config: Config
+    inputs: dict[str, Path | None]  # input folders by declared name
+    models: dict[str, ModelSpec]  # base models by declared name
+    out: Path  # a temporary folder that becomes the output when the function returns
+    final: Path  # where the output will live (for files that must name their own location)
+    work: Path  # survives a kill until the output is done: checkpoints, partial results
+    logs: Path  # kept after the stage (a managed vLLM server's log)
+    progress: Progress = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[StageContext], dict[str, Any]]  # writes into ctx.out, returns the metrics for the manifest
+    sections: tuple[str, ...]  # the config sections it reads; nothing else of the config reaches it
+    slot: str  # where its output appears in a run directory (inside the flow's scope)
+    inputs: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    path: Path
+    key: str
+    cached: bool
+
+
+def key_material(stage: Stage, config: Config, inputs: dict[str, Path | None],
+                 models: dict[str, ModelSpec]) -> tuple[dict, dict, dict]:
+    """The config sections, input content hashes and model fingerprints the key is made of."""
+    from translora.models import fingerprint
+
+    if set(inputs) != set(stage.inputs) or set(models) != set(stage.models):
+        raise TypeError(f"stage {stage.name} takes inputs {stage.inputs} and models {stage.models}, "
+                        f"got {tuple(inputs)} and {tuple(models)}")
+    sections = config.section(*stage.sections)
+    hashes = {name: folder_hash(path) if path is not None else None for name, path in inputs.items()}
+    prints = {name: {"spec": spec.model_dump(mode="json"), "fingerprint": fingerprint(spec)}
+              for name, spec in models.items()}
+    return sections, hashes, prints
+
+
+def execute(stage: Stage, config: Config, inputs: dict[str, Path | None], models: dict[str, ModelSpec],
+            store: Store, progress: Progress = None) -> Outcome:
+    """The stage's output from the store, computed first if no run has made it yet."""
+    sections, hashes, prints = key_material(stage, config, inputs, models)
+    key = stage_key(stage.name, sections, hashes, prints)
+    if store.has(stage.name, key):
+        return Outcome(store.path(stage.name, key), key, cached=True)
+    with store.lock(key):
+        if store.has(stage.name, key):  # another process made it while we waited for the lock
+            return Outcome(store.path(stage.name, key), key, cached=True)
+        start = time.time()
+        work = store.work_dir(key)
+        work.mkdir(parents=True, exist_ok=True)
+        with store.writing(stage.name, key) as tmp:
+            metrics = stage.run(StageContext(config, inputs, models, tmp, store.path(stage.name, key), work,
+                                             store.log_dir(key), progress))
+            write_manifest(tmp, Manifest(stage=stage.name, key=key, config=sections, inputs=hashes, models=prints,
+                                         code=code_version(), seconds=time.time() - start, metrics=metrics))
+    return Outcome(store.path(stage.name, key), key, cached=False)

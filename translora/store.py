@@ -1,0 +1,228 @@
+"""The content-addressed artifact store, and run directories as indexes into it.
+
+Every stage output lives at `<store>/<stage>/<key>`, where the key hashes everything the output depends on: the
+content hashes of its input folders, the fingerprints of its base models, the config sections it reads, translora's
+own code and the versions of the libraries that change results. So two configs never share a folder, and a cached
+output is by construction the output of its inputs.
+
+A run directory holds only `index.json` (slot -> stage, key) and one symbolic link per slot into the store, so it
+can be copied or moved and still reuses everything. `gc` frees what no registered run references.
+
+Concurrency: one writer per key (an flock on `<store>/locks/<key>`). A second process computing the same output
+waits, then reuses the first one's result. A killed writer's lock dies with it; its temporary folder is swept by the
+next writer of that key, and its `work/<key>` folder (checkpoints, partial results) is resumed from.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+from pydantic import BaseModel
+
+from translora.artifacts import read_json, write_json
+from translora.errors import ArtifactError
+
+INDEX = "index.json"
+# Libraries whose version can change a stage's output (numerics, tokenization, training, scoring).
+RESULT_LIBRARIES = ("torch", "transformers", "peft", "tokenizers", "accelerate", "datasets", "lm_eval")
+
+
+def default_root() -> Path:
+    from translora.models import translora_home
+
+    return Path(os.environ.get("TRANSLORA_STORE") or translora_home() / "store")
+
+
+@lru_cache(maxsize=1)
+def code_version(package: Path | None = None) -> str:
+    """Hash of translora's own source (every .py and profile YAML): an edit anywhere in the library invalidates."""
+    root = package or Path(__file__).parent
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts):
+        digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for name in RESULT_LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def stage_key(stage: str, config: dict[str, Any], inputs: dict[str, str], models: dict[str, str]) -> str:
+    """The store key of one stage output. `inputs` and `models` map names to content hashes / fingerprints."""
+    material = {"stage": stage, "config": config, "inputs": inputs, "models": models,
+                "code": code_version(), "libraries": library_versions()}
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Store:
+    def __init__(self, root: Path | str | None = None):
+        self.root = Path(root or default_root()).resolve()
+
+    def path(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def has(self, stage: str, key: str) -> bool:
+        return (self.path(stage, key) / "manifest.json").exists()
+
+    def work_dir(self, key: str) -> Path:
+        """Survives a kill: checkpoints and partial results of an unfinished output live here until it is done."""
+        return self.root / "work" / key
+
+    def log_dir(self, key: str) -> Path:
+        return self.root / "logs" / key
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        locks = self.root / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with open(locks / key, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)  # a second writer of the same key waits here
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    @contextmanager
+    def writing(self, stage: str, key: str) -> Iterator[Path]:
+        """Yield a temporary folder that becomes `path(stage, key)` in one rename when the block succeeds.
+        Call under `lock(key)`. Stale temporary folders of this key (a killed writer's) are removed first."""
+        tmp_root = self.root / "tmp"
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        for stale in tmp_root.glob(f"{key}.*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = tmp_root / f"{key}.{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            yield tmp
+            final = self.path(stage, key)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(self.work_dir(key), ignore_errors=True)
+
+    # -------------------------------------------------------------- runs and garbage collection
+
+    def register_run(self, run_dir: Path) -> None:
+        run_dir = Path(run_dir).resolve()
+        name = hashlib.sha256(str(run_dir).encode()).hexdigest()[:24]
+        write_json(self.root / "runs" / f"{name}.json", {"run_dir": str(run_dir)})
+
+    def referenced_keys(self, extra_runs: list[Path] = ()) -> set[str]:
+        """Keys referenced by every registered run that still exists (and by `extra_runs`); forgets the others."""
+        keys: set[str] = set()
+        runs = [Path(r) for r in extra_runs]
+        for ref in sorted((self.root / "runs").glob("*.json")):
+            run_dir = Path(read_json(ref)["run_dir"])
+            if (run_dir / INDEX).exists():
+                runs.append(run_dir)
+            else:
+                ref.unlink()
+        for run_dir in runs:
+            keys |= {entry.key for entry in RunIndex(run_dir).entries().values()}
+        return keys
+
+    def gc(self, extra_runs: list[Path] = ()) -> tuple[int, int]:
+        """Remove every output no run references, and stale temporary folders; returns (folders, bytes) freed."""
+        keep = self.referenced_keys(extra_runs)
+        removed, freed = 0, 0
+        skip = {"locks", "logs", "runs", "tmp", "work"}
+        for stage_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name not in skip):
+            for obj in sorted(stage_dir.iterdir()):
+                if obj.name in keep:
+                    continue
+                with self.lock(obj.name):
+                    freed += folder_size(obj)
+                    shutil.rmtree(obj)
+                    removed += 1
+        for leftover in ("tmp", "work", "logs"):  # only folders whose writer is gone: a live writer holds its lock
+            for folder in sorted((self.root / leftover).glob("*")):
+                key = folder.name.split(".")[0]
+                if leftover == "logs" and key in keep:
+                    continue
+                if not _locked(self.root / "locks" / key):
+                    freed += folder_size(folder)
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed += 1
+        return removed, freed
+
+
+def _locked(lock_file: Path) -> bool:
+    if not lock_file.exists():
+        return False
+    with open(lock_file, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+
+def folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file() and not p.is_symlink())
+
+
+class IndexEntry(BaseModel):
+    stage: str
+    key: str
+    path: str  # where the output lived in the store when it was recorded
+    recorded_at: float
+
+
+class RunIndex:
+    """A run directory: `index.json` (slot -> stage output) and a symbolic link per slot into the store."""
+
+    def __init__(self, run_dir: Path):
+        self.root = Path(run_dir)
+
+    def entries(self) -> dict[str, IndexEntry]:
+        file = self.root / INDEX
+        if not file.exists():
+            return {}
+        try:
+            data = json.loads(file.read_text())
+            return {slot: IndexEntry.model_validate(e) for slot, e in data["slots"].items()}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ArtifactError(f"{file} is not a translora run index ({exc}); use another --run-dir") from None
+
+    def record(self, slot: str, stage: str, key: str, path: Path) -> Path:
+        """Point `slot` at a store output; returns the slot's path inside the run directory."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".index.lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)  # concurrent tasks of one run record their slots one at a time
+            entries = self.entries()
+            entries[slot] = IndexEntry(stage=stage, key=key, path=str(path), recorded_at=time.time())
+            write_json(self.root / INDEX, {"slots": {s: e.model_dump() for s, e in sorted(entries.items())}})
+            link = self.root / slot
+            link.parent.mkdir(parents=True, exist_ok=True)
+            tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex[:8]}.link")
+            os.symlink(path, tmp)
+            if link.exists() and not link.is_symlink():
+                raise ArtifactError(f"{link} is a real folder, not a link into the store; move it away")
+            os.replace(tmp, link)
+        return link
+
+    def slot(self, slot: str) -> Path:
+        entries = self.entries()
+        if slot not in entries:
+            raise ArtifactError(f"{self.root} has no {slot!r} yet; run the command that produces it first")
+        return self.root / slot
