@@ -40,13 +40,17 @@ def evaluate(config: Config, run_dir: str, transferred_adapter: str, bundle: str
         "target_base": (target, None),
         "transferred": (target, transferred_adapter),
     }
+    if config.eval.oracle:  # measurement only: the target trained on the real train split
+        jobs["oracle"] = (target, run_stage(stages.ORACLE, config, run.root, scope, inputs={"data": data},
+                                            models={"base": target}))
     evals = {name: run_stage(stages.EVALUATE, config, run.root, scope, slot=f"eval/{name}",
                              inputs={"data": data, "adapter": adapter}, models={"model": model})
              for name, (model, adapter) in jobs.items()}
     slots = [s for s in run.entries() if not s.startswith("transfer/") or s.startswith(scope + "/")]
     stage_dirs = {slot: run.root / slot for slot in slots}
     results = report.collect(source.card.name, source.info.source_model.id, target.id, evals,
-                             run.slot(f"{scope}/filtered"), stage_dirs)
+                             source.discriminator / stages.FILTER_FILE, run.slot(f"{scope}/filtered"),
+                             run.slot(f"{scope}/labelled"), stage_dirs)
     write_json(run.root / scope / "results.json", results.model_dump())
     create_table_artifact(results.table(), key="translora-accuracy", description="Held-out accuracy")
     create_markdown_artifact(results.markdown(), key="translora-results", description="Trans-LoRA results")

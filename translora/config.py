@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from translora.errors import ConfigError
 
@@ -74,17 +74,32 @@ class SynthesisSpec(Section):
 
 class DiscriminatorSpec(Section):
     n_negatives: int = Field(100, ge=2)
+    # Share of the negatives made by corrupting real train inputs (truncated, shuffled, prose spliced in, chatter
+    # around them): what a weaker target writes, which the source model's own samples rarely show.
+    corrupted_fraction: float = Field(0.5, ge=0, le=1)
+    # The filter's threshold on log p(yes) - log p(no): the one that rejects the most held-out synthetic inputs
+    # while accepting at least this share of held-out real ones. 0 disables calibration (threshold 0).
+    min_real_accept: float = Field(0.9, ge=0, le=1)
     adapter: AdapterSpec = AdapterSpec()
     train: TrainSpec = TrainSpec()
 
 
 class FilterSpec(Section):
+    # discriminator: Trans-LoRA. The paper's ablations: none (every synthetic input), seeds_only (the bundle's
+    # seed inputs alone), random_text (random word sequences instead of synthetic inputs).
+    mode: Literal["discriminator", "none", "seeds_only", "random_text"] = "discriminator"
     n_keep: int = Field(64, ge=1)
     max_generated: int = Field(512, ge=1)  # generation budget: give up after this many candidates
     batch_size: int = Field(16, ge=1)
 
 
 class LabelSpec(Section):
+    # choices: on multiple-choice tasks the teacher scores each answer choice as lm-eval does and the best one is
+    # the label (never a non-answer), with its probability kept; generate: greedy completion (free-form tasks
+    # always use it).
+    mode: Literal["choices", "generate"] = "choices"
+    min_confidence: float = Field(0.0, ge=0, le=1)  # drop labels the teacher is less sure of
+    balance: bool = False  # down-sample the majority answers to the rarest one's count
     max_new_tokens: int = Field(16, ge=1)
     batch_size: int = Field(16, ge=1)
 
@@ -92,6 +107,12 @@ class LabelSpec(Section):
 class EvalSpec(Section):
     batch_size: int = Field(16, ge=1)
     limit: int | None = Field(None, ge=1)
+    # The oracle row: the target plus an adapter trained on the real train split with the distillation settings.
+    # It only measures what the target can reach; stage 2 never sees it.
+    oracle: bool = True
+
+
+MANAGED_SERVER_FLAGS = ("--host", "--port", "--api-key", "--uds")
 
 
 class VLLMSpec(Section):
@@ -109,11 +130,57 @@ class VLLMSpec(Section):
     max_model_len: int = Field(2048, ge=64)
     cpu_kvcache_gib: int = Field(1, ge=1)  # VLLM_CPU_KVCACHE_SPACE; without it vLLM asks for 90% of RAM
     enforce_eager: bool = True  # CUDA-graph / compile warm-up costs ~40 s and gains nothing on CPU
+    # Seconds a server may go without answering one request before the stage fails, naming what hung.
+    request_timeout: float = Field(600, gt=0)
+
+    @field_validator("command", "extra_args")
+    @classmethod
+    def _no_listen_or_key_flags(cls, args: list[str] | None) -> list[str] | None:
+        # A managed server listens on loopback with a random key translora chooses; no setting may widen that.
+        for arg in args or []:
+            flag = arg.split("=", 1)[0]
+            if flag in MANAGED_SERVER_FLAGS:
+                raise ValueError(f"{flag} is set by translora for the servers it starts (loopback, a fresh random "
+                                 f"API key); remove it, or run the server yourself and name it in "
+                                 "generation.vllm.servers")
+        return args
 
 
 class GenerationSpec(Section):
     backend: Literal["hf", "vllm"] = "hf"
     vllm: VLLMSpec = VLLMSpec()
+
+
+KEY_KINDS = ("hmac:", "ed25519:", "ed25519-pub:")
+
+
+class TrustSpec(Section):
+    """What only the operator decides, never a bundle: remote code, bundle signatures, base-model checks."""
+
+    # model ids whose own code may run (transformers trust_remote_code) when a bundle names them as teacher or
+    # discriminator base; a bundle's own trust_remote_code flag is always ignored
+    remote_code_models: list[str] = []
+    # sign the bundles this platform writes: hmac:SECRET_FILE or ed25519:PRIVATE.pem
+    signing_key: str | None = None
+    # when any are given, a bundle must be signed by one of them: hmac:SECRET_FILE or ed25519-pub:PUBLIC.pem
+    trusted_keys: list[str] = []
+    # use a bundle even when its teacher or discriminator base here differs from the one it was made on
+    allow_base_mismatch: bool = False
+
+    @field_validator("signing_key")
+    @classmethod
+    def _signing_key(cls, key: str | None) -> str | None:
+        if key is not None and not key.startswith(("hmac:", "ed25519:")):
+            raise ValueError(f"{key!r} is not hmac:SECRET_FILE or ed25519:PRIVATE.pem")
+        return key
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _trusted_keys(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            if not key.startswith(KEY_KINDS):
+                raise ValueError(f"{key!r} is not hmac:SECRET_FILE or ed25519-pub:PUBLIC.pem")
+        return keys
 
 
 class Config(Section):
@@ -137,6 +204,7 @@ class Config(Section):
     distill_train: TrainSpec = TrainSpec()
     eval: EvalSpec = EvalSpec()
     generation: GenerationSpec = GenerationSpec()
+    trust: TrustSpec = TrustSpec()
 
     @model_validator(mode="before")
     @classmethod
@@ -213,7 +281,7 @@ def load_config(
     if path is not None:
         path = Path(path)
         if not path.exists():
-            raise ConfigError(f"config file {path} does not exist")
+            raise ConfigError(f"config file {path} does not exist; give an existing YAML file with --config")
         if path.is_dir():
             raise ConfigError(f"config path {path} is a directory; give the YAML file itself (--config FILE)")
         try:

@@ -1,18 +1,32 @@
-"""The run's results: three accuracies, the filter's acceptance rate, stage timings, and the paper's claim."""
+"""A run's results and its mechanism: accuracies with intervals, the paired difference the paper's claim rests on,
+the oracle, and what the discriminator, the filter and the teacher did.
+
+Where the task can check an input (a task source with a checker, e.g. boolean_expressions), the filter's precision
+and recall and the teacher's label accuracy are measured here, after the fact: the checker never reaches stage 2.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 
-from translora.artifacts import read_json, read_manifest
+from translora import diagnostics
+from translora.artifacts import read_json, read_jsonl, read_manifest
+from translora.data import checker_for
 
-ROWS = (
-    ("source_adapter", "source model + source LoRA"),
-    ("target_base", "target base model"),
-    ("transferred", "target model + transferred LoRA"),
-)
+ROWS = {
+    "source_adapter": "source model + source adapter",
+    "target_base": "target base model",
+    "transferred": "target model + transferred adapter",
+    "oracle": "target + adapter on real train data (oracle)",
+}
+
+
+class Row(BaseModel):
+    accuracy: float
+    interval: diagnostics.Interval  # bootstrap, 95%
 
 
 class Results(BaseModel):
@@ -20,66 +34,138 @@ class Results(BaseModel):
     source_model: str
     target_model: str
     metric: str
-    accuracy: dict[str, float]  # keys: the names in ROWS
-    stderr: dict[str, float]
     n_test: int
-    acceptance_rate: float
-    kept: int
-    generated: int
+    rows: dict[str, Row]  # keys: those of ROWS that were measured
+    transferred_minus_source: diagnostics.Interval  # paired bootstrap over the test examples
+    transferred_minus_target: diagnostics.Interval
+    claim_holds: bool  # transferred >= max(source adapter, target base), point estimates
+    claim_holds_within_interval: bool  # neither difference is significantly below 0
+    discriminator: dict[str, Any]  # held-out ROC AUC, threshold, accept rates (stage 1)
+    filter: dict[str, Any]  # mode, generated, kept, acceptance; precision and recall where checkable
+    labels: dict[str, Any]  # answer counts, confidence; label accuracy where checkable
     stage_seconds: dict[str, float]
-    claim_holds: bool  # transferred >= max(source adapter, target base)
+
+    @computed_field
+    @property
+    def accuracy(self) -> dict[str, float]:
+        return {k: r.accuracy for k, r in self.rows.items()}
 
     def table(self) -> list[dict]:
-        return [
-            {"model": label, self.metric: round(self.accuracy[key], 4), "stderr": round(self.stderr[key], 4)}
-            for key, label in ROWS
-        ]
+        return [{"model": ROWS[k], self.metric: round(r.accuracy, 4), "95% low": round(r.interval.low, 4),
+                 "95% high": round(r.interval.high, 4)} for k, r in self.rows.items()]
+
+    def mechanism(self) -> list[str]:
+        d, f, lab = self.discriminator, self.filter, self.labels
+        lines = [f"discriminator (held out in stage 1): ROC AUC {_num(d.get('auc'))}, threshold "
+                 f"{_num(d.get('threshold'))}, accepts {_pct(d.get('real_accepted'))} of real and "
+                 f"{_pct(d.get('synthetic_accepted'))} of synthetic inputs",
+                 f"filter ({f['mode']}): kept {f['kept']} of {f['distinct']} distinct candidates from "
+                 f"{f['generated']} generations ({_pct(f['acceptance_rate'])} acceptance)"]
+        if f.get("precision") is not None or f.get("n_valid") is not None:
+            lines.append(f"filter vs the task's checker: precision {_pct(f.get('precision'))}, recall "
+                         f"{_pct(f.get('recall'))} ({f.get('n_valid')} of {f['distinct']} candidates valid)")
+        if f.get("tokens_per_kept_valid") is not None:
+            lines.append(f"synthesis: {f['tokens_per_kept_valid']:.0f} generated tokens per kept valid input, "
+                         f"{f['kept_valid_per_minute']:.1f} kept valid inputs per minute")
+        label_line = f"teacher labels: {lab['labelled']} labelled, answers {lab['answers']}"
+        if lab.get("mean_confidence") is not None:
+            label_line += f", mean confidence {lab['mean_confidence']:.2f}"
+        if lab.get("accuracy") is not None:
+            label_line += f", correct on {_pct(lab['accuracy'])} of {lab['n_checked']} checkable inputs"
+        return lines + [label_line]
 
     def text(self) -> str:
         lines = [f"Trans-LoRA on {self.task}: {self.source_model} -> {self.target_model} "
-                 f"({self.n_test} held-out test examples, lm-eval {self.metric})", ""]
-        width = max(len(label) for _, label in ROWS)
-        for key, label in ROWS:
-            lines.append(f"  {label:<{width}}  {self.accuracy[key]:.3f} ± {self.stderr[key]:.3f}")
-        lines += [
-            "",
-            f"  filter acceptance rate: {self.acceptance_rate:.1%} ({self.kept} kept of {self.generated} generated)",
-            f"  transferred >= max(source LoRA, target base): {'yes' if self.claim_holds else 'NO'}",
-        ]
-        return "\n".join(lines)
+                 f"({self.n_test} held-out test examples, lm-eval {self.metric}, 95% bootstrap intervals)", ""]
+        width = max(len(ROWS[k]) for k in self.rows)
+        for key, row in self.rows.items():
+            lines.append(f"  {ROWS[key]:<{width}}  {row.accuracy:.3f}  [{row.interval.low:.3f}, "
+                         f"{row.interval.high:.3f}]")
+        d1, d2 = self.transferred_minus_source, self.transferred_minus_target
+        lines += ["",
+                  f"  transferred - source adapter: {d1.mean:+.3f} [{d1.low:+.3f}, {d1.high:+.3f}] (paired)",
+                  f"  transferred - target base:    {d2.mean:+.3f} [{d2.low:+.3f}, {d2.high:+.3f}] (paired)",
+                  f"  transferred >= max(source adapter, target base): {'yes' if self.claim_holds else 'NO'}"
+                  f" (within the intervals: {'yes' if self.claim_holds_within_interval else 'NO'})", ""]
+        return "\n".join(lines + [f"  {line}" for line in self.mechanism()])
 
     def markdown(self) -> str:
-        rows = "\n".join(
-            f"| {label} | {self.accuracy[key]:.3f} | {self.stderr[key]:.3f} |" for key, label in ROWS
-        )
+        rows = "\n".join(f"| {ROWS[k]} | {r.accuracy:.3f} | [{r.interval.low:.3f}, {r.interval.high:.3f}] |"
+                         for k, r in self.rows.items())
+        d1, d2 = self.transferred_minus_source, self.transferred_minus_target
         timings = "\n".join(f"| {k} | {v:.1f} |" for k, v in self.stage_seconds.items())
+        mechanism = "\n".join(f"- {line}" for line in self.mechanism())
         return (
-            f"# Trans-LoRA: {self.task}\n\n`{self.source_model}` -> `{self.target_model}`, "
-            f"{self.n_test} held-out test examples\n\n| model | {self.metric} | stderr |\n|---|---|---|\n{rows}\n\n"
-            f"Filter acceptance rate: **{self.acceptance_rate:.1%}** ({self.kept} kept of {self.generated} "
-            f"generated)\n\nTransferred >= max(source LoRA, target base): "
-            f"**{'yes' if self.claim_holds else 'no'}**\n\n| stage | seconds |\n|---|---|\n{timings}\n"
+            f"# Trans-LoRA: {self.task}\n\n`{self.source_model}` -> `{self.target_model}`, {self.n_test} held-out "
+            f"test examples\n\n| model | {self.metric} | 95% interval |\n|---|---|---|\n{rows}\n\n"
+            f"Transferred - source adapter: **{d1.mean:+.3f}** [{d1.low:+.3f}, {d1.high:+.3f}]; transferred - target "
+            f"base: **{d2.mean:+.3f}** [{d2.low:+.3f}, {d2.high:+.3f}] (paired bootstrap)\n\n"
+            f"Transferred >= max(source adapter, target base): **{'yes' if self.claim_holds else 'no'}**\n\n"
+            f"## Mechanism\n\n{mechanism}\n\n| stage output | seconds |\n|---|---|\n{timings}\n"
         )
 
 
-def collect(
-    task: str, source_model: str, target_model: str, evals: dict[str, Path], filtered: Path,
-    stage_dirs: dict[str, Path],
-) -> Results:
-    results = {key: read_json(evals[key] / "result.json") for key, _ in ROWS}
-    accuracy = {k: float(v["accuracy"]) for k, v in results.items()}
-    filt = read_manifest(filtered).metrics
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3g}"
+
+
+def _scores(folder: Path, metric: str) -> list[float]:
+    return [float(s[metric]) for s in read_jsonl(folder / "samples.jsonl")]
+
+
+def collect(task: str, source_model: str, target_model: str, evals: dict[str, Path], discriminator_filter: Path,
+            filtered: Path, labelled: Path, stage_dirs: dict[str, Path]) -> Results:
+    results = {key: read_json(evals[key] / "result.json") for key in ROWS if key in evals}
+    metric = results["transferred"]["metric"]
+    scores = {key: _scores(evals[key], metric) for key in results}
+    rows = {key: Row(accuracy=float(results[key]["accuracy"]), interval=diagnostics.bootstrap_interval(s))
+            for key, s in scores.items()}
+    vs_source = diagnostics.paired_bootstrap_difference(scores["transferred"], scores["source_adapter"])
+    vs_target = diagnostics.paired_bootstrap_difference(scores["transferred"], scores["target_base"])
+    acc = {k: r.accuracy for k, r in rows.items()}
     return Results(
-        task=task,
-        source_model=source_model,
-        target_model=target_model,
-        metric=results["transferred"]["metric"],
-        accuracy=accuracy,
-        stderr={k: float(v["stderr"]) for k, v in results.items()},
-        n_test=int(results["transferred"]["n"]),
-        acceptance_rate=float(filt["acceptance_rate"]),
-        kept=int(filt["kept"]),
-        generated=int(filt["generated"]),
+        task=task, source_model=source_model, target_model=target_model, metric=metric,
+        n_test=len(scores["transferred"]), rows=rows,
+        transferred_minus_source=vs_source, transferred_minus_target=vs_target,
+        claim_holds=acc["transferred"] >= max(acc["source_adapter"], acc["target_base"]),
+        claim_holds_within_interval=vs_source.high >= 0 and vs_target.high >= 0,
+        discriminator=_discriminator(discriminator_filter),
+        filter=_filter(task, filtered),
+        labels=_labels(task, labelled),
         stage_seconds={name: round(read_manifest(d).seconds, 1) for name, d in stage_dirs.items()},
-        claim_holds=accuracy["transferred"] >= max(accuracy["source_adapter"], accuracy["target_base"]),
     )
+
+
+def _discriminator(filter_file: Path) -> dict[str, Any]:
+    if not filter_file.exists():
+        return {}
+    data = read_json(filter_file)
+    return data["held_out"] | {"threshold": data["threshold"]}
+
+
+def _filter(task: str, filtered: Path) -> dict[str, Any]:
+    manifest = read_manifest(filtered)
+    out = dict(manifest.metrics)
+    checker = checker_for(task)
+    if checker is None:
+        return out
+    candidates = [(c["input"], bool(c["kept"])) for c in read_jsonl(filtered / "candidates.jsonl")]
+    quality = diagnostics.filter_quality(candidates, checker.is_valid)
+    out |= quality.model_dump()
+    if out.get("generated_tokens"):
+        eff = diagnostics.synthesis_efficiency(out["generated_tokens"], quality.n_kept_valid, manifest.seconds)
+        out |= eff.model_dump()
+    return out
+
+
+def _labels(task: str, labelled: Path) -> dict[str, Any]:
+    out = dict(read_manifest(labelled).metrics)
+    checker = checker_for(task)
+    if checker is not None:
+        rows = [(r["input"], r["completion"]) for r in read_jsonl(labelled / "labelled.jsonl")]
+        out |= diagnostics.label_accuracy(rows, checker.answer).model_dump()
+    return out

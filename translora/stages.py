@@ -18,12 +18,13 @@ from tqdm.auto import tqdm
 
 from translora import bundle as bundles
 from translora import discriminator as disc
-from translora import evaluation, model_card, models, training
+from translora import evaluation, labelling, model_card, models, negatives, training
 from translora.artifacts import folder_hash, read_json, read_jsonl, read_manifest, write_json, write_jsonl
 from translora.config import AdapterSpec, ModelSpec, TrainSpec
 from translora.data import Example, TaskCard, load_task
 from translora.errors import DataError, FilterExhaustedError
 from translora.generation import GenerationRequest, open_generator
+from translora.journal import Journal
 from translora.stage import Stage, StageContext
 from translora.synthesis import Synthesizer
 
@@ -31,6 +32,10 @@ from translora.synthesis import Synthesizer
 DISCRIMINATOR_HELD_OUT = 0.2
 # Negatives: the source model gets this many completions per negative wanted before giving up.
 NEGATIVES_BUDGET_FACTOR = 4
+# Training stages save a checkpoint this often (seconds), so a kill costs at most this much training.
+CHECKPOINT_EVERY_S = 60.0
+# The filter's file name inside the discriminator adapter: its calibrated threshold and held-out report.
+FILTER_FILE = "filter.json"
 
 
 class Candidate(BaseModel):
@@ -42,6 +47,7 @@ class Candidate(BaseModel):
 class Labelled(BaseModel):
     input: str
     completion: str
+    confidence: float | None = None  # the teacher's probability of this answer (multiple-choice labels)
 
 
 def _card(folder) -> TaskCard:
@@ -56,7 +62,8 @@ def _train_new_adapter(ctx: StageContext, base: ModelSpec, adapter: AdapterSpec,
                        desc: str):
     model, tok = models.load_model(base)
     peft_model = training.new_adapter(model, adapter)
-    result = training.train(peft_model, tok, pairs, spec, desc, ctx.progress)
+    result = training.train(peft_model, tok, pairs, spec, desc, ctx.progress, checkpoint_dir=ctx.work / "checkpoints",
+                            checkpoint_every_s=CHECKPOINT_EVERY_S)
     training.save_adapter(peft_model, ctx.out)
     return peft_model, tok, result
 
@@ -86,23 +93,50 @@ def train_source_adapter(ctx: StageContext) -> dict:
     return result.metrics()
 
 
+def train_oracle(ctx: StageContext) -> dict:
+    """The target plus an adapter trained on the real train split with the distillation settings: what the target
+    can reach on this task. Only evaluation reads it; stage 2 never does."""
+    cfg, data = ctx.config, ctx.inputs["data"]
+    card = _card(data)
+    pairs = [(card.prompt(e.input), card.completion(e.target)) for e in _examples(data / "train.jsonl")]
+    _, _, result = _train_new_adapter(ctx, ctx.models["base"], cfg.target_adapter, cfg.distill_train, pairs,
+                                      "oracle")
+    model_card.write(ctx.out, f"Oracle adapter for {card.name} (measurement only)", ctx.models["base"],
+                     "Trained on the real train split with the distillation settings, to measure what the target "
+                     "can reach. Not a product of the transfer.", {"task": card.name, "train examples": len(pairs)})
+    return result.metrics()
+
+
 def synthesize_negatives(ctx: StageContext) -> dict:
-    """Synthetic inputs from the source model (the discriminator's "no" class), from the same seeds a bundle keeps."""
+    """The discriminator's "no" class: the source model's own synthetic inputs (from the same seeds a bundle keeps),
+    mixed with corrupted real train inputs, which look like what a weaker target writes. No negative duplicates a
+    real input."""
     cfg = ctx.config
-    seeds = [e.input for e in _examples(ctx.inputs["data"] / "train.jsonl")[: cfg.task.n_seeds]]
+    real = [e.input for e in _examples(ctx.inputs["data"] / "train.jsonl")]
+    seeds = real[: cfg.task.n_seeds]
     n = cfg.discriminator.n_negatives
-    with open_generator(cfg.generation, ctx.models["base"], None, "negatives", ctx.logs) as gen:
-        synth = Synthesizer(gen, seeds, cfg.synthesis, seed=cfg.seed)
-        items = synth.draw_until(n, budget=NEGATIVES_BUDGET_FACTOR * n)
-    if len(items) < 2:
-        raise DataError(f"the source model produced {len(items)} usable synthetic inputs from {synth.generated} "
-                        "tries; raise synthesis.max_new_tokens or check the seeds")
-    write_jsonl(ctx.out / "negatives.jsonl", [{"input": x} for x in items])
-    return {"generated": synth.generated, "kept": len(items)}
+    n_corrupted = round(n * cfg.discriminator.corrupted_fraction)
+    items: list[str] = []
+    generated = 0
+    if n_corrupted < n:
+        with open_generator(cfg.generation, ctx.models["base"], None, "negatives", ctx.logs) as gen:
+            synth = Synthesizer(gen, seeds, cfg.synthesis, seed=cfg.seed)
+            items = synth.draw_until(n - n_corrupted, budget=NEGATIVES_BUDGET_FACTOR * n)
+            generated = synth.generated
+    mixed = negatives.mix(items, negatives.corrupt(real, n_corrupted, seed=cfg.seed), real, n, seed=cfg.seed)
+    if len(mixed) < 2:
+        raise DataError(f"only {len(mixed)} usable negatives from {generated} generations; raise "
+                        "synthesis.max_new_tokens or discriminator.corrupted_fraction, or check the seeds")
+    write_jsonl(ctx.out / "negatives.jsonl", mixed)
+    by_source: dict[str, int] = {}
+    for neg in mixed:
+        by_source[neg.source] = by_source.get(neg.source, 0) + 1
+    return {"generated": generated, "kept": len(mixed), "by_source": by_source}
 
 
 def train_discriminator(ctx: StageContext) -> dict:
-    """LoRA on the discriminator base: "yes" for real train inputs, "no" for synthetic ones; a fifth held out."""
+    """LoRA on the discriminator base: "yes" for real train inputs, "no" for negatives. A fifth of each is held
+    out to measure it (ROC AUC, accept rates) and to calibrate the threshold the filter applies."""
     cfg, data = ctx.config, ctx.inputs["data"]
     card = _card(data)
     synthetic = [r["input"] for r in read_jsonl(ctx.inputs["negatives"] / "negatives.jsonl")]
@@ -115,11 +149,19 @@ def train_discriminator(ctx: StageContext) -> dict:
     pairs = disc.training_pairs(real[cut_r:], synthetic[cut_s:], card.name)
     peft_model, tok, result = _train_new_adapter(ctx, ctx.models["base"], cfg.discriminator.adapter,
                                                  cfg.discriminator.train, pairs, "discriminator")
-    held_out = disc.Discriminator(peft_model, tok, card.name).accuracy(real[:cut_r], synthetic[:cut_s])
+    judge = disc.Discriminator(peft_model, tok, card.name)
+    real_m, synth_m = judge.margins(real[:cut_r]), judge.margins(synthetic[:cut_s])
+    spec = cfg.discriminator
+    threshold = disc.calibrate_threshold(real_m, synth_m, spec.min_real_accept) if spec.min_real_accept else 0.0
+    held_out = disc.held_out_report(real_m, synth_m, threshold).model_dump()
+    held_out["at_zero"] = disc.held_out_report(real_m, synth_m, 0.0).model_dump()
+    write_json(ctx.out / FILTER_FILE, {"threshold": threshold, "held_out": held_out})
     model_card.write(ctx.out, f"Discriminator for {card.name}", ctx.models["base"],
-                     "Answers ' yes' when an input looks like a real input of the task, ' no' for synthetic ones.",
-                     {"task": card.name, "held-out real accepted": held_out["real_accepted"],
-                      "held-out synthetic rejected": held_out["synthetic_rejected"]})
+                     "Answers ' yes' when an input looks like a real input of the task, ' no' for synthetic ones; "
+                     f"the filter keeps inputs whose log p(yes) - log p(no) exceeds {threshold:.3g}.",
+                     {"task": card.name, "held-out ROC AUC": held_out["auc"],
+                      "held-out real accepted": held_out["real_accepted"],
+                      "held-out synthetic accepted": held_out["synthetic_accepted"]})
     return result.metrics() | {"held_out": held_out}
 
 
@@ -146,23 +188,39 @@ def write_bundle(ctx: StageContext) -> dict:
 
 
 def synthesize_and_filter(ctx: StageContext) -> dict:
-    """Target-model synthesis from the seeds, kept where the discriminator says p(yes) > p(no), until
-    filter.n_keep are kept or filter.max_generated completions are spent."""
+    """Target-model synthesis from the seeds, kept where the discriminator's margin exceeds the threshold calibrated
+    in stage 1, until filter.n_keep are kept or filter.max_generated completions are spent. Candidates are
+    journalled batch by batch, so a killed run resumes where it stopped. filter.mode picks the paper's ablations."""
     cfg = ctx.config
     bundle = bundles.Bundle(ctx.inputs["bundle"])
-    want, budget = cfg.filter.n_keep, cfg.filter.max_generated
+    mode, want, budget = cfg.filter.mode, cfg.filter.n_keep, cfg.filter.max_generated
+    if mode in ("seeds_only", "random_text"):
+        inputs = bundle.seeds if mode == "seeds_only" else random_text(len(bundle.seeds), want, cfg.seed)
+        write_jsonl(ctx.out / "candidates.jsonl", [Candidate(input=x, margin=0.0, kept=True) for x in inputs])
+        write_jsonl(ctx.out / "kept.jsonl", [{"input": x} for x in inputs])
+        return {"mode": mode, "generated": 0, "distinct": len(inputs), "kept": len(inputs), "acceptance_rate": 1.0}
+    threshold = filter_threshold(bundle) if mode == "discriminator" else float("-inf")
     judge = disc.Discriminator.load(ctx.models["discriminator"], bundle.discriminator, bundle.card.name)
-    candidates: list[Candidate] = []
-    kept = 0
+    tokenizer = models.load_tokenizer(ctx.models["target"])
+    journal = Journal(ctx.work / "candidates")
+    rows, state = journal.load()
+    candidates = [Candidate.model_validate(r) for r in rows]
+    kept = sum(c.kept for c in candidates)
     with open_generator(cfg.generation, ctx.models["target"], None, "target synthesis", ctx.logs) as gen:
-        synth = Synthesizer(gen, bundle.seeds, cfg.synthesis, seed=cfg.seed)
-        bar = tqdm(total=want, desc="synthesize + filter (kept)", leave=False)
+        synth = Synthesizer(gen, bundle.seeds, cfg.synthesis, seed=cfg.seed,
+                            count_tokens=lambda text: len(tokenizer(text, add_special_tokens=False).input_ids))
+        if state:
+            synth.restore(state)
+        bar = tqdm(total=want, initial=kept, desc="synthesize + filter (kept)", leave=False)
         while kept < want and synth.generated < budget:
             items = synth.draw(min(cfg.filter.batch_size, budget - synth.generated))
+            batch = []
             for text, margin in zip(items, judge.margins(items, cfg.filter.batch_size)):
-                keep = margin > 0 and kept < want
+                keep = margin > threshold and kept < want
                 kept += keep
-                candidates.append(Candidate(input=text, margin=margin, kept=keep))
+                batch.append(Candidate(input=text, margin=margin, kept=keep))
+            candidates += batch
+            journal.append(batch, synth.state(), len(candidates))
             bar.update(kept - bar.n)
             bar.set_postfix(generated=synth.generated)
             if ctx.progress:
@@ -177,27 +235,60 @@ def synthesize_and_filter(ctx: StageContext) -> dict:
         )
     write_jsonl(ctx.out / "candidates.jsonl", candidates)
     write_jsonl(ctx.out / "kept.jsonl", [{"input": c.input} for c in candidates if c.kept])
-    return {"generated": synth.generated, "distinct": len(candidates), "kept": kept, "acceptance_rate": rate}
+    return {"mode": mode, "threshold": threshold if mode == "discriminator" else None,
+            "generated": synth.generated, "generated_tokens": synth.tokens, "distinct": len(candidates),
+            "kept": kept, "acceptance_rate": rate}
+
+
+def filter_threshold(bundle: bundles.Bundle) -> float:
+    """The threshold calibrated in stage 1 (0, the paper's p(yes) > p(no), for bundles made before calibration)."""
+    file = bundle.discriminator / FILTER_FILE
+    return float(read_json(file)["threshold"]) if file.exists() else 0.0
+
+
+RANDOM_WORDS = ("time person year way day thing man world life hand part child eye woman place work week case "
+                "point government company number group problem fact be have do say get make go know take see "
+                "come think look want give use find tell ask seem feel try leave call good new first last long "
+                "great little own other old right big high different small large next early young important").split()
+
+
+def random_text(n_words_hint: int, n: int, seed: int) -> list[str]:
+    """The paper's "random" ablation: word salad of a similar length, carrying nothing of the task."""
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(RANDOM_WORDS) for _ in range(rng.randint(5, 12 + n_words_hint))) for _ in range(n)]
 
 
 def label(ctx: StageContext) -> dict:
-    """The teacher (source model + source adapter) completes each kept input, greedily."""
+    """The teacher (source model + source adapter) labels each kept input: on multiple-choice tasks by scoring every
+    answer choice (label.mode=choices; the probability is kept, unsure labels can be dropped, classes balanced),
+    otherwise by greedy completion."""
     cfg = ctx.config
     bundle = bundles.Bundle(ctx.inputs["bundle"])
     inputs = [r["input"] for r in read_jsonl(ctx.inputs["filtered"] / "kept.jsonl")]
-    request = GenerationRequest(max_new_tokens=cfg.label.max_new_tokens, temperature=0.0, stop=("\n",),
-                                batch_size=cfg.label.batch_size)
-    with open_generator(cfg.generation, ctx.models["teacher"], bundle.source_adapter, "teacher labels",
-                        ctx.logs) as teacher:
-        completions = teacher.generate([bundle.card.prompt(x) for x in inputs], request)
-    rows = [Labelled(input=x, completion=c.strip()) for x, c in zip(inputs, completions) if c.strip()]
+    if bundle.card.choices and cfg.label.mode == "choices":
+        model, tok = models.load_model(ctx.models["teacher"])
+        teacher = training.attach_adapter(model, bundle.source_adapter)
+        scored = labelling.label_choices(teacher, tok, inputs, bundle.card.choices, bundle.card.prompt_template,
+                                         cfg.label.batch_size)
+        chosen = labelling.select(scored, cfg.label.min_confidence, cfg.label.balance, cfg.seed)
+        rows = [Labelled(input=x.input, completion=x.label, confidence=x.confidence) for x in chosen]
+    else:
+        request = GenerationRequest(max_new_tokens=cfg.label.max_new_tokens, temperature=0.0, stop=("\n",),
+                                    batch_size=cfg.label.batch_size)
+        with open_generator(cfg.generation, ctx.models["teacher"], bundle.source_adapter, "teacher labels",
+                            ctx.logs) as gen:
+            completions = gen.generate([bundle.card.prompt(x) for x in inputs], request)
+        rows = [Labelled(input=x, completion=c.strip()) for x, c in zip(inputs, completions) if c.strip()]
     if not rows:
-        raise DataError("the teacher gave an empty completion for every kept input; raise label.max_new_tokens")
+        raise DataError("the teacher labelled none of the kept inputs (empty completions, or none as sure as "
+                        "label.min_confidence); raise label.max_new_tokens or lower label.min_confidence")
     answers: dict[str, int] = {}
     for r in rows:
         answers[r.completion] = answers.get(r.completion, 0) + 1
     write_jsonl(ctx.out / "labelled.jsonl", rows)
-    return {"labelled": len(rows), "dropped_empty": len(inputs) - len(rows), "answers": answers}
+    confidences = [r.confidence for r in rows if r.confidence is not None]
+    return {"labelled": len(rows), "dropped": len(inputs) - len(rows), "answers": answers,
+            "mean_confidence": sum(confidences) / len(confidences) if confidences else None}
 
 
 def distill(ctx: StageContext) -> dict:
@@ -218,7 +309,8 @@ def distill(ctx: StageContext) -> dict:
          "source adapter": bundle.info.source_adapter_hash[:12], "bundle": bundle.hash[:12],
          "hops before this one": len(bundle.info.provenance),
          "filter": {k: filtered[k] for k in ("generated", "kept", "acceptance_rate")},
-         "teacher labels": {"labelled": labels["labelled"], "answers": labels["answers"]},
+         "teacher labels": {"labelled": labels["labelled"], "answers": labels["answers"],
+                            "mean confidence": labels.get("mean_confidence")},
          "distillation examples": len(pairs), "final loss": result.final_loss})
     return result.metrics()
 
@@ -268,15 +360,17 @@ BUNDLE = Stage("write-bundle", write_bundle, ("task",), slot="bundle",
 FILTER = Stage("synthesize-and-filter", synthesize_and_filter, ("synthesis", "filter", "seed", "generation"),
                slot="filtered", inputs=("bundle",), models=("target", "discriminator"),
                description="Synthesizing and filtering on the target model")
-LABEL = Stage("label", label, ("label", "generation"), slot="labelled", inputs=("bundle", "filtered"),
+LABEL = Stage("label", label, ("label", "generation", "seed"), slot="labelled", inputs=("bundle", "filtered"),
               models=("teacher",), description="Labelling with the teacher")
 DISTILL = Stage("distill", distill, ("target_adapter", "distill_train"), slot="adapter",
                 inputs=("bundle", "filtered", "labelled"), models=("base",),
                 description="Distilling the target adapter")
 EMIT_BUNDLE = Stage("emit-bundle", emit_bundle, (), slot="bundle", inputs=("bundle", "adapter"),
                     models=("target",), description="Writing the transferred adapter as a new bundle")
+ORACLE = Stage("train-oracle", train_oracle, ("target_adapter", "distill_train"), slot="oracle", inputs=("data",),
+               models=("base",), description="Training the oracle adapter (real train data, measurement only)")
 EVALUATE = Stage("evaluate", evaluate, ("eval",), slot="eval", inputs=("data", "adapter"), models=("model",),
                  description="Evaluating on the held-out test split")
 
 STAGES = (PREPARE_DATA, SOURCE_ADAPTER, NEGATIVES, DISCRIMINATOR, BUNDLE, FILTER, LABEL, DISTILL, EMIT_BUNDLE,
-          EVALUATE)
+          ORACLE, EVALUATE)

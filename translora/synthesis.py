@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 from tqdm.auto import tqdm
 
@@ -42,20 +43,37 @@ class Synthesizer:
     seeds: list[str]
     spec: SynthesisSpec
     seed: int = 0
+    count_tokens: Callable[[str], int] | None = None  # to report generated tokens per kept input
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
         self._seen = {normalize(s) for s in self.seeds}
         self._calls = 0
         self.generated = 0  # completions asked for so far
+        self.tokens = 0  # tokens in those completions (when count_tokens is given)
+
+    def state(self) -> dict:
+        """Everything a resumed run needs to continue exactly as an uninterrupted one (JSON-able)."""
+        version, internal, gauss = self._rng.getstate()
+        return {"rng": [version, list(internal), gauss], "seen": sorted(self._seen), "calls": self._calls,
+                "generated": self.generated, "tokens": self.tokens}
+
+    def restore(self, state: dict) -> None:
+        version, internal, gauss = state["rng"]
+        self._rng.setstate((version, tuple(internal), gauss))
+        self._seen, self._calls = set(state["seen"]), state["calls"]
+        self.generated, self.tokens = state["generated"], state["tokens"]
 
     def request(self) -> GenerationRequest:
         n = len(self.seeds) + 1
+        # Single-line seeds: an item ends at the line's end, so stop there instead of spending tokens on the
+        # prose a weak model writes after it.
+        one_line = not any("\n" in s.strip() for s in self.seeds)
         return GenerationRequest(
             max_new_tokens=self.spec.max_new_tokens,
             temperature=self.spec.temperature,
             top_p=self.spec.top_p,
-            stop=(f"\n{n + 1}.",),
+            stop=("\n",) if one_line else (f"\n{n + 1}.",),
             seed=self.seed + self._calls,
             batch_size=self.spec.batch_size,
         )
@@ -66,6 +84,8 @@ class Synthesizer:
         completions = self.generator.generate(prompts, self.request())
         self._calls += 1
         self.generated += count
+        if self.count_tokens:
+            self.tokens += sum(self.count_tokens(c) for c in completions)
         fresh = []
         for completion in completions:
             item = parse_continuation(completion)

@@ -41,7 +41,8 @@ def test_cache_returns_each_configs_own_result_and_a_moved_run_reuses_everything
     run_dir = tmp_path / "run"
     first = trans_lora(config(2), str(run_dir), return_state=True)
     results = first.result()
-    assert set(results["accuracy"]) == {"source_adapter", "target_base", "transferred"}
+    assert set(results["accuracy"]) == {"source_adapter", "target_base", "transferred", "oracle"}
+    assert results["filter"]["n_valid"] is not None and results["labels"]["n_checked"] >= 0
     adapter_one = (run_dir / _adapter_slot(run_dir)).resolve()
     assert read_manifest(adapter_one).config["distill_train"]["max_steps"] == 2
 
@@ -55,7 +56,7 @@ def test_cache_returns_each_configs_own_result_and_a_moved_run_reuses_everything
     assert third.result() == results
     assert (run_dir / _adapter_slot(run_dir)).resolve() == adapter_one
     states = _task_runs(third.state_details.flow_run_id)
-    assert len(states) == 12 and set(states.values()) == {"Cached"}, states  # 5 + 4 + 3
+    assert len(states) == 14 and set(states.values()) == {"Cached"}, states  # 5 + 4 + oracle + 4 evaluations
 
     # A run directory moved elsewhere is only an index: everything is reused from the store.
     moved = tmp_path / "moved"
