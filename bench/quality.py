@@ -1,0 +1,151 @@
+"""Quality bench: Trans-LoRA on several BBH tasks, seeds and filter modes, cpu profile, embedded models.
+
+For each task and seed, stage 1 runs once; each filter mode (the discriminator filter and the paper's ablations)
+then runs stage 2 and the evaluation. The store shares everything the runs have in common (stage 1, the source,
+target-base and oracle evaluations), so adding a mode costs only its own transfer. Writes:
+
+    bench/results/quality.json   every run's results (accuracies with intervals, mechanism)
+    bench/results/quality.md     one table per mode, and the claim per task
+    bench/results/quality.png    per task: source-adapter accuracy against transferred accuracy (the paper's
+                                 Figure 3), the diagonal, and the target base as a second marker
+
+    .venv/bin/python bench/quality.py [--tasks ...] [--seeds 0 1 2] [--modes discriminator none seeds_only]
+    .venv/bin/python bench/quality.py --pick   # source base vs source adapter per candidate task (how tasks are
+                                               # chosen: the adapter must beat the base by >= 5 points)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from translora.artifacts import write_json  # noqa: E402
+from translora.config import load_config  # noqa: E402
+
+TASKS = ("bbh:boolean_expressions", "bbh:sports_understanding", "bbh:navigate", "bbh:causal_judgment",
+         "bbh:formal_fallacies", "bbh:hyperbaton")
+MODES = ("discriminator", "none", "seeds_only")
+OUT = Path(__file__).parent / "results"
+
+
+def run_one(task: str, seed: int, mode: str, n_test: int, extra: list[str]) -> dict:
+    from flows.end_to_end import trans_lora
+
+    cfg = load_config("cpu", overrides=[f"task.name={task}", f"seed={seed}", f"task.n_test={n_test}",
+                                        f"filter.mode={mode}", *extra])
+    start = time.time()
+    results = trans_lora(cfg, str(Path("runs") / "bench" / f"{task.split(':')[1]}-s{seed}-{mode}"))
+    return results | {"task_id": task, "seed": seed, "mode": mode, "wall_seconds": round(time.time() - start, 1)}
+
+
+def pick(tasks: list[str], n_test: int) -> list[dict]:
+    """Source base vs source + adapter per task: the bench keeps tasks where the adapter wins by >= 5 points."""
+    from flows.finetune import finetune
+    from tasks.stage import run_stage
+    from translora import stages
+    from translora.store import RunIndex
+    from prefect import flow
+
+    @flow(name="translora-bench-pick")
+    def measure(task: str) -> dict:
+        cfg = load_config("cpu", overrides=[f"task.name={task}", f"task.n_test={n_test}"])
+        run = Path("runs") / "bench" / f"pick-{task.split(':')[1]}"
+        finetune(cfg, str(run))
+        data, adapter = RunIndex(run).slot("data"), RunIndex(run).slot("finetune/source_adapter")
+        accuracy = {}
+        for name, adapter_dir in (("source_base", None), ("source_adapter", adapter)):
+            out = run_stage(stages.EVALUATE, cfg, run, "pick", slot=name, inputs={"data": data, "adapter": adapter_dir},
+                            models={"model": cfg.source_model})
+            accuracy[name] = json.loads((out / "result.json").read_text())["accuracy"]
+        return {"task": task, **accuracy, "gain": accuracy["source_adapter"] - accuracy["source_base"]}
+
+    return [measure(t) for t in tasks]
+
+
+def markdown(rows: list[dict], command: str) -> str:
+    lines = [f"# Quality bench\n\nCommand: `{command}`\n",
+             "Accuracy on held-out test examples (lm-eval acc), 95% bootstrap interval in brackets; "
+             "`transferred - source` is a paired bootstrap interval.\n"]
+    for mode in sorted({r["mode"] for r in rows}):
+        lines += [f"\n## filter mode: {mode}\n",
+                  "| task | seed | source + adapter | target base | transferred | oracle | transferred - source | "
+                  "filter precision | label accuracy | claim |", "|---" * 10 + "|"]
+        for r in (r for r in rows if r["mode"] == mode):
+            rows_ = r["rows"]
+            cell = lambda k: (f"{rows_[k]['accuracy']:.3f} [{rows_[k]['interval']['low']:.3f}, "  # noqa: E731
+                              f"{rows_[k]['interval']['high']:.3f}]") if k in rows_ else "-"
+            d = r["transferred_minus_source"]
+            prec, lab = r["filter"].get("precision"), r["labels"].get("accuracy")
+            lines.append(f"| {r['task']} | {r['seed']} | {cell('source_adapter')} | {cell('target_base')} | "
+                         f"{cell('transferred')} | {cell('oracle')} | {d['mean']:+.3f} [{d['low']:+.3f}, "
+                         f"{d['high']:+.3f}] | {'-' if prec is None else f'{prec:.2f}'} | "
+                         f"{'-' if lab is None else f'{lab:.2f}'} | "
+                         f"{'holds' if r['claim_holds_within_interval'] else 'fails'} |")
+        means = {k: statistics.mean(r["accuracy"]["transferred"] for r in rows if r["mode"] == k)
+                 for k in {r["mode"] for r in rows}}
+    lines += ["\n## Mean transferred accuracy per mode\n", "| mode | mean | runs |", "|---|---|---|"]
+    lines += [f"| {m} | {v:.3f} | {sum(r['mode'] == m for r in rows)} |" for m, v in sorted(means.items())]
+    return "\n".join(lines) + "\n"
+
+
+def scatter(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    main = [r for r in rows if r["mode"] == "discriminator"]
+    for r in main:
+        x = r["accuracy"]["source_adapter"]
+        ax.scatter(x, r["accuracy"]["transferred"], marker="o", color="tab:blue")
+        ax.scatter(x, r["accuracy"]["target_base"], marker="x", color="tab:gray")
+        ax.annotate(r["task"].replace("_", " "), (x, r["accuracy"]["transferred"]), fontsize=7,
+                    xytext=(3, 3), textcoords="offset points")
+    ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+    ax.scatter([], [], marker="o", color="tab:blue", label="target + transferred adapter")
+    ax.scatter([], [], marker="x", color="tab:gray", label="target base")
+    ax.set(xlim=(0.3, 1.0), ylim=(0.3, 1.0), xlabel="source model + source adapter (accuracy)",
+           ylabel="target model (accuracy)", title="Trans-LoRA, SmolLM2-135M -> Gemma 3 270M (cpu profile)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", nargs="+", default=list(TASKS))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--modes", nargs="+", default=list(MODES))
+    ap.add_argument("--n-test", type=int, default=400)
+    ap.add_argument("--set", dest="extra", action="append", default=[], help="more config overrides")
+    ap.add_argument("--pick", action="store_true", help="measure source base vs source adapter per task")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    command = "python bench/quality.py " + " ".join(os.sys.argv[1:])
+    if args.pick:
+        write_json(args.out / "task-pick.json", {"command": command, "tasks": pick(args.tasks, args.n_test)})
+        return
+    results_file = args.out / "quality.json"
+    done = json.loads(results_file.read_text())["runs"] if results_file.exists() else []
+    for task in args.tasks:
+        for seed in args.seeds:
+            for mode in args.modes:
+                if any(r["task_id"] == task and r["seed"] == seed and r["mode"] == mode for r in done):
+                    continue  # measured already: the bench resumes
+                done.append(run_one(task, seed, mode, args.n_test, args.extra))
+                write_json(results_file, {"command": command, "runs": done})
+    (args.out / "quality.md").write_text(markdown(done, command))
+    scatter(done, args.out / "quality.png")
+
+
+if __name__ == "__main__":
+    main()
