@@ -107,8 +107,8 @@ class LabelSpec(Section):
 class EvalSpec(Section):
     batch_size: int = Field(16, ge=1)
     limit: int | None = Field(None, ge=1)
-    # The oracle row: the target plus an adapter trained on the real train split with the distillation settings.
-    # It only measures what the target can reach; stage 2 never sees it.
+    # The oracle row: the target plus an adapter trained on filter.n_keep real train examples with the distillation
+    # settings. It only measures what the target can reach; stage 2 never sees it.
     oracle: bool = True
 
 

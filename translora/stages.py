@@ -94,11 +94,13 @@ def train_source_adapter(ctx: StageContext) -> dict:
 
 
 def train_oracle(ctx: StageContext) -> dict:
-    """The target plus an adapter trained on the real train split with the distillation settings: what the target
-    can reach on this task. Only evaluation reads it; stage 2 never does."""
+    """The target plus an adapter trained on real train examples with the distillation settings and the same
+    number of examples as the distillation keeps (filter.n_keep): what the target reaches with perfect inputs and
+    labels at the same budget. Only evaluation reads it; stage 2 never does."""
     cfg, data = ctx.config, ctx.inputs["data"]
     card = _card(data)
-    pairs = [(card.prompt(e.input), card.completion(e.target)) for e in _examples(data / "train.jsonl")]
+    train = _examples(data / "train.jsonl")[: cfg.filter.n_keep]
+    pairs = [(card.prompt(e.input), card.completion(e.target)) for e in train]
     _, _, result = _train_new_adapter(ctx, ctx.models["base"], cfg.target_adapter, cfg.distill_train, pairs,
                                       "oracle")
     model_card.write(ctx.out, f"Oracle adapter for {card.name} (measurement only)", ctx.models["base"],
@@ -367,7 +369,8 @@ DISTILL = Stage("distill", distill, ("target_adapter", "distill_train"), slot="a
                 description="Distilling the target adapter")
 EMIT_BUNDLE = Stage("emit-bundle", emit_bundle, (), slot="bundle", inputs=("bundle", "adapter"),
                     models=("target",), description="Writing the transferred adapter as a new bundle")
-ORACLE = Stage("train-oracle", train_oracle, ("target_adapter", "distill_train"), slot="oracle", inputs=("data",),
+ORACLE = Stage("train-oracle", train_oracle, ("target_adapter", "distill_train", "filter"), slot="oracle",
+               inputs=("data",),
                models=("base",), description="Training the oracle adapter (real train data, measurement only)")
 EVALUATE = Stage("evaluate", evaluate, ("eval",), slot="eval", inputs=("data", "adapter"), models=("model",),
                  description="Evaluating on the held-out test split")
