@@ -1,0 +1,69 @@
+"""Continuous transfer, as in the paper's chained-transfer table: SmolLM2-135M -> Gemma 3 270M -> SmolLM2-135M.
+
+Stage 1 on SmolLM2, then each hop transfers the bundle the previous hop emitted, and each hop is evaluated on the
+held-out test split (the hop's teacher = its source model + adapter, the target base, the transferred adapter).
+Writes bench/results/chain.json and chain.md.
+
+    .venv/bin/python bench/chain.py [--seed 0] [--n-test 400] [--set section.field=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from prefect import flow  # noqa: E402
+
+from flows.evaluate import evaluate  # noqa: E402
+from flows.finetune import finetune  # noqa: E402
+from flows.transfer import transfer  # noqa: E402
+from translora.artifacts import write_json  # noqa: E402
+from translora.config import load_config  # noqa: E402
+
+HOPS = ("embedded:gemma3-270m", "embedded:smollm2-135m-instruct")
+OUT = Path(__file__).parent / "results"
+
+
+@flow(name="translora-bench-chain", log_prints=True)
+def chain(seed: int, n_test: int, extra: list[str]) -> list[dict]:
+    run = Path("runs") / "bench" / f"chain-s{seed}"
+    base = [f"seed={seed}", f"task.n_test={n_test}", "eval.oracle=false", *extra]
+    bundle = finetune(load_config("cpu", overrides=base), str(run))
+    hops = []
+    for target in HOPS:
+        cfg = load_config("cpu", overrides=base + [f"target_model.id={target}"])
+        outputs = transfer(bundle, cfg, str(run))
+        results = evaluate(cfg, str(run), outputs["adapter"], bundle)
+        hops.append({"from": results["source_model"], "to": target, "accuracy": results["accuracy"],
+                     "transferred_minus_source": results["transferred_minus_source"]})
+        bundle = outputs["bundle"]  # the next hop starts from what this one emitted
+    return hops
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-test", type=int, default=400)
+    ap.add_argument("--set", dest="extra", action="append", default=[])
+    args = ap.parse_args()
+    hops = chain(args.seed, args.n_test, args.extra)
+    command = "python bench/chain.py " + " ".join(sys.argv[1:])
+    OUT.mkdir(parents=True, exist_ok=True)
+    write_json(OUT / "chain.json", {"command": command, "hops": hops})
+    lines = [f"# Chained transfer\n\nCommand: `{command}`\n", "| hop | source + adapter | target base | transferred | "
+             "transferred - source (paired 95%) |", "|---|---|---|---|---|"]
+    for i, h in enumerate(hops, 1):
+        a, d = h["accuracy"], h["transferred_minus_source"]
+        lines.append(f"| {i}: {h['from']} -> {h['to']} | {a['source_adapter']:.3f} | {a['target_base']:.3f} | "
+                     f"{a['transferred']:.3f} | {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] |")
+    (OUT / "chain.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
