@@ -46,3 +46,8 @@ def test_console_script_runs_without_traceback():
     out = subprocess.run([sys.executable, "-m", "flows.cli", "config", "--set", "nosuch.x=1"], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 2 and out.stderr.startswith("error:") and "Traceback" not in out.stderr
+
+
+def test_gc_prints_what_it_freed(tmp_path, capsys):
+    assert cli.main(["gc", "--store", str(tmp_path / "store")]) == 0
+    assert "removed 0 unreferenced outputs, freed 0.0 MiB" in capsys.readouterr().out

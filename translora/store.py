@@ -142,6 +142,8 @@ class Store:
 
     def gc(self, extra_runs: list[Path] = ()) -> tuple[int, int]:
         """Remove every output no run references, and stale temporary folders; returns (folders, bytes) freed."""
+        if not self.root.is_dir():
+            return 0, 0
         keep = self.referenced_keys(extra_runs)
         removed, freed = 0, 0
         skip = {"locks", "logs", "runs", "tmp", "work"}
