@@ -61,6 +61,7 @@ class TrainSpec(Section):
     max_length: int = Field(256, ge=16)
     max_steps: int | None = Field(None, ge=1)
     seed: int = 0
+    checkpoint_every_s: float = Field(60, ge=0)  # a kill costs at most this much training; 0: every step
 
 
 class SynthesisSpec(Section):

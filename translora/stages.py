@@ -32,8 +32,6 @@ from translora.synthesis import Synthesizer
 DISCRIMINATOR_HELD_OUT = 0.2
 # Negatives: the source model gets this many completions per negative wanted before giving up.
 NEGATIVES_BUDGET_FACTOR = 4
-# Training stages save a checkpoint this often (seconds), so a kill costs at most this much training.
-CHECKPOINT_EVERY_S = 60.0
 # The filter's file name inside the discriminator adapter: its calibrated threshold and held-out report.
 FILTER_FILE = "filter.json"
 
@@ -63,7 +61,7 @@ def _train_new_adapter(ctx: StageContext, base: ModelSpec, adapter: AdapterSpec,
     model, tok = models.load_model(base)
     peft_model = training.new_adapter(model, adapter)
     result = training.train(peft_model, tok, pairs, spec, desc, ctx.progress, checkpoint_dir=ctx.work / "checkpoints",
-                            checkpoint_every_s=CHECKPOINT_EVERY_S)
+                            checkpoint_every_s=spec.checkpoint_every_s)
     training.save_adapter(peft_model, ctx.out)
     return peft_model, tok, result
 
@@ -118,13 +116,22 @@ def synthesize_negatives(ctx: StageContext) -> dict:
     seeds = real[: cfg.task.n_seeds]
     n = cfg.discriminator.n_negatives
     n_corrupted = round(n * cfg.discriminator.corrupted_fraction)
-    items: list[str] = []
-    generated = 0
-    if n_corrupted < n:
+    journal = Journal(ctx.work / "negatives")  # a killed run resumes from the samples it already has
+    rows, state = journal.load()
+    items = [r["input"] for r in rows]
+    generated, want, budget = 0, n - n_corrupted, NEGATIVES_BUDGET_FACTOR * n
+    if want > 0:
         with open_generator(cfg.generation, ctx.models["base"], None, "negatives", ctx.logs) as gen:
             synth = Synthesizer(gen, seeds, cfg.synthesis, seed=cfg.seed)
-            items = synth.draw_until(n - n_corrupted, budget=NEGATIVES_BUDGET_FACTOR * n)
+            if state:
+                synth.restore(state)
+            while len(items) < want and synth.generated < budget:
+                fresh = synth.draw(min(cfg.synthesis.batch_size, budget - synth.generated))
+                items += fresh
+                journal.append([negatives.Negative(input=x, source="synthetic") for x in fresh], synth.state(),
+                               len(items))
             generated = synth.generated
+        items = items[:want]
     mixed = negatives.mix(items, negatives.corrupt(real, n_corrupted, seed=cfg.seed), real, n, seed=cfg.seed)
     if len(mixed) < 2:
         raise DataError(f"only {len(mixed)} usable negatives from {generated} generations; raise "

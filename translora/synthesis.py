@@ -10,7 +10,6 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from tqdm.auto import tqdm
 
 from translora.config import SynthesisSpec
 from translora.generation.base import GenerationRequest, Generator
@@ -94,12 +93,3 @@ class Synthesizer:
                 self._seen.add(key)
                 fresh.append(item)
         return fresh
-
-    def draw_until(self, n: int, budget: int) -> list[str]:
-        """At least `n` new items, or all that `budget` completions gave."""
-        out: list[str] = []
-        with tqdm(total=n, desc="synthesize", leave=False) as bar:
-            while len(out) < n and self.generated < budget:
-                out.extend(self.draw(min(self.spec.batch_size, budget - self.generated)))
-                bar.update(min(n, len(out)) - bar.n)
-        return out[:n]
