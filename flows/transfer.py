@@ -10,7 +10,7 @@ from prefect import flow
 from tasks.stage import run_stage
 from translora import stages
 from translora.artifacts import safe_name
-from translora.bundle import Bundle
+from translora.bundle import Bundle, open_trusted
 from translora.config import Config
 from translora.store import Store
 
@@ -26,16 +26,20 @@ def transfer(bundle: str, config: Config, run_dir: str) -> dict[str, str]:
     bundle and the intermediate outputs.
 
     Only the bundle and the target model are read: the teacher and the discriminator come from the bundle, the task
-    data never does (config supplies only synthesis, filter, label and training settings)."""
+    data never does (config supplies only synthesis, filter, label and training settings). Before any stage, the
+    bundle must be intact, signed by a key in config.trust.trusted_keys (when there are any) and made on the bases
+    found here; only config.trust.remote_code_models may run their own code."""
     run = Path(run_dir)
+    trust = config.trust
+    source = open_trusted(Path(bundle), trust)
     Store().register_run(run)
-    source = Bundle(Path(bundle))
     target = config.target_model
     scope = transfer_scope(source, target.id)
     filtered = run_stage(stages.FILTER, config, run, scope, inputs={"bundle": bundle},
-                         models={"target": target, "discriminator": source.discriminator_model()})
+                         models={"target": target,
+                                 "discriminator": source.discriminator_model(trust.remote_code_models)})
     labelled = run_stage(stages.LABEL, config, run, scope, inputs={"bundle": bundle, "filtered": filtered},
-                         models={"teacher": source.teacher_model()})
+                         models={"teacher": source.teacher_model(trust.remote_code_models)})
     adapter = run_stage(stages.DISTILL, config, run, scope,
                         inputs={"bundle": bundle, "filtered": filtered, "labelled": labelled},
                         models={"base": target})

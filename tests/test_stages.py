@@ -59,7 +59,7 @@ def finetuned(tiny_models, tmp_path_factory):
 def test_bundle_holds_adapters_seed_inputs_and_card_only(finetuned):
     cfg, _, data, bundle = finetuned
     names = sorted(p.name for p in bundle.iterdir())
-    assert names == ["bundle.json", "discriminator", "manifest.json", "seeds.jsonl", "source_adapter",
+    assert names == ["bundle.json", "discriminator", "files.json", "manifest.json", "seeds.jsonl", "source_adapter",
                      "task_card.json"]
     seeds = [json.loads(r) for r in (bundle / "seeds.jsonl").read_text().splitlines()]
     assert len(seeds) == cfg.task.n_seeds and all(set(s) == {"input"} for s in seeds)  # no answers

@@ -39,7 +39,9 @@ def server(tiny_models, tiny_lora, tmp_path_factory):
     log = tmp_path_factory.mktemp("vllm-logs") / "server.log"
     srv = VLLMServer(VLLMSpec(max_model_len=512), str(tiny_models["llama"]), tiny_lora, log, adapter_rank=8)
     srv.start()
-    yield srv
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VLLM_API_KEY", srv.api_key)  # the managed server's own key, for the generators made by hand here
+        yield srv
     srv.stop()
     assert srv.process.poll() is not None  # stopped with the stage
 
@@ -62,6 +64,14 @@ def test_greedy_completions_with_lora_match_hf(tiny_models, tiny_lora, server):
 
 def test_server_logs_go_to_the_given_file(server):
     assert server.log_file.exists() and server.startup_seconds > 0
+
+
+def test_the_managed_server_refuses_requests_without_its_key(server):
+    import httpx
+
+    assert httpx.get(f"{server.url}/v1/models", timeout=10).status_code == 401
+    assert httpx.get(f"{server.url}/v1/models", headers={"Authorization": f"Bearer {server.api_key}"},
+                     timeout=10).status_code == 200
 
 
 def test_bad_model_path_is_a_clear_error_not_a_retry(tmp_path):

@@ -23,6 +23,12 @@ class TaskCard(BaseModel):
     n_train: int = 0
     n_test: int = 0
 
+    def for_bundle(self) -> dict:
+        """The card a bundle carries: the source's kind without its local path, and no count of the test split
+        (stage 2 never sees the test split, so nothing derived from it leaves the run)."""
+        kind = "local jsonl file" if self.source.endswith(".jsonl") or "/" in self.source else self.source
+        return self.model_copy(update={"source": kind}).model_dump(exclude={"n_test"})
+
     def prompt(self, text: str) -> str:
         return self.prompt_template.format(input=text)
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+from pydantic import ValidationError
+
 from translora.config import TaskSpec
 from translora.data import bigbench, boolean_expressions
 from translora.data.records import Example, TaskCard, TaskData
@@ -28,7 +30,7 @@ def _split(examples: list[Example], spec: TaskSpec, seed: int) -> tuple[list[Exa
 
 def _read_jsonl(path: Path) -> list[Example]:
     if not path.exists():
-        raise DataError(f"task file {path} does not exist")
+        raise DataError(f"task file {path} does not exist; give an existing .jsonl file (jsonl:PATH)")
     if path.is_dir():
         raise DataError(f"task file {path} is a directory; give the .jsonl file itself (jsonl:PATH)")
     text: str | None
@@ -46,7 +48,10 @@ def _read_jsonl(path: Path) -> list[Example]:
         try:
             out.append(Example.model_validate(json.loads(line)))
         except Exception as exc:  # noqa: BLE001 - any parse problem is the user's file
-            raise DataError(f"{path}:{n} is not a JSON object with string fields 'input' and 'target': {exc}") from exc
+            why = ("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                   if isinstance(exc, ValidationError) else str(exc))  # pydantic's own text spans many lines
+            raise DataError(f"{path}:{n} is not a JSON object with string fields 'input' and 'target' ({why}); "
+                            "fix that line") from None
     if not out:
         raise DataError(f'task file {path} holds no examples; write one {{"input": ..., "target": ...}} object a line')
     return out

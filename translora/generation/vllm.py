@@ -1,15 +1,19 @@
 """vLLM backend: talks to vLLM's OpenAI-compatible server, so vLLM lives in its own environment or container and
 its pins never constrain this project's.
 
-Either the user names a running server per model (`generation.vllm.servers`), or `VLLMServer` starts one for the stage: the
-configured command, loopback only, health-checked, logs captured into the run directory, stopped when the stage
-ends or fails. A server that cannot start is a user error (bad model path, bad flags); one that dies or errors
-mid-stage is a transient `GenerationBackendError`, so the Prefect task is retried.
+Either the user names a running server per model (`generation.vllm.servers`; checked to answer and to serve that
+model), or `VLLMServer` starts one for the stage: the configured command, loopback only, with a fresh random API key,
+health-checked, logs captured into the run directory, stopped when the stage ends or fails and killed by the kernel
+if translora itself is killed. A server that cannot start is a user error (bad model path, bad flags); one that dies,
+errors or stops answering (generation.vllm.request_timeout) mid-stage is a transient `GenerationBackendError`, so
+the Prefect task is retried.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -20,11 +24,15 @@ import httpx
 from tqdm.auto import tqdm
 
 from translora.config import ModelSpec, VLLMSpec
-from translora.errors import ConfigError, GenerationBackendError, UserError
+from translora.errors import ConfigError, GenerationBackendError, ModelNotFoundError, UserError
 from translora.generation.base import GenerationRequest, Generator, cut_at_stop
+from translora.processes import die_with_parent
 
 BASE_NAME = "base"
 ADAPTER_NAME = "adapter"
+LORA_RANKS = (8, 16, 32, 64, 128, 256, 512)  # the --max-lora-rank values vLLM accepts
+# Split by the served model's tokenizer and by the local one: equal ids mean the server serves that model.
+PROBE = "translora probe: Is ( True and not False ) or 7 > 3? Answer: True."
 
 
 class VLLMStartError(UserError):
@@ -62,6 +70,7 @@ class VLLMServer:
         self.adapter_rank, self.dtype = adapter_rank, dtype
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.api_key = secrets.token_urlsafe(32)  # only this process can use the server, not other local users
         self.process: subprocess.Popen | None = None
         self.startup_seconds = 0.0
 
@@ -79,16 +88,19 @@ class VLLMServer:
 
     def start(self) -> "VLLMServer":
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": str(self.spec.cpu_kvcache_gib), "HF_HUB_OFFLINE": "1"}
+        env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": str(self.spec.cpu_kvcache_gib), "HF_HUB_OFFLINE": "1",
+                            "VLLM_API_KEY": self.api_key}
         start = time.time()
         log = open(self.log_file, "ab")
         try:
+            # Its own session, so stop() reaches its engine processes too; SIGTERM when this thread dies (even
+            # by SIGKILL), which vLLM handles by stopping those engine processes itself.
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                            start_new_session=True)
+                                            start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM))
         except FileNotFoundError as exc:
             raise ConfigError(
                 f"cannot start vLLM with {vllm_command(self.spec)!r}: {exc}. Run scripts/setup-vllm.sh, or set "
-                "generation.vllm.command, or point generation.vllm.url at a running server."
+                "generation.vllm.command, or name a running server in generation.vllm.servers."
             ) from exc
         finally:
             log.close()
@@ -124,9 +136,13 @@ class VLLMServer:
 class VLLMGenerator(Generator):
     """Completions from a vLLM server (`/v1/completions`), the base model or its LoRA module."""
 
-    def __init__(self, url: str, model: str = BASE_NAME, server: VLLMServer | None = None, description: str = ""):
+    def __init__(self, url: str, model: str = BASE_NAME, server: VLLMServer | None = None, description: str = "",
+                 request_timeout: float = 600):
         self.url, self.model, self.server, self.description = url.rstrip("/"), model, server, description
-        self.client = httpx.Client(timeout=600, headers=_auth())
+        self.request_timeout = request_timeout
+        # httpx applies it to connecting and to each read: a server that stops sending fails after that long
+        self.client = httpx.Client(timeout=request_timeout,
+                                   headers=_auth(server.api_key if server is not None else None))
 
     @classmethod
     def open(cls, spec: VLLMSpec, model: ModelSpec, adapter: Path | None, log_dir: Path,
@@ -134,13 +150,16 @@ class VLLMGenerator(Generator):
         from translora.models import resolve
 
         if model.id in spec.servers:
-            url = spec.servers[model.id].rstrip("/")
+            url = check_server(spec.servers[model.id], model)
+            if adapter is not None:
+                adapter_rank(adapter)  # a DoRA or over-rank adapter is refused here, not by the server mid-stage
             name = _load_adapter(url, adapter) if adapter is not None else _served_base(url)
-            return cls(url, name, description=description)
-        rank = _adapter_rank(adapter) if adapter is not None else 64
+            return cls(url, name, description=description, request_timeout=spec.request_timeout)
+        rank = adapter_rank(adapter) if adapter is not None else 64
         log = log_dir / f"vllm-{description.replace(' ', '-')}.log"
         server = VLLMServer(spec, str(resolve(model)), adapter, log, rank, model.dtype).start()
-        return cls(server.url, ADAPTER_NAME if adapter is not None else BASE_NAME, server, description)
+        return cls(server.url, ADAPTER_NAME if adapter is not None else BASE_NAME, server, description,
+                   spec.request_timeout)
 
     def generate(self, prompts: list[str], request: GenerationRequest) -> list[str]:
         out: list[str] = []
@@ -159,6 +178,13 @@ class VLLMGenerator(Generator):
             try:
                 response = self.client.post(f"{self.url}/v1/completions", json=body)
                 response.raise_for_status()
+            except httpx.TimeoutException as exc:
+                log = f"; see its log {self.server.log_file}" if self.server is not None else ""
+                raise GenerationBackendError(
+                    f"vLLM server at {self.url} did not answer within {self.request_timeout:g} s while "
+                    f"{self.description or 'generating'} (prompts {start + 1}-{start + len(batch)} of "
+                    f"{len(prompts)}): it hung or is overloaded{log}; raise generation.vllm.request_timeout if "
+                    "it is only slow") from exc
             except httpx.HTTPError as exc:
                 raise GenerationBackendError(f"vLLM server at {self.url} failed: {exc}") from exc
             choices = sorted(response.json()["choices"], key=lambda c: c["index"])
@@ -171,20 +197,53 @@ class VLLMGenerator(Generator):
             self.server.stop()
 
 
-def _auth() -> dict[str, str]:
-    """vLLM's own variable: a server started with VLLM_API_KEY answers /v1/* only to requests that carry it
-    (docker/vllm-server.Dockerfile requires one; a server started here inherits it from this environment)."""
-    key = os.environ.get("VLLM_API_KEY")
+def _auth(key: str | None = None) -> dict[str, str]:
+    """vLLM's own variable: a server started with VLLM_API_KEY answers /v1/* only to requests that carry it.
+    A managed server has its own random key; a named one gets $VLLM_API_KEY (docker/vllm-server.Dockerfile
+    requires one)."""
+    key = key or os.environ.get("VLLM_API_KEY")
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-def _served_base(url: str) -> str:
-    """The base model's name on a running server (the model entry without a parent)."""
+def check_server(url: str, model: ModelSpec, timeout: float = 10) -> str:
+    """`url` without a trailing slash, once the server there answers and serves `model`: its tokenizer splits a
+    probe text as `model`'s does (names cannot tell: the same model is a path here and another path in a
+    container). Skipped where `model`'s tokenizer is not available here or the server has no /tokenize."""
+    from translora.models import load_tokenizer
+
+    url = url.rstrip("/")
+    name = _served_base(url, timeout)
     try:
-        models = httpx.get(f"{url}/v1/models", headers=_auth(), timeout=10).raise_for_status().json()["data"]
+        response = httpx.post(f"{url}/tokenize", json={"model": name, "prompt": PROBE, "add_special_tokens": False},
+                              headers=_auth(), timeout=timeout)
     except httpx.HTTPError as exc:
         raise GenerationBackendError(f"vLLM server at {url} is not answering: {exc}") from exc
-    return next(m["id"] for m in models if not m.get("parent"))
+    if response.status_code == 404:
+        return url
+    try:
+        served = response.raise_for_status().json()["tokens"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        raise GenerationBackendError(f"vLLM server at {url} gave no tokenization ({exc})") from exc
+    try:
+        expected = load_tokenizer(model)(PROBE, add_special_tokens=False)["input_ids"]
+    except ModelNotFoundError:
+        return url
+    if served != expected:
+        raise ConfigError(f"the vLLM server at {url} serves another model than {model.id} (it serves {name!r}, "
+                          "whose tokenizer differs); point generation.vllm.servers at a server for that model")
+    return url
+
+
+def _served_base(url: str, timeout: float = 10) -> str:
+    """The base model's name on a running server (the model entry without a parent)."""
+    try:
+        models = httpx.get(f"{url}/v1/models", headers=_auth(), timeout=timeout).raise_for_status().json()["data"]
+        return next(m["id"] for m in models if not m.get("parent"))
+    except httpx.HTTPError as exc:
+        raise GenerationBackendError(f"vLLM server at {url} is not answering: {exc}") from exc
+    except (ValueError, KeyError, TypeError, StopIteration) as exc:
+        raise ConfigError(f"{url} does not answer /v1/models as a vLLM server does ({type(exc).__name__}); point "
+                          "generation.vllm.servers at a vLLM OpenAI-compatible server") from None
 
 
 def _load_adapter(url: str, adapter: Path) -> str:
@@ -203,12 +262,19 @@ def _load_adapter(url: str, adapter: Path) -> str:
     return name
 
 
-def _adapter_rank(adapter: Path) -> int:
-    import json
-
-    config = json.loads((adapter / "adapter_config.json").read_text())
-    if config.get("peft_type") != "LORA":
-        raise ConfigError(f"vLLM serves LoRA adapters only; {adapter} is {config.get('peft_type')}. "
+def adapter_rank(adapter: Path) -> int:
+    """The --max-lora-rank a server needs for `adapter`; a ConfigError for adapters vLLM cannot serve."""
+    try:
+        config = json.loads((Path(adapter) / "adapter_config.json").read_text())
+        rank = int(config.get("r", 8))
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{adapter} has no readable adapter_config.json ({exc}); give a peft adapter folder") \
+            from None
+    kind = "DoRA" if config.get("use_dora") else config.get("peft_type")  # peft calls DoRA a LORA variant
+    if kind != "LORA":
+        raise ConfigError(f"vLLM serves LoRA adapters only; {adapter} is {kind}. "
                           "Use generation.backend=hf for this adapter.")
-    rank = int(config.get("r", 8))
-    return next(r for r in (8, 16, 32, 64, 128, 256, 512) if r >= rank)
+    if rank > LORA_RANKS[-1]:
+        raise ConfigError(f"{adapter} has LoRA rank {rank}, above the {LORA_RANKS[-1]} vLLM serves; use "
+                          "generation.backend=hf for this adapter")
+    return next(r for r in LORA_RANKS if r >= rank)
