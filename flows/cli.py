@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from flows import registry_cli
-from translora.errors import TransloraError, UserError
+from translora.errors import ConfigError, TransloraError, UserError
 
 EPILOG = """\
 examples:
@@ -20,6 +20,8 @@ examples:
   translora transfer --bundle runs/acme/bundle --target embedded:gemma3-270m --run-dir runs/acme
   translora config --profile paper                # print the resolved config
   translora gc                                    # free store outputs no run directory references
+  translora upgrade --target embedded:gemma3-270m # move every registered bundle to a new base
+  translora keygen --ed25519 sign.pem verify.pem  # a key pair for trust.signing_key / trust.trusted_keys
 
 Config = profile (cpu | paper) <- --config YAML <- --set section.field=value (repeatable).
 Every stage output lives in a content-addressed store ($TRANSLORA_STORE, default $TRANSLORA_HOME/store); a run
@@ -61,6 +63,16 @@ def parser() -> argparse.ArgumentParser:
                     help="a bundle folder written by `translora finetune` or by an earlier transfer")
     tr.add_argument("--target", help="target model: embedded:<name>, a local folder or a hub id; sets "
                                      "target_model.id and keeps the target's other settings (default: the config's)")
+    up = sub.add_parser("upgrade", help="move every registered bundle made for another base to --target, "
+                                        "registering each transferred bundle (flows/upgrade.py)")
+    _config_args(up)
+    _run_dir(up)
+    _store(up)
+    up.add_argument("--target", required=True, help="the new base model; sets target_model.id")
+    up.add_argument("--registry", metavar="URL", help=registry_cli.URL_HELP)
+    up.add_argument("--concurrency-limit", default="translora-gpu", metavar="NAME",
+                    help="Prefect global concurrency limit bounding concurrent transfers (default: translora-gpu; "
+                         "created with 1 slot when missing)")
     ev = sub.add_parser("evaluate", help="evaluate a run's three models on its held-out test split")
     _config_args(ev)
     _store(ev)
@@ -73,6 +85,12 @@ def parser() -> argparse.ArgumentParser:
     gc.add_argument("--keep", type=Path, action="append", default=[], metavar="RUN_DIR",
                     help="also keep what this run directory references (e.g. one moved since its last use)")
     sub.add_parser("prepare", help="convert the embedded models and extract BIG-bench data (done by setup)")
+    key = sub.add_parser("keygen", help="make a key to sign bundles with (trust.signing_key) and to verify them "
+                                        "(trust.trusted_keys)")
+    kind = key.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--hmac", type=Path, metavar="FILE", help="a shared secret: hmac:FILE both signs and verifies")
+    kind.add_argument("--ed25519", type=Path, nargs=2, metavar=("PRIVATE", "PUBLIC"),
+                      help="a key pair: sign with ed25519:PRIVATE, verify with ed25519-pub:PUBLIC")
     cfg = sub.add_parser("config", help="print the resolved config as YAML")
     _config_args(cfg)
     registry_cli.add_parser(sub)
@@ -115,6 +133,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "prepare":
         return _prepare()
+    if args.command == "keygen":
+        return _keygen(args)
     if getattr(args, "store", None):
         os.environ["TRANSLORA_STORE"] = str(args.store.resolve())  # read by every stage task, in any process
     if args.command == "gc":
@@ -124,15 +144,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(dump_config(cfg), end="")
         return 0
     run_dir = (args.run_dir or _default_run_dir()).resolve()
-    if args.command == "transfer":  # fail before any flow starts: not a bundle, a changed one, no such target
-        from translora.bundle import Bundle
-        from translora.models import resolve
-
-        Bundle(args.bundle)
-        resolve(cfg.target_model)
+    check_inputs(args, cfg, run_dir)  # every error that can be known now, before anything is written or started
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(cfg))
     print(f"run directory: {run_dir}")
+    _start_prefect_server()
     if args.command == "run":
         from flows.end_to_end import trans_lora
 
@@ -146,11 +162,114 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         outputs = transfer(str(args.bundle.resolve()), cfg, str(run_dir))
         print(f"transferred adapter: {outputs['adapter']}\nnew bundle (for the next upgrade): {outputs['bundle']}")
+    elif args.command == "upgrade":
+        from flows.upgrade import upgrade
+
+        state = upgrade(cfg.target_model, cfg, str(run_dir), args.registry, args.concurrency_limit,
+                        return_state=True)
+        if not state.is_completed():
+            print(f"error: {state.message}", file=sys.stderr)
+            return 1
     elif args.command == "evaluate":
         from flows.evaluate import evaluate
 
         bundle = (args.bundle or run_dir / "bundle").resolve()
         evaluate(cfg, str(run_dir), str(args.adapter.resolve()), str(bundle))
+    return 0
+
+
+def check_inputs(args: argparse.Namespace, cfg, run_dir: Path) -> None:
+    """Refuse, before any flow starts, what would fail later: run directory and store, the operator's keys, task
+    data, models, the bundle (intact, signed, made on the bases here), the adapter to evaluate, named vLLM servers."""
+    from translora.models import resolve, translora_home
+    from translora.store import RunIndex, Store
+
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir {run_dir} is a file; give a folder (new or an earlier run's)")
+    RunIndex(run_dir).entries()  # a malformed index.json is named now, not after the first stage
+    store = Store().root
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot use {store} as the artifact store ({exc.strerror}); give a folder with "
+                          "--store or $TRANSLORA_STORE") from None
+    _load_keys(cfg.trust)
+    teacher_adapter = None
+    used = []  # base models whose generations may go to a named vLLM server
+    if args.command in ("run", "finetune"):
+        from translora.data import load_task
+
+        load_task(cfg.task, cfg.seed, translora_home())
+        for model in (cfg.source_model, cfg.discriminator_base) + ((cfg.target_model,) if args.command == "run"
+                                                                   else ()):
+            resolve(model)
+        used = [cfg.source_model] + ([cfg.target_model] if args.command == "run" else [])
+    elif args.command == "transfer":
+        from translora.bundle import open_trusted
+
+        bundle = open_trusted(args.bundle, cfg.trust)
+        resolve(cfg.target_model)
+        teacher_adapter = bundle.source_adapter
+        used = [cfg.target_model, bundle.teacher_model(cfg.trust.remote_code_models)]
+    elif args.command == "evaluate":
+        from flows.evaluate import adapter_base
+        from translora.bundle import Bundle
+
+        resolve(adapter_base(args.adapter))
+        Bundle(args.bundle or run_dir / "bundle")
+        RunIndex(run_dir).slot("data")
+    if cfg.generation.backend == "vllm":
+        _check_vllm(cfg.generation.vllm, used, teacher_adapter)
+
+
+def _load_keys(trust) -> None:
+    """The operator's key files exist and hold keys of the named kind (a stage would find out only at its end)."""
+    from translora.signing import load_key
+
+    for spec in ([trust.signing_key] if trust.signing_key else []) + list(trust.trusted_keys):
+        load_key(spec)
+
+
+def _check_vllm(spec, models: list, adapter: Path | None) -> None:
+    from translora.errors import GenerationBackendError
+    from translora.generation.vllm import adapter_rank, check_server
+
+    if adapter is not None:
+        adapter_rank(adapter)
+    for model in models:
+        if model.id in spec.servers:
+            try:
+                check_server(spec.servers[model.id], model)
+            except GenerationBackendError as exc:
+                raise ConfigError(f"{exc}; start it, or fix generation.vllm.servers[{model.id!r}]") from None
+
+
+def _start_prefect_server() -> None:
+    """Without a configured API, Prefect starts a temporary server (uvicorn) on first use, which a SIGKILLed
+    command would leave behind. Start that same server here, from the main thread (which lives as long as this
+    process), as a child the kernel kills with this process."""
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL
+
+    from translora.processes import children_die_with_parent
+
+    if PREFECT_API_URL.value():
+        return
+    with children_die_with_parent():
+        SubprocessASGIServer().start()  # Prefect's own clients reuse this instance (one per process)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from translora.signing import generate_ed25519_keypair, generate_hmac_key
+
+    if args.hmac:
+        key = generate_hmac_key(args.hmac)
+        print(f"{key.key_id}: sign and verify with hmac:{args.hmac.resolve()} (keep it secret)")
+    else:
+        private, public = args.ed25519
+        key = generate_ed25519_keypair(private, public)
+        print(f"{key.key_id}: sign with ed25519:{private.resolve()} (keep it secret), verify with "
+              f"ed25519-pub:{public.resolve()}")
     return 0
 
 

@@ -144,3 +144,9 @@ def test_evaluation_and_its_saved_task_rerun_by_the_lm_eval_cli(finetuned, tmp_p
     assert cli.returncode == 0, cli.stderr[-2000:]
     saved = json.loads(next((tmp_path / "lm_eval_out").rglob("results_*.json")).read_text())
     assert saved["results"][name]["acc,none"] == pytest.approx(result["accuracy"], abs=1e-9)
+
+
+def test_the_bundles_manifest_records_no_config_in_the_clear(finetuned):
+    cfg, _, _, bundle = finetuned
+    manifest = read_manifest(bundle)
+    assert set(manifest.config) == {"sha256"} and cfg.task.name not in (bundle / "manifest.json").read_text()

@@ -65,8 +65,6 @@ def test_the_bundle_card_has_no_path_and_no_test_count(tiny_models, adapter, tmp
     assert card["source"] == "local jsonl file" and "n_test" not in card
 
 
-@pytest.mark.xfail(strict=True, reason="until stages.py passes ctx.config.trust.signing_key to bundles.write/chain "
-                                       "and keys write-bundle/emit-bundle on the trust section")
 def test_the_bundle_stages_sign_with_the_operators_key(tiny_models, adapter, tmp_path):
     from translora import stages
     from translora.config import load_config

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from translora.artifacts import Manifest, folder_hash, write_manifest
+from translora.artifacts import Manifest, folder_hash, hash_json, write_manifest
 from translora.config import Config, ModelSpec
 from translora.store import Store, code_version, stage_key
 
@@ -40,6 +40,7 @@ class Stage:
     inputs: tuple[str, ...] = ()
     models: tuple[str, ...] = ()
     description: str = ""
+    private_config: bool = False  # the manifest records the config's hash only (outputs that leave the platform)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ def execute(stage: Stage, config: Config, inputs: dict[str, Path | None], models
         with store.writing(stage.name, key) as tmp:
             metrics = stage.run(StageContext(config, inputs, models, tmp, store.path(stage.name, key), work,
                                              store.log_dir(key), progress))
-            write_manifest(tmp, Manifest(stage=stage.name, key=key, config=sections, inputs=hashes, models=prints,
+            recorded = {"sha256": hash_json(sections)} if stage.private_config else sections
+            write_manifest(tmp, Manifest(stage=stage.name, key=key, config=recorded, inputs=hashes, models=prints,
                                          code=code_version(), seconds=time.time() - start, metrics=metrics))
     return Outcome(store.path(stage.name, key), key, cached=False)

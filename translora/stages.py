@@ -189,7 +189,7 @@ def write_bundle(ctx: StageContext) -> dict:
         provenance=[bundles.Hop(base_model=source_model.id, base_model_hash=source_hash, adapter_hash=adapter_hash,
                                 how="finetuned on the task data", at=read_manifest(source).created_at)],
     )
-    bundles.write(ctx.out, info, card, seeds, source, discriminator)
+    bundles.write(ctx.out, info, card, seeds, source, discriminator, ctx.config.trust.signing_key)
     return {"n_seeds": len(seeds)}
 
 
@@ -328,7 +328,8 @@ def emit_bundle(ctx: StageContext) -> dict:
     """The transferred adapter as a new bundle (same discriminator, seeds and card), so transfers chain."""
     previous = bundles.Bundle(ctx.inputs["bundle"])
     target = ctx.models["target"]
-    info = bundles.chain(previous, ctx.inputs["adapter"], target, models.fingerprint(target), ctx.out)
+    info = bundles.chain(previous, ctx.inputs["adapter"], target, models.fingerprint(target), ctx.out,
+                         ctx.config.trust.signing_key)
     return {"hops": len(info.provenance)}
 
 
@@ -363,9 +364,11 @@ NEGATIVES = Stage("synthesize-negatives", synthesize_negatives,
 DISCRIMINATOR = Stage("train-discriminator", train_discriminator, ("discriminator", "seed"),
                       slot="finetune/discriminator", inputs=("data", "negatives"), models=("base",),
                       description="Training the discriminator")
-BUNDLE = Stage("write-bundle", write_bundle, ("task",), slot="bundle",
+# The bundle leaves the platform: its manifest records a hash of the config it read (the task section names the
+# customer's data file), not the config itself.
+BUNDLE = Stage("write-bundle", write_bundle, ("task", "trust"), slot="bundle",
                inputs=("data", "source_adapter", "discriminator"), models=("source", "discriminator"),
-               description="Writing the transfer bundle")
+               description="Writing the transfer bundle", private_config=True)
 FILTER = Stage("synthesize-and-filter", synthesize_and_filter, ("synthesis", "filter", "seed", "generation"),
                slot="filtered", inputs=("bundle",), models=("target", "discriminator"),
                description="Synthesizing and filtering on the target model")
@@ -374,8 +377,9 @@ LABEL = Stage("label", label, ("label", "generation", "seed"), slot="labelled", 
 DISTILL = Stage("distill", distill, ("target_adapter", "distill_train"), slot="adapter",
                 inputs=("bundle", "filtered", "labelled"), models=("base",),
                 description="Distilling the target adapter")
-EMIT_BUNDLE = Stage("emit-bundle", emit_bundle, (), slot="bundle", inputs=("bundle", "adapter"),
-                    models=("target",), description="Writing the transferred adapter as a new bundle")
+EMIT_BUNDLE = Stage("emit-bundle", emit_bundle, ("trust",), slot="bundle", inputs=("bundle", "adapter"),
+                    models=("target",), description="Writing the transferred adapter as a new bundle",
+                    private_config=True)
 ORACLE = Stage("train-oracle", train_oracle, ("target_adapter", "distill_train", "filter"), slot="oracle",
                inputs=("data",),
                models=("base",), description="Training the oracle adapter (real train data, measurement only)")
