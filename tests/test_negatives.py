@@ -2,7 +2,6 @@ from collections import Counter
 
 from translora import negatives as neg
 from translora.data import boolean_expressions, checker_for
-from translora.synthesis import normalize
 
 
 def _real() -> list[str]:
@@ -11,11 +10,11 @@ def _real() -> list[str]:
 
 def test_corruptions_are_seeded_distinct_and_never_real():
     real = _real()
-    a, b = neg.corrupt(real, 80, seed=1), neg.corrupt(real, 80, seed=1)
-    assert a == b and a != neg.corrupt(real, 80, seed=2)
-    assert len(a) == 80 and len({normalize(x.input) for x in a}) == 80
-    assert not {normalize(x.input) for x in a} & {normalize(x) for x in real}
-    assert Counter(x.source for x in a) == {"truncated": 20, "shuffled": 20, "prose_span": 20, "chatter": 20}
+    a, b = neg.corrupt(real, 84, seed=1), neg.corrupt(real, 84, seed=1)
+    assert a == b and a != neg.corrupt(real, 84, seed=2)
+    assert len(a) == 84 and len({neg.exact(x.input) for x in a}) == 84
+    assert not {neg.exact(x.input) for x in a} & {neg.exact(x) for x in real}
+    assert Counter(x.source for x in a) == {k: 14 for k in neg.CORRUPTIONS}
     assert neg.corrupt([], 5) == []
 
 
@@ -24,7 +23,7 @@ def test_corrupted_boolean_expressions_are_mostly_invalid():
     made = neg.corrupt(_real(), 200, seed=0)
     invalid = [not checker.is_valid(x.input) for x in made]
     assert sum(invalid) / len(made) >= 0.9
-    for kind in ("truncated", "prose_span", "chatter"):  # these can never stay well-formed `<expr> is`
+    for kind in ("truncated", "prose_span", "chatter", "case_flipped"):  # never a well-formed `<expr> is`
         assert all(not checker.is_valid(x.input) for x in made if x.source == kind)
 
 
@@ -41,17 +40,23 @@ def test_each_corruption_does_what_it_says():
     assert any(p in span for p in neg.PROSE)
     chat = neg.add_chatter(text, rng)
     assert text in chat and chat != text
+    flipped = neg.flip_case(text, rng)
+    assert flipped.lower() == text.lower() and flipped != text
+    noisy = neg.insert_noise(text, rng)
+    assert len(noisy.split()) == len(text.split()) + 1 and set(noisy.split()) - set(text.split()) <= set(neg.NOISE_WORDS)
 
 
 def test_mix_drops_real_duplicates_and_balances_sources():
     real = ["True and False is", "not True is"]
-    synthetic = ["TRUE  and false is", "False or True is", "False or True is"] + [f"s{i}" for i in range(10)]
+    synthetic = ["True  and False is", "False or True is", "False or True is"] + [f"s{i}" for i in range(10)]
     corrupted = [neg.Negative(input=f"c{i}", source="chatter") for i in range(10)]
-    corrupted.append(neg.Negative(input="not   true is", source="truncated"))
+    corrupted.append(neg.Negative(input="not   True is", source="truncated"))
     mixed = neg.mix(synthetic, corrupted, real, 10, seed=0)
-    keys = [normalize(x.input) for x in mixed]
+    keys = [neg.exact(x.input) for x in mixed]
     assert len(mixed) == 10 and len(set(keys)) == 10
-    assert not set(keys) & {normalize(x) for x in real}
+    assert not set(keys) & {neg.exact(x) for x in real}
+    # case is kept: a lower-cased real input is a negative, not a duplicate of the real one
+    assert neg.mix(["not true is"], [], real, 1)[0].input == "not true is"
     assert Counter(x.source for x in mixed) == {"synthetic": 5, "chatter": 5}
     assert mixed == neg.mix(synthetic, corrupted, real, 10, seed=0)
     # one side short: the other fills in

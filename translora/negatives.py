@@ -13,9 +13,8 @@ from typing import Callable, Literal
 
 from pydantic import BaseModel
 
-from translora.synthesis import normalize
 
-Source = Literal["synthetic", "truncated", "shuffled", "prose_span", "chatter"]
+Source = Literal["synthetic", "truncated", "shuffled", "prose_span", "chatter", "case_flipped", "noise_word"]
 
 PROSE = (
     "the correct statement is", "let me think about this", "this is a question about", "which means that",
@@ -69,9 +68,35 @@ def add_chatter(text: str, rng: random.Random) -> str:
     return f"{text.strip()} {rng.choice(CHATTER_AFTER)}"
 
 
+# Small slips inside an otherwise well-formed input: what a weaker model writes most often once it has the format.
+NOISE_WORDS = ("the", "which", "answer", "then", "if", "=", ",", ".", "?", "1", "A", "it", "also", "None")
+
+
+def flip_case(text: str, rng: random.Random) -> str:
+    """One word with its case changed ("True" -> "true", "and" -> "And")."""
+    words = text.split()
+    i = rng.randrange(len(words))
+    word = words[i]
+    words[i] = word.lower() if word[:1].isupper() else word[:1].upper() + word[1:]
+    return " ".join(words)
+
+
+def insert_noise(text: str, rng: random.Random) -> str:
+    """A stray word or punctuation mark inserted somewhere."""
+    words = text.split()
+    words.insert(rng.randint(0, len(words)), rng.choice(NOISE_WORDS))
+    return " ".join(words)
+
+
 CORRUPTIONS: dict[Source, Callable[[str, random.Random], str]] = {
     "truncated": truncate, "shuffled": shuffle_words, "prose_span": replace_span, "chatter": add_chatter,
+    "case_flipped": flip_case, "noise_word": insert_noise,
 }
+
+
+def exact(text: str) -> str:
+    """Whitespace-normalized but case-kept: "true" is not a duplicate of "True" here, unlike synthesis's dedup."""
+    return " ".join(text.split())
 
 
 def corrupt(real_inputs: list[str], n: int, seed: int = 0) -> list[Negative]:
@@ -79,15 +104,15 @@ def corrupt(real_inputs: list[str], n: int, seed: int = 0) -> list[Negative]:
     if not real_inputs:
         return []
     rng = random.Random(seed)
-    seen = {normalize(x) for x in real_inputs}
+    seen = {exact(x) for x in real_inputs}
     kinds = list(CORRUPTIONS.items())
     out: list[Negative] = []
     for slot in range(n):
         kind, fn = kinds[slot % len(kinds)]
         for _ in range(20):  # a few tries per slot: short inputs give duplicates; a kind that keeps failing skips
             text = fn(rng.choice(real_inputs), rng).strip()
-            if text and normalize(text) not in seen:
-                seen.add(normalize(text))
+            if text and exact(text) not in seen:
+                seen.add(exact(text))
                 out.append(Negative(input=text, source=kind))
                 break
     return out
@@ -96,15 +121,15 @@ def corrupt(real_inputs: list[str], n: int, seed: int = 0) -> list[Negative]:
 def mix(synthetic: list[str], corrupted: list[Negative], real_inputs: list[str], n: int, seed: int = 0
         ) -> list[Negative]:
     """Up to `n` distinct negatives, half model-written and half corrupted where both have enough, the other
-    filling in where one runs short; anything that duplicates a real input (normalized) is dropped, since a
+    filling in where one runs short; anything that duplicates a real input (whitespace-normalized) is dropped, since a
     real input labelled "no" teaches the discriminator the opposite of the truth."""
-    real = {normalize(x) for x in real_inputs}
+    real = {exact(x) for x in real_inputs}
     seen: set[str] = set()
 
     def fresh(items: list[Negative]) -> list[Negative]:
         out = []
         for item in items:
-            key = normalize(item.input)
+            key = exact(item.input)
             if item.input.strip() and key not in real and key not in seen:
                 seen.add(key)
                 out.append(item)
