@@ -11,6 +11,13 @@ if ! command -v pg_ctl >/dev/null && ! compgen -G "/usr/lib/postgresql/*/bin/pg_
   { $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } \
     >/dev/null || echo "[test] could not install postgresql; the PostgreSQL registry tests will be skipped" >&2
 fi
+# The service test looks at the Prefect UI in headless Chromium (Debian's package).
+if ! command -v chromium >/dev/null; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "[test] installing the chromium Debian package"
+  { $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+    >/dev/null || echo "[test] could not install chromium; the Prefect UI test will be skipped" >&2
+fi
 scripts/setup.sh || exit 1
 scripts/setup-vllm.sh || exit 1
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false

@@ -1,0 +1,234 @@
+"""A fleet upgrade: move every registered bundle whose base is not the target to the target, in one flow run.
+
+Each bundle is one `upgrade-bundle` task that takes a slot of a Prefect global concurrency limit (`translora-gpu`:
+as many slots as GPUs), runs the `transfer` flow as a subflow, scores the adapter before and after on the owner's
+evaluation set when there is one, and registers the transferred bundle with its parent. A bundle that fails fails
+alone; the run ends with a summary table artifact and is Failed when any bundle failed.
+
+Retrying the run redoes only the failed bundles: the ones already transferred are superseded in the registry, so
+they are no longer outdated, and every stage a failed bundle finished before is reused from the store.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.futures import PrefectFuture, as_completed
+from prefect.settings import get_current_settings
+from prefect.states import Failed, State
+from pydantic import BaseModel
+
+from flows.transfer import transfer, transfer_scope
+from tasks.stage import run_stage
+from translora import stages
+from translora.artifacts import read_json, read_jsonl, read_manifest, safe_name, write_json, write_jsonl
+from translora.bundle import Bundle
+from translora.config import Config, ModelSpec
+from translora.data import Example
+from translora.errors import DataError
+from translora.registry import Registration, open_registry
+
+SUMMARY_KEY = "translora-upgrade-summary"
+
+
+class BundleOutcome(BaseModel):
+    """One row of the summary: what happened to one registered bundle."""
+
+    id: str
+    owner: str
+    task: str
+    source_base: str
+    status: Literal["transferred", "failed"]
+    new_id: str | None = None
+    subflow_run_id: str | None = None
+    error: str | None = None
+    filter: dict[str, Any] = {}  # generated, distinct, kept, acceptance_rate (the filter stage's manifest)
+    labels: dict[str, Any] = {}  # labelled, dropped, answers (the label stage's manifest)
+    accuracy_before: float | None = None  # source base + source adapter on the owner's evaluation set
+    accuracy_after: float | None = None  # target + transferred adapter on the same set
+    eval_note: str | None = None  # why there is no accuracy
+
+
+def child_id(parent_id: str, target: str) -> str:
+    """Registration id of a transfer: the parent's id and the target's short name (`acme@gemma3-270m`)."""
+    return f"{parent_id}@{safe_name(target.rstrip('/').rsplit('/', 1)[-1].split(':')[-1])}"
+
+
+def eval_data_folder(eval_set: str, bundle: Bundle, out: Path) -> Path:
+    """An evaluation stage's data folder (test.jsonl + task_card.json) from the owner's jsonl of {input, target}."""
+    parsed = urlparse(eval_set)
+    if parsed.scheme not in ("", "file"):
+        raise DataError(f"evaluation set {eval_set} is not a local file; copy it to the worker and register the path")
+    rows = [Example.model_validate(r) for r in read_jsonl(Path(parsed.path if parsed.scheme else eval_set))]
+    if not rows:
+        raise DataError(f"evaluation set {eval_set} is empty")
+    write_jsonl(out / "test.jsonl", rows)
+    write_json(out / "task_card.json", bundle.card.model_dump())
+    return out
+
+
+def _accuracy(config: Config, run_dir: Path, scope: str, slot: str, data: Path, model: ModelSpec,
+              adapter: Path) -> float:
+    result = run_stage(stages.EVALUATE, config, run_dir, scope, slot=slot, inputs={"data": data, "adapter": adapter},
+                       models={"model": model})
+    return float(read_json(result / "result.json")["accuracy"])
+
+
+def _register(registry_url: str | None, parent: Registration, new_bundle: Path, target: str) -> str:
+    """Register the transferred bundle, once: a transfer of this parent to this target already there is reused."""
+    with open_registry(registry_url) as registry:
+        for existing in registry.find(source_base=target):
+            if existing.parent_id == parent.id:
+                return existing.id
+        return registry.add_transferred(child_id(parent.id, target), new_bundle, parent.id).id
+
+
+@task(name="upgrade-bundle", task_run_name="upgrade {registration.id}", cache_policy=NO_CACHE, persist_result=False)
+def upgrade_bundle(registration: Registration, config: Config, run_dir: str, registry_url: str | None,
+                   concurrency_limit: str) -> BundleOutcome | State:
+    """Transfer one bundle to `config.target_model` inside one concurrency slot, evaluate, register. A failure
+    fails this task only, with the summary row as its data."""
+    outcome = BundleOutcome(id=registration.id, owner=registration.owner, task=registration.task,
+                            source_base=registration.source_base, status="failed")
+    try:
+        with concurrency(concurrency_limit, occupy=1):  # a GPU slot: waits here while every slot is taken
+            # Unpersisted, so a retried upgrade never takes another bundle's finished transfer for this one's
+            # (Prefect matches a rerun's subflows by call order); the store makes a repeated transfer instant.
+            state = transfer.with_options(persist_result=False)(registration.bundle, config, run_dir,
+                                                                return_state=True)
+            outcome.subflow_run_id = str(state.state_details.flow_run_id)
+            outputs = state.result()  # raises the transfer's own error when it failed
+            outcome.filter = read_manifest(Path(outputs["filtered"])).metrics
+            outcome.labels = read_manifest(Path(outputs["labelled"])).metrics
+            _evaluate(registration, config, run_dir, outputs, outcome)
+        outcome.new_id = _register(registry_url, registration, Path(outputs["bundle"]), config.target_model.id)
+    except Exception as exc:  # this bundle's failure is its own row, never the fleet's
+        outcome.error = f"{type(exc).__name__}: {exc}"
+        return Failed(message=f"{registration.id}: {outcome.error}", data=outcome)
+    outcome.status = "transferred"
+    return outcome
+
+
+def _evaluate(registration: Registration, config: Config, run_dir: str, outputs: dict[str, str],
+              outcome: BundleOutcome) -> None:
+    """Accuracy before (source base + source adapter) and after (target + transferred adapter) on the owner's
+    evaluation set, when one is registered."""
+    if not registration.eval_set:
+        outcome.eval_note = "no evaluation set"
+        return
+    source = Bundle(Path(registration.bundle))
+    target = config.target_model
+    run, scope = Path(run_dir), transfer_scope(source, target.id)
+    # "before" is scored on the teacher exactly as the transfer loaded it (the label stage's manifest)
+    teacher = ModelSpec.model_validate(read_manifest(Path(outputs["labelled"])).models["teacher"]["spec"])
+    try:
+        with tempfile.TemporaryDirectory() as tmp:  # only its content reaches the store key
+            data = eval_data_folder(registration.eval_set, source, Path(tmp))
+            outcome.accuracy_before = _accuracy(config, run, scope, "eval-set/before", data, teacher,
+                                                source.source_adapter)
+            outcome.accuracy_after = _accuracy(config, run, scope, "eval-set/after", data, target,
+                                               Path(outputs["adapter"]))
+    except DataError as exc:  # the owner's set, not the transfer, is at fault: still register
+        outcome.eval_note = str(exc)
+        get_run_logger().warning("%s: no accuracy: %s", registration.id, exc)
+
+
+def ensure_concurrency_limit(name: str) -> None:
+    """A missing limit would bound nothing; create it with one slot (the safe default) and say so."""
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+            return
+        except ObjectNotFound:
+            pass
+        try:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+        except ObjectAlreadyExists:  # another upgrade run created it just now
+            return
+    get_run_logger().warning("global concurrency limit %r did not exist: created with 1 slot; give it one slot "
+                             "per GPU with `prefect gcl update %s --limit N`", name, name)
+
+
+def run_url(flow_run_id: str | None) -> str:
+    ui = get_current_settings().ui_url
+    if flow_run_id is None:
+        return "-"
+    return f"{ui.rstrip('/')}/runs/flow-run/{flow_run_id}" if ui else flow_run_id
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def summary_rows(outcomes: list[BundleOutcome]) -> list[dict[str, str]]:
+    rows = []
+    for o in outcomes:
+        f, lab = o.filter, o.labels
+        rows.append({
+            "bundle": o.id, "owner": o.owner, "task": o.task, "from": o.source_base,
+            "new registration": o.new_id or "-", "acceptance": _percent(f.get("acceptance_rate")),
+            "filter (kept/distinct/generated)": "/".join(str(f.get(k, "?")) for k in ("kept", "distinct",
+                                                                                      "generated")) if f else "-",
+            "labels": (f"{lab.get('labelled', '?')} labelled, {lab.get('dropped', '?')} dropped; answers "
+                       + json.dumps(lab.get("answers", {}), sort_keys=True)) if lab else "-",
+            "accuracy before -> after": (f"{_percent(o.accuracy_before)} -> {_percent(o.accuracy_after)}"
+                                         if o.accuracy_after is not None else o.eval_note or "-"),
+            "status": o.status if o.error is None else f"failed: {o.error}",
+            "transfer run": run_url(o.subflow_run_id),
+        })
+    return rows
+
+
+def _outcome(future: PrefectFuture, registration: Registration) -> BundleOutcome:
+    future.wait()  # as_completed yields on the thread's end; wait() makes `state` the final one, not the server's
+    state = future.state
+    data = state.result(raise_on_failure=False)
+    if isinstance(data, BundleOutcome):
+        return data
+    # The task itself failed (the registry, a lost concurrency lease): the row says what, the others go on.
+    return BundleOutcome(id=registration.id, owner=registration.owner, task=registration.task,
+                         source_base=registration.source_base, status="failed",
+                         error=f"{type(data).__name__}: {data}" if isinstance(data, BaseException) else state.message)
+
+
+@flow(name="translora-upgrade", log_prints=True)
+def upgrade(target: ModelSpec, config: Config, run_dir: str, registry_url: str | None = None,
+            concurrency_limit: str = "translora-gpu") -> list[dict[str, Any]] | State:
+    """Move every active registration whose base is not `target` to `target`; returns one summary row per bundle,
+    or a Failed state naming the bundles that failed (the others are transferred and registered)."""
+    cfg = config.model_copy(update={"target_model": target})
+    with open_registry(registry_url) as registry:
+        todo = registry.outdated(target.id)
+    print(f"{len(todo)} registered bundles to move to {target.id}: {', '.join(r.id for r in todo) or 'none'}")
+    ensure_concurrency_limit(concurrency_limit)
+    progress = create_progress_artifact(0.0, key="translora-upgrade-progress",
+                                        description=f"Bundles moved to {target.id}")
+    futures = {upgrade_bundle.submit(reg, cfg, run_dir, registry_url, concurrency_limit): reg for reg in todo}
+    outcomes = []
+    for done, future in enumerate(as_completed(list(futures)), 1):
+        outcomes.append(_outcome(future, futures[future]))
+        update_progress_artifact(progress, 100.0 * done / len(futures))
+    if not todo:
+        update_progress_artifact(progress, 100.0)
+    outcomes.sort(key=lambda o: o.id)
+    rows = summary_rows(outcomes)
+    create_table_artifact(rows or [{"bundle": "-", "status": f"every active bundle is already on {target.id}"}],
+                          key=SUMMARY_KEY, description=f"Upgrade to {target.id}: one row per registered bundle")
+    for row in rows:
+        print(" | ".join(f"{k}: {v}" for k, v in row.items()))
+    failed = [o.id for o in outcomes if o.status == "failed"]
+    if failed:
+        return Failed(message=f"{len(failed)} of {len(outcomes)} bundles failed ({', '.join(failed)}); the others "
+                              "are registered. Retry this run to redo only the failed ones.")
+    return [o.model_dump() for o in outcomes]
