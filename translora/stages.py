@@ -140,7 +140,7 @@ def synthesize_negatives(ctx: StageContext) -> dict:
     by_source: dict[str, int] = {}
     for neg in mixed:
         by_source[neg.source] = by_source.get(neg.source, 0) + 1
-    return {"generated": generated, "kept": len(mixed), "by_source": by_source}
+    return {"generated": generated, "kept": len(mixed), "by_source": by_source, "resumed_samples": len(rows)}
 
 
 def train_discriminator(ctx: StageContext) -> dict:
@@ -246,7 +246,7 @@ def synthesize_and_filter(ctx: StageContext) -> dict:
     write_jsonl(ctx.out / "kept.jsonl", [{"input": c.input} for c in candidates if c.kept])
     return {"mode": mode, "threshold": threshold if mode == "discriminator" else None,
             "generated": synth.generated, "generated_tokens": synth.tokens, "distinct": len(candidates),
-            "kept": kept, "acceptance_rate": rate}
+            "kept": kept, "acceptance_rate": rate, "resumed_candidates": len(rows)}
 
 
 def filter_threshold(bundle: bundles.Bundle) -> float:
