@@ -42,9 +42,10 @@ def test_a_code_or_library_version_change_changes_the_key(monkeypatch):
     monkeypatch.setattr(store_module, "code_version", lambda: "edited")
     assert _key() != base
     monkeypatch.undo()
-    real = store_module.metadata.version
-    monkeypatch.setattr(store_module.metadata, "version",
-                        lambda name: "9.9.9" if name == "peft" else real(name))
+    from translora import artifacts
+
+    real = artifacts.metadata.version
+    monkeypatch.setattr(artifacts.metadata, "version", lambda name: "9.9.9" if name == "peft" else real(name))
     assert store_module.library_versions()["peft"] == "9.9.9" and _key() != base
 
 

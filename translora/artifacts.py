@@ -44,13 +44,13 @@ def safe_name(text: str) -> str:
     return "".join(keep).strip("_") or "unnamed"
 
 
-def versions() -> dict[str, str]:
+def versions(names: tuple[str, ...] = _VERSIONED) -> dict[str, str]:
     out = {}
-    for name in _VERSIONED:
+    for name in names:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            pass
+            out[name] = "absent"
     return out
 
 

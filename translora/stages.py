@@ -2,7 +2,7 @@
 
 Stage 1 (finetune): prepare-data -> train-source-adapter -> synthesize-negatives -> train-discriminator -> write-bundle
 Stage 2 (transfer, reads only the bundle and the target model): synthesize-and-filter -> label -> distill -> emit-bundle
-Evaluation: evaluate (held-out test split, lm-eval)
+Evaluation: train-oracle (real train data, measurement only) -> evaluate (held-out test split, lm-eval)
 
 Each function reads its inputs from `ctx.inputs` / `ctx.models`, writes its output into `ctx.out` and returns the
 metrics for the manifest. Prefect wraps each in a task (tasks/stage.py); nothing here knows about Prefect.

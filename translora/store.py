@@ -25,13 +25,12 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
 from pydantic import BaseModel
 
-from translora.artifacts import read_json, write_json
+from translora.artifacts import read_json, versions, write_json
 from translora.errors import ArtifactError
 
 INDEX = "index.json"
@@ -56,13 +55,7 @@ def code_version(package: Path | None = None) -> str:
 
 
 def library_versions() -> dict[str, str]:
-    out = {}
-    for name in RESULT_LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
+    return versions(RESULT_LIBRARIES)
 
 
 def stage_key(stage: str, config: dict[str, Any], inputs: dict[str, str], models: dict[str, str]) -> str:
