@@ -4,20 +4,19 @@
 # Extra arguments go to pytest. "No tests ran" (pytest exit 5) counts as a failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# Debian packages some tests drive for real, installed once (quietly) when their command is missing.
+need_debian() {  # need_debian PACKAGE FOUND_TEST WHAT_IS_SKIPPED_WITHOUT_IT
+  eval "$2" && return 0
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "[test] installing the $1 Debian package"
+  { $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1"; } \
+    >/dev/null || echo "[test] could not install $1; $3 will be skipped" >&2
+}
 # The registry tests start a throwaway PostgreSQL server: they need its binaries (initdb, pg_ctl), not a service.
-if ! command -v pg_ctl >/dev/null && ! compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "[test] installing the postgresql Debian package"
-  { $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; } \
-    >/dev/null || echo "[test] could not install postgresql; the PostgreSQL registry tests will be skipped" >&2
-fi
-# The service test looks at the Prefect UI in headless Chromium (Debian's package).
-if ! command -v chromium >/dev/null; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "[test] installing the chromium Debian package"
-  { $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
-    >/dev/null || echo "[test] could not install chromium; the Prefect UI test will be skipped" >&2
-fi
+need_debian postgresql 'command -v pg_ctl >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null' \
+  "the PostgreSQL registry tests"
+# The service test looks at the Prefect UI in headless Chromium.
+need_debian chromium 'command -v chromium >/dev/null' "the Prefect UI test"
 scripts/setup.sh || exit 1
 scripts/setup-vllm.sh || exit 1
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
