@@ -38,7 +38,7 @@ def tiny_overrides(models: dict[str, Path]) -> list[str]:
         # generous and the sampling settings fixed.
         "synthesis.max_new_tokens=12", "synthesis.batch_size=8", "synthesis.temperature=1.0", "synthesis.top_p=0.95",
         "filter.n_keep=3", "filter.max_generated=256", "filter.batch_size=8",
-        "label.max_new_tokens=3",
+        "label.max_new_tokens=3", "label.min_confidence=0",  # a random tiny teacher is never sure
         "distill_train.max_steps=2", "distill_train.batch_size=4",
         "eval.batch_size=8",
     ]
