@@ -7,12 +7,20 @@ alone; the run ends with a summary table artifact and is Failed when any bundle 
 
 Retrying the run redoes only the failed bundles: the ones already transferred are superseded in the registry, so
 they are no longer outdated, and every stage a failed bundle finished before is reused from the store.
+
+With the vLLM backend, work the bundles share is done once: for each model that generates and is not named in
+generation.vllm.servers, one managed server runs for the whole upgrade (the target for every bundle's synthesis,
+each source base for the labels of all its bundles, their source adapters loaded into it as LoRA modules), and every
+transfer is handed its URL in generation.vllm.servers. Store keys do not see those URLs, so a transfer here is the
+same output as the same transfer run alone.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -25,6 +33,7 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.futures import PrefectFuture, as_completed
+from prefect.runtime import flow_run
 from prefect.settings import get_current_settings
 from prefect.states import Failed, State
 from pydantic import BaseModel
@@ -36,8 +45,10 @@ from translora.artifacts import read_json, read_jsonl, read_manifest, safe_name,
 from translora.bundle import Bundle
 from translora.config import Config, ModelSpec
 from translora.data import Example
-from translora.errors import DataError
+from translora.errors import ArtifactError, ConfigError, DataError
+from translora.generation.vllm import SharedModel, adapter_rank, shared_servers
 from translora.registry import Registration, open_registry
+from translora.store import Store
 
 SUMMARY_KEY = "translora-upgrade-summary"
 
@@ -144,20 +155,69 @@ def _evaluate(registration: Registration, config: Config, run_dir: str, outputs:
         get_run_logger().warning("%s: no accuracy: %s", registration.id, exc)
 
 
-def ensure_concurrency_limit(name: str) -> None:
-    """A missing limit would bound nothing; create it with one slot (the safe default) and say so."""
+def ensure_concurrency_limit(name: str) -> int:
+    """A missing limit would bound nothing; create it with one slot (the safe default) and say so. Returns its
+    slots: how many transfers run at once."""
     with get_client(sync_client=True) as client:
         try:
-            client.read_global_concurrency_limit_by_name(name)
-            return
+            return client.read_global_concurrency_limit_by_name(name).limit
         except ObjectNotFound:
             pass
         try:
             client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
         except ObjectAlreadyExists:  # another upgrade run created it just now
-            return
+            return client.read_global_concurrency_limit_by_name(name).limit
     get_run_logger().warning("global concurrency limit %r did not exist: created with 1 slot; give it one slot "
                              "per GPU with `prefect gcl update %s --limit N`", name, name)
+    return 1
+
+
+def models_to_share(config: Config, todo: list[Registration], slots: int) -> list[SharedModel]:
+    """The models the transfers of `todo` generate with, one entry per model id not already named in
+    generation.vllm.servers: the target (synthesis) and each teacher that labels by generation, with the rank and
+    number of the source adapters it will serve. A bundle that cannot be read or served here is left out: its own
+    transfer fails with the reason, the others go on."""
+    named = config.generation.vllm.servers
+    shared: list[SharedModel] = []
+    if config.filter.mode in ("discriminator", "none") and config.target_model.id not in named:  # they synthesize
+        shared.append(SharedModel(config.target_model))
+    teachers: dict[str, list[tuple[ModelSpec, int]]] = {}
+    for registration in todo:
+        try:
+            bundle = Bundle(Path(registration.bundle))
+            # as the label stage decides: choice scoring runs on torch, only generated labels need a server
+            if bundle.card.choices and config.label.mode == "choices":
+                continue
+            teacher = bundle.teacher_model(config.trust.remote_code_models)
+            rank = adapter_rank(bundle.source_adapter)
+        except (ArtifactError, ConfigError):
+            continue
+        if teacher.id not in named:
+            teachers.setdefault(teacher.id, []).append((teacher, rank))
+    for entries in teachers.values():
+        specs = {spec for spec, _ in entries}
+        if len(specs) > 1:  # one id, two loadings (dtype, revision): one server cannot stand for both
+            continue
+        shared.append(SharedModel(entries[0][0], lora_rank=max(rank for _, rank in entries),
+                                  max_loras=max(1, min(len(entries), slots))))
+    return shared
+
+
+@contextmanager
+def shared_generation(config: Config, todo: list[Registration], slots: int) -> Iterator[Config]:
+    """`config` with generation.vllm.servers naming one server per shared model, started for the block and stopped
+    when it ends or fails; `config` itself on the hf backend."""
+    shared = models_to_share(config, todo, slots) if config.generation.backend == "vllm" else []
+    if not shared:
+        yield config
+        return
+    spec = config.generation.vllm
+    log_dir = Store().log_dir(f"upgrade-{flow_run.id or 'local'}")
+    print(f"starting {len(shared)} vLLM servers for the whole upgrade ({', '.join(m.model.id for m in shared)}); "
+          f"logs in {log_dir}")
+    with shared_servers(spec, shared, log_dir) as urls:
+        vllm = spec.model_copy(update={"servers": spec.servers | urls})
+        yield config.model_copy(update={"generation": config.generation.model_copy(update={"vllm": vllm})})
 
 
 def run_url(flow_run_id: str | None) -> str:
@@ -211,14 +271,16 @@ def upgrade(target: ModelSpec, config: Config, run_dir: str, registry_url: str |
     with open_registry(registry_url) as registry:
         todo = registry.outdated(target.id)
     print(f"{len(todo)} registered bundles to move to {target.id}: {', '.join(r.id for r in todo) or 'none'}")
-    ensure_concurrency_limit(concurrency_limit)
+    slots = ensure_concurrency_limit(concurrency_limit)
     progress = create_progress_artifact(0.0, key="translora-upgrade-progress",
                                         description=f"Bundles moved to {target.id}")
-    futures = {upgrade_bundle.submit(reg, cfg, run_dir, registry_url, concurrency_limit): reg for reg in todo}
     outcomes = []
-    for done, future in enumerate(as_completed(list(futures)), 1):
-        outcomes.append(_outcome(future, futures[future]))
-        update_progress_artifact(progress, 100.0 * done / len(futures))
+    with shared_generation(cfg, todo, slots) as shared_cfg:  # its servers stop once every bundle is done
+        futures = {upgrade_bundle.submit(reg, shared_cfg, run_dir, registry_url, concurrency_limit): reg
+                   for reg in todo}
+        for done, future in enumerate(as_completed(list(futures)), 1):
+            outcomes.append(_outcome(future, futures[future]))
+            update_progress_artifact(progress, 100.0 * done / len(futures))
     if not todo:
         update_progress_artifact(progress, 100.0)
     outcomes.sort(key=lambda o: o.id)

@@ -4,9 +4,10 @@ its pins never constrain this project's.
 Either the user names a running server per model (`generation.vllm.servers`; checked to answer and to serve that
 model), or `VLLMServer` starts one for the stage: the configured command, loopback only, with a fresh random API key,
 health-checked, logs captured into the run directory, stopped when the stage ends or fails and killed by the kernel
-if translora itself is killed. A server that cannot start is a user error (bad model path, bad flags); one that dies,
-errors or stops answering (generation.vllm.request_timeout) mid-stage is a transient `GenerationBackendError`, so
-the Prefect task is retried.
+if translora itself is killed. A fleet upgrade instead starts one per model for the whole flow (`shared_servers`,
+adapters loaded at run time) and names them to its stages as running servers. A server that cannot start is a user
+error (bad model path, bad flags); one that dies, errors or stops answering (generation.vllm.request_timeout)
+mid-stage is a transient `GenerationBackendError`, so the Prefect task is retried.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -33,6 +37,10 @@ ADAPTER_NAME = "adapter"
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 512)  # the --max-lora-rank values vLLM accepts
 # Split by the served model's tokenizer and by the local one: equal ids mean the server serves that model.
 PROBE = "translora probe: Is ( True and not False ) or 7 > 3? Answer: True."
+# URL -> API key of the servers this process started and has not stopped: a server shared by several stages is
+# named to them by URL only (generation.vllm.servers), and its key must never enter the config (Prefect records
+# flow parameters) nor the environment (other processes would see it).
+_KEYS: dict[str, str] = {}
 
 
 class VLLMStartError(UserError):
@@ -65,9 +73,12 @@ class VLLMServer:
     """A vLLM OpenAI-compatible server for one model (+ optional LoRA), owned by the stage that starts it."""
 
     def __init__(self, spec: VLLMSpec, model_path: str, adapter: Path | None, log_file: Path,
-                 adapter_rank: int = 64, dtype: str = "float32"):
+                 adapter_rank: int = 64, dtype: str = "float32", runtime_lora: bool = False, max_loras: int = 1):
+        """`runtime_lora`: LoRA enabled (ranks up to `adapter_rank`) for adapters loaded while it runs
+        (/v1/load_lora_adapter), `max_loras` of them in one batch: one server labels for many bundles."""
         self.spec, self.model_path, self.adapter, self.log_file = spec, model_path, adapter, log_file
         self.adapter_rank, self.dtype = adapter_rank, dtype
+        self.runtime_lora, self.max_loras = runtime_lora, max_loras
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api_key = secrets.token_urlsafe(32)  # only this process can use the server, not other local users
@@ -81,15 +92,18 @@ class VLLMServer:
         ]
         if self.spec.enforce_eager:
             cmd.append("--enforce-eager")
+        if self.adapter is not None or self.runtime_lora:
+            cmd += ["--enable-lora", "--max-lora-rank", str(self.adapter_rank), "--max-loras", str(self.max_loras)]
         if self.adapter is not None:
-            cmd += ["--enable-lora", "--max-lora-rank", str(self.adapter_rank),
-                    "--lora-modules", f"{ADAPTER_NAME}={self.adapter}"]
+            cmd += ["--lora-modules", f"{ADAPTER_NAME}={self.adapter}"]
         return cmd + list(self.spec.extra_args)
 
     def start(self) -> "VLLMServer":
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": str(self.spec.cpu_kvcache_gib), "HF_HUB_OFFLINE": "1",
                             "VLLM_API_KEY": self.api_key}
+        if self.runtime_lora:
+            env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
         start = time.time()
         log = open(self.log_file, "ab")
         try:
@@ -114,6 +128,7 @@ class VLLMServer:
             try:
                 if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
                     self.startup_seconds = time.time() - start
+                    _KEYS[self.url] = self.api_key
                     return self
             except httpx.HTTPError:
                 pass
@@ -123,6 +138,7 @@ class VLLMServer:
                              f"{self.spec.startup_timeout:.0f} s; see {self.log_file}")
 
     def stop(self) -> None:
+        _KEYS.pop(self.url, None)
         if self.process is None or self.process.poll() is not None:
             return
         os.killpg(self.process.pid, signal.SIGINT)  # vLLM shuts its engine workers down on SIGINT
@@ -133,6 +149,35 @@ class VLLMServer:
             self.process.wait()
 
 
+@dataclass(frozen=True)
+class SharedModel:
+    """A model that one server serves to every stage of a flow, and the LoRA adapters loaded into it at run time."""
+
+    model: ModelSpec
+    lora_rank: int | None = None  # the --max-lora-rank its adapters need; None: no adapters
+    max_loras: int = 1  # adapters in one batch: as many as stages may label on it at once
+
+
+@contextmanager
+def shared_servers(spec: VLLMSpec, shared: list[SharedModel], log_dir: Path) -> Iterator[dict[str, str]]:
+    """One managed server per model for the whole block, stopped when it ends or fails: {model id -> URL}, to put in
+    generation.vllm.servers. The kernel stops them if the thread that entered the block dies, so enter it from the
+    thread that runs the whole flow."""
+    from translora.artifacts import safe_name
+    from translora.models import resolve
+
+    with ExitStack() as stack:
+        urls: dict[str, str] = {}
+        for item in shared:
+            server = VLLMServer(spec, str(resolve(item.model)), None,
+                                log_dir / f"vllm-{safe_name(item.model.id)}.log", item.lora_rank or LORA_RANKS[0],
+                                item.model.dtype, runtime_lora=item.lora_rank is not None,
+                                max_loras=item.max_loras)
+            stack.callback(server.stop)  # registered first: a server that fails to start is stopped too
+            urls[item.model.id] = server.start().url
+        yield urls
+
+
 class VLLMGenerator(Generator):
     """Completions from a vLLM server (`/v1/completions`), the base model or its LoRA module."""
 
@@ -141,8 +186,7 @@ class VLLMGenerator(Generator):
         self.url, self.model, self.server, self.description = url.rstrip("/"), model, server, description
         self.request_timeout = request_timeout
         # httpx applies it to connecting and to each read: a server that stops sending fails after that long
-        self.client = httpx.Client(timeout=request_timeout,
-                                   headers=_auth(server.api_key if server is not None else None))
+        self.client = httpx.Client(timeout=request_timeout, headers=_auth(self.url))
 
     @classmethod
     def open(cls, spec: VLLMSpec, model: ModelSpec, adapter: Path | None, log_dir: Path,
@@ -197,11 +241,11 @@ class VLLMGenerator(Generator):
             self.server.stop()
 
 
-def _auth(key: str | None = None) -> dict[str, str]:
+def _auth(url: str) -> dict[str, str]:
     """vLLM's own variable: a server started with VLLM_API_KEY answers /v1/* only to requests that carry it.
-    A managed server has its own random key; a named one gets $VLLM_API_KEY (docker/vllm-server.Dockerfile
-    requires one)."""
-    key = key or os.environ.get("VLLM_API_KEY")
+    A server this process started has its own random key (also when it is named in generation.vllm.servers);
+    any other gets $VLLM_API_KEY (docker/vllm-server.Dockerfile requires one)."""
+    key = _KEYS.get(url.rstrip("/")) or os.environ.get("VLLM_API_KEY")
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
@@ -215,7 +259,7 @@ def check_server(url: str, model: ModelSpec, timeout: float = 10) -> str:
     name = _served_base(url, timeout)
     try:
         response = httpx.post(f"{url}/tokenize", json={"model": name, "prompt": PROBE, "add_special_tokens": False},
-                              headers=_auth(), timeout=timeout)
+                              headers=_auth(url), timeout=timeout)
     except httpx.HTTPError as exc:
         raise GenerationBackendError(f"vLLM server at {url} is not answering: {exc}") from exc
     if response.status_code == 404:
@@ -237,7 +281,7 @@ def check_server(url: str, model: ModelSpec, timeout: float = 10) -> str:
 def _served_base(url: str, timeout: float = 10) -> str:
     """The base model's name on a running server (the model entry without a parent)."""
     try:
-        models = httpx.get(f"{url}/v1/models", headers=_auth(), timeout=timeout).raise_for_status().json()["data"]
+        models = httpx.get(f"{url}/v1/models", headers=_auth(url), timeout=timeout).raise_for_status().json()["data"]
         return next(m["id"] for m in models if not m.get("parent"))
     except httpx.HTTPError as exc:
         raise GenerationBackendError(f"vLLM server at {url} is not answering: {exc}") from exc
@@ -253,7 +297,7 @@ def _load_adapter(url: str, adapter: Path) -> str:
     name = f"translora-{hash_path(adapter)[:16]}"
     try:
         response = httpx.post(f"{url}/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(adapter)},
-                              headers=_auth(), timeout=120)
+                              headers=_auth(url), timeout=120)
     except httpx.HTTPError as exc:
         raise GenerationBackendError(f"vLLM server at {url} is not answering: {exc}") from exc
     if response.status_code >= 400 and "already" not in response.text:
