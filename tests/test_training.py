@@ -71,3 +71,15 @@ def test_adapter_for_another_base_is_a_clear_error(tiny_models, tmp_path):
         training.attach_adapter(wide, tmp_path / "a")
     with pytest.raises(AdapterMismatchError, match="target_modules"):
         training.new_adapter(llama, AdapterSpec(target_modules=["no_such_proj"]))
+
+
+def test_a_new_adapter_does_not_depend_on_the_global_rng(tiny_models):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    weights = []
+    for disturb in (1, 2):
+        torch.manual_seed(disturb)  # what earlier work in the process left behind
+        adapter = training.new_adapter(AutoModelForCausalLM.from_pretrained(tiny_models["llama"]), AdapterSpec())
+        weights.append({n: p.detach().clone() for n, p in adapter.named_parameters() if p.requires_grad})
+    assert all(torch.equal(weights[0][n], weights[1][n]) for n in weights[0])

@@ -59,7 +59,7 @@ def _examples(path) -> list[Example]:
 def _train_new_adapter(ctx: StageContext, base: ModelSpec, adapter: AdapterSpec, spec: TrainSpec, pairs,
                        desc: str):
     model, tok = models.load_model(base)
-    peft_model = training.new_adapter(model, adapter)
+    peft_model = training.new_adapter(model, adapter, spec.seed)
     result = training.train(peft_model, tok, pairs, spec, desc, ctx.progress, checkpoint_dir=ctx.work / "checkpoints",
                             checkpoint_every_s=spec.checkpoint_every_s)
     training.save_adapter(peft_model, ctx.out)

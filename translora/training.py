@@ -68,9 +68,12 @@ def peft_config(spec: AdapterSpec):
     )
 
 
-def new_adapter(model, spec: AdapterSpec):
+def new_adapter(model, spec: AdapterSpec, seed: int = 0):
+    """A fresh adapter on `model`, its random initialization drawn from `seed` (not from whatever the process's
+    global RNG holds), so the same config gives the same adapter in any process."""
     from peft import get_peft_model
 
+    torch.manual_seed(seed)
     try:
         return get_peft_model(model, peft_config(spec))
     except ValueError as exc:
