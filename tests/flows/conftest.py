@@ -2,8 +2,9 @@ import pytest
 from prefect.testing.utilities import prefect_test_harness
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def prefect_server():
-    """One temporary Prefect server (SQLite) for all flow tests."""
+    """One temporary Prefect server (SQLite) for the flow tests; package-scoped, so it is gone before
+    tests/service starts its own real server and points Prefect's client there."""
     with prefect_test_harness(server_startup_timeout=120):
         yield

@@ -20,7 +20,7 @@ require_vllm()
 def test_stage_two_through_the_flow_on_vllm_survives_a_server_death(tiny_models, tmp_path):
     """Synthesis (target model) and labelling (source model + LoRA) run on managed vLLM servers; the first server
     dies at its first request, the task is retried on a fresh server, and the run completes."""
-    overrides = tiny_overrides(tiny_models)
+    overrides = tiny_overrides(tiny_models) + ["label.mode=generate"]  # the teacher generates on vLLM with its LoRA
     config = load_config("cpu", overrides=overrides)
     wrapper = [sys.executable, str(Path(__file__).parents[1] / "vllm_dies_once.py"), str(tmp_path / "died"), VLLM,
                "-m", "vllm.entrypoints.openai.api_server"]
