@@ -73,7 +73,8 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--concurrency-limit", default="translora-gpu", metavar="NAME",
                     help="Prefect global concurrency limit bounding concurrent transfers (default: translora-gpu; "
                          "created with 1 slot when missing)")
-    ev = sub.add_parser("evaluate", help="evaluate a transfer on the held-out test split: source + adapter, target base, transferred adapter, oracle")
+    ev = sub.add_parser("evaluate", help="evaluate a transfer on the held-out test split: source + adapter, "
+                                         "target base, transferred adapter, oracle")
     _config_args(ev)
     _store(ev)
     ev.add_argument("--run-dir", type=Path, required=True, help="a run directory that holds data/ and bundle/")
