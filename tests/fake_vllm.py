@@ -5,6 +5,8 @@ the argv translora gives a managed server) it serves until killed. Modes:
 - "ok": /health, /v1/models, /tokenize (404: nothing to compare) and /v1/completions answer;
 - "other-model": /tokenize splits every text into [1, 2, 3], as no real tokenizer here does;
 - "stall": accepts each request and never answers it.
+With `api_key`, every request without `Authorization: Bearer <api_key>` gets 401, as from a server started with
+VLLM_API_KEY.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def handler(mode: str) -> type[BaseHTTPRequestHandler]:
+def handler(mode: str, api_key: str | None = None) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args) -> None:  # keep test output clean
             pass
@@ -30,7 +32,15 @@ def handler(mode: str) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _refused(self) -> bool:
+            if api_key is None or self.headers.get("Authorization") == f"Bearer {api_key}":
+                return False
+            self._send(401, {"error": "Unauthorized"})
+            return True
+
         def do_GET(self) -> None:
+            if self._refused():
+                return
             if self.path == "/v1/models":
                 self._send(200, {"data": [{"id": "base", "root": "/models/fake", "parent": None}]})
             else:
@@ -38,6 +48,8 @@ def handler(mode: str) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            if self._refused():
+                return
             if mode == "stall":
                 time.sleep(3600)
             elif self.path == "/tokenize":
@@ -54,9 +66,9 @@ def handler(mode: str) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve(mode: str = "ok", port: int = 0) -> ThreadingHTTPServer:
+def serve(mode: str = "ok", port: int = 0, api_key: str | None = None) -> ThreadingHTTPServer:
     """A server in a daemon thread; its URL is `url(server)`; call `server.shutdown()` when done."""
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler(mode))
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler(mode, api_key))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server

@@ -3,15 +3,12 @@ vLLM image's refusal to start without an API key, and translora's client sending
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -65,45 +62,12 @@ def test_vllm_entrypoint_refuses_to_start_without_a_key(tmp_path: Path) -> None:
     assert started.stdout == "vllm serve --host 0.0.0.0 --port 8000 /models/m --enable-lora\n"
 
 
-class _FakeVLLM(BaseHTTPRequestHandler):
-    """Answers like a vLLM server started with VLLM_API_KEY=secret: 401 on /v1/* without the key."""
-
-    def _reply(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _authorized(self) -> bool:
-        if self.headers.get("Authorization") == "Bearer secret":
-            return True
-        self._reply(401, {"error": "Unauthorized"})
-        return False
-
-    def do_GET(self) -> None:
-        if self._authorized():
-            self._reply(200, {"data": [{"id": "base-model", "parent": None}]})
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        if not self._authorized():
-            return
-        if self.path == "/tokenize":  # an older server without the endpoint: the client skips its tokenizer check
-            self._reply(404, {"error": "Not Found"})
-        else:
-            self._reply(200, {"choices": [{"index": 0, "text": " yes"}]})
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture()
 def fake_vllm() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeVLLM)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    from tests import fake_vllm as fake
+
+    server = fake.serve("ok", api_key="secret")  # like a server started with VLLM_API_KEY=secret
+    yield fake.url(server)
     server.shutdown()
     server.server_close()
 
@@ -122,6 +86,6 @@ def test_client_sends_the_api_key(fake_vllm: str, tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("VLLM_API_KEY", "secret")
     generator = VLLMGenerator.open(spec, ModelSpec(id="m"), None, tmp_path)
     try:
-        assert generator.model == "base-model" and generator.generate(["p"], request) == [" yes"]
+        assert generator.model == "base" and generator.generate(["p"], request) == [" True"]
     finally:
         generator.close()
