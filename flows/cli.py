@@ -73,6 +73,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--concurrency-limit", default="translora-gpu", metavar="NAME",
                     help="Prefect global concurrency limit bounding concurrent transfers (default: translora-gpu; "
                          "created with 1 slot when missing)")
+    up.add_argument("--max-regression", type=float, default=0.0, metavar="X",
+                    help="refuse (do not register) a transferred adapter that scores more than X (0-1) below the "
+                         "target base on the owner's evaluation set (default: 0, never worse than the new base)")
     ev = sub.add_parser("evaluate", help="evaluate a transfer on the held-out test split: source + adapter, "
                                          "target base, transferred adapter, oracle")
     _config_args(ev)
@@ -167,7 +170,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from flows.upgrade import upgrade
 
         state = upgrade(cfg.target_model, cfg, str(run_dir), args.registry, args.concurrency_limit,
-                        return_state=True)
+                        args.max_regression, return_state=True)
         if not state.is_completed():
             print(f"error: {state.message}", file=sys.stderr)
             return 1

@@ -1,4 +1,5 @@
-"""Evaluation on the held-out test split: source + source adapter, target base, target + transferred adapter."""
+"""Evaluation on the held-out test split: source + source adapter, target base, target + transferred adapter, the
+oracle (eval.oracle) and, when both bases share their layer shapes, the target with the source adapter copied as is."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.transfer import transfer_scope
 from tasks.stage import run_stage
-from translora import report, stages
+from translora import models, report, stages
 from translora.artifacts import read_manifest, write_json
 from translora.bundle import Bundle
 from translora.config import Config, ModelSpec
@@ -29,7 +30,7 @@ def adapter_base(adapter: Path) -> ModelSpec:
 
 @flow(name="translora-evaluate", log_prints=True)
 def evaluate(config: Config, run_dir: str, transferred_adapter: str, bundle: str) -> dict:
-    """Run the three lm-eval evaluations, write results.json and Prefect table + markdown artifacts."""
+    """Run the lm-eval evaluations, write results.json and Prefect table + markdown artifacts."""
     run = RunIndex(Path(run_dir))
     source = Bundle(Path(bundle))
     target = adapter_base(Path(transferred_adapter))
@@ -43,6 +44,8 @@ def evaluate(config: Config, run_dir: str, transferred_adapter: str, bundle: str
     if config.eval.oracle:  # measurement only: the target trained on the real train split
         jobs["oracle"] = (target, run_stage(stages.ORACLE, config, run.root, scope, inputs={"data": data},
                                             models={"base": target}))
+    if models.same_shape(source.teacher_model(), target):  # the paper's "copy the adapter unchanged" baseline
+        jobs["copied_adapter"] = (target, source.source_adapter)
     evals = {name: run_stage(stages.EVALUATE, config, run.root, scope, slot=f"eval/{name}",
                              inputs={"data": data, "adapter": adapter}, models={"model": model})
              for name, (model, adapter) in jobs.items()}

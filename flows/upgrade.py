@@ -60,7 +60,7 @@ class BundleOutcome(BaseModel):
     owner: str
     task: str
     source_base: str
-    status: Literal["transferred", "failed"]
+    status: Literal["transferred", "refused", "failed"]
     new_id: str | None = None
     subflow_run_id: str | None = None
     error: str | None = None
@@ -68,6 +68,7 @@ class BundleOutcome(BaseModel):
     labels: dict[str, Any] = {}  # labelled, dropped, answers (the label stage's manifest)
     accuracy_before: float | None = None  # source base + source adapter on the owner's evaluation set
     accuracy_after: float | None = None  # target + transferred adapter on the same set
+    accuracy_target_base: float | None = None  # the target alone on the same set: the floor a transfer must hold
     eval_note: str | None = None  # why there is no accuracy
 
 
@@ -90,7 +91,7 @@ def eval_data_folder(eval_set: str, bundle: Bundle, out: Path) -> Path:
 
 
 def _accuracy(config: Config, run_dir: Path, scope: str, slot: str, data: Path, model: ModelSpec,
-              adapter: Path) -> float:
+              adapter: Path | None) -> float:
     result = run_stage(stages.EVALUATE, config, run_dir, scope, slot=slot, inputs={"data": data, "adapter": adapter},
                        models={"model": model})
     return float(read_json(result / "result.json")["accuracy"])
@@ -107,9 +108,11 @@ def _register(registry_url: str | None, parent: Registration, new_bundle: Path, 
 
 @task(name="upgrade-bundle", task_run_name="upgrade {registration.id}", cache_policy=NO_CACHE, persist_result=False)
 def upgrade_bundle(registration: Registration, config: Config, run_dir: str, registry_url: str | None,
-                   concurrency_limit: str) -> BundleOutcome | State:
+                   concurrency_limit: str, max_regression: float = 0.0) -> BundleOutcome | State:
     """Transfer one bundle to `config.target_model` inside one concurrency slot, evaluate, register. A failure
-    fails this task only, with the summary row as its data."""
+    fails this task only, with the summary row as its data. A transferred adapter that scores more than
+    `max_regression` below the target base on the owner's evaluation set is refused: not registered, so the owner
+    stays on the old base and adapter rather than getting a new base made worse by its adapter."""
     outcome = BundleOutcome(id=registration.id, owner=registration.owner, task=registration.task,
                             source_base=registration.source_base, status="failed")
     try:
@@ -123,6 +126,13 @@ def upgrade_bundle(registration: Registration, config: Config, run_dir: str, reg
             outcome.filter = read_manifest(Path(outputs["filtered"])).metrics
             outcome.labels = read_manifest(Path(outputs["labelled"])).metrics
             _evaluate(registration, config, run_dir, outputs, outcome)
+        if outcome.accuracy_after is not None and \
+                outcome.accuracy_after < outcome.accuracy_target_base - max_regression:
+            outcome.status = "refused"
+            outcome.error = (f"the transferred adapter scores {_percent(outcome.accuracy_after)} on the owner's "
+                             f"evaluation set, below the target base alone ({_percent(outcome.accuracy_target_base)}"
+                             f"): not registered, the bundle stays on {registration.source_base}")
+            return Failed(message=f"{registration.id}: {outcome.error}", data=outcome)
         outcome.new_id = _register(registry_url, registration, Path(outputs["bundle"]), config.target_model.id)
     except Exception as exc:  # this bundle's failure is its own row, never the fleet's
         outcome.error = f"{type(exc).__name__}: {exc}"
@@ -133,8 +143,8 @@ def upgrade_bundle(registration: Registration, config: Config, run_dir: str, reg
 
 def _evaluate(registration: Registration, config: Config, run_dir: str, outputs: dict[str, str],
               outcome: BundleOutcome) -> None:
-    """Accuracy before (source base + source adapter) and after (target + transferred adapter) on the owner's
-    evaluation set, when one is registered."""
+    """Accuracy before (source base + source adapter), after (target + transferred adapter) and of the target base
+    alone on the owner's evaluation set, when one is registered."""
     if not registration.eval_set:
         outcome.eval_note = "no evaluation set"
         return
@@ -150,6 +160,7 @@ def _evaluate(registration: Registration, config: Config, run_dir: str, outputs:
                                                 source.source_adapter)
             outcome.accuracy_after = _accuracy(config, run, scope, "eval-set/after", data, target,
                                                Path(outputs["adapter"]))
+            outcome.accuracy_target_base = _accuracy(config, run, scope, "eval-set/target-base", data, target, None)
     except DataError as exc:  # the owner's set, not the transfer, is at fault: still register
         outcome.eval_note = str(exc)
         get_run_logger().warning("%s: no accuracy: %s", registration.id, exc)
@@ -244,7 +255,8 @@ def summary_rows(outcomes: list[BundleOutcome]) -> list[dict[str, str]]:
                        + json.dumps(lab.get("answers", {}), sort_keys=True)) if lab else "-",
             "accuracy before -> after": (f"{_percent(o.accuracy_before)} -> {_percent(o.accuracy_after)}"
                                          if o.accuracy_after is not None else o.eval_note or "-"),
-            "status": o.status if o.error is None else f"failed: {o.error}",
+            "target base": _percent(o.accuracy_target_base),
+            "status": o.status if o.error is None else f"{o.status}: {o.error}",
             "transfer run": run_url(o.subflow_run_id),
         })
     return rows
@@ -264,9 +276,11 @@ def _outcome(future: PrefectFuture, registration: Registration) -> BundleOutcome
 
 @flow(name="translora-upgrade", log_prints=True)
 def upgrade(target: ModelSpec, config: Config, run_dir: str, registry_url: str | None = None,
-            concurrency_limit: str = "translora-gpu") -> list[dict[str, Any]] | State:
+            concurrency_limit: str = "translora-gpu", max_regression: float = 0.0) -> list[dict[str, Any]] | State:
     """Move every active registration whose base is not `target` to `target`; returns one summary row per bundle,
-    or a Failed state naming the bundles that failed (the others are transferred and registered)."""
+    or a Failed state naming the bundles that failed or were refused (the others are transferred and registered).
+    max_regression: how much accuracy (0-1) a transferred adapter may lose against the target base on the owner's
+    evaluation set and still be registered."""
     cfg = config.model_copy(update={"target_model": target})
     with open_registry(registry_url) as registry:
         todo = registry.outdated(target.id)
@@ -276,7 +290,8 @@ def upgrade(target: ModelSpec, config: Config, run_dir: str, registry_url: str |
                                         description=f"Bundles moved to {target.id}")
     outcomes = []
     with shared_generation(cfg, todo, slots) as shared_cfg:  # its servers stop once every bundle is done
-        futures = {upgrade_bundle.submit(reg, shared_cfg, run_dir, registry_url, concurrency_limit): reg
+        futures = {upgrade_bundle.submit(reg, shared_cfg, run_dir, registry_url, concurrency_limit,
+                                         max_regression): reg
                    for reg in todo}
         for done, future in enumerate(as_completed(list(futures)), 1):
             outcomes.append(_outcome(future, futures[future]))
@@ -290,7 +305,11 @@ def upgrade(target: ModelSpec, config: Config, run_dir: str, registry_url: str |
     for row in rows:
         print(" | ".join(f"{k}: {v}" for k, v in row.items()))
     failed = [o.id for o in outcomes if o.status == "failed"]
-    if failed:
-        return Failed(message=f"{len(failed)} of {len(outcomes)} bundles failed ({', '.join(failed)}); the others "
-                              "are registered. Retry this run to redo only the failed ones.")
+    refused = [o.id for o in outcomes if o.status == "refused"]
+    if failed or refused:
+        why = [f"{len(failed)} of {len(outcomes)} bundles failed ({', '.join(failed)})"] if failed else []
+        why += [f"{len(refused)} refused, worse than the target base on their evaluation sets "
+                f"({', '.join(refused)}): they stay on their old base"] if refused else []
+        return Failed(message="; ".join(why) + ". The others are registered. Retry this run to redo only the "
+                                               "failed and refused ones.")
     return [o.model_dump() for o in outcomes]

@@ -79,3 +79,13 @@ def test_sampling_is_reproducible_with_a_seed(tiny_models):
     a = Synthesizer(gen, ["True and False is", "not True is"], spec, seed=5).draw(4)
     b = Synthesizer(gen, ["True and False is", "not True is"], spec, seed=5).draw(4)
     assert a == b
+
+
+def test_an_item_may_run_only_half_again_as_long_as_the_longest_seed():
+    words = lambda text: len(text.split())  # noqa: E731  (a tokenizer that counts words)
+    seeds = ["True and False is", "not ( True ) or False and True is"]  # longest: 9 words
+    assert Synthesizer(Scripted([]), seeds, SynthesisSpec(max_new_tokens=64), count_tokens=words) \
+        .request().max_new_tokens == int(1.5 * 9) + 4
+    assert Synthesizer(Scripted([]), seeds, SynthesisSpec(max_new_tokens=10), count_tokens=words) \
+        .request().max_new_tokens == 10  # the configured cap still bounds it
+    assert Synthesizer(Scripted([]), seeds, SynthesisSpec(max_new_tokens=64)).request().max_new_tokens == 64

@@ -83,3 +83,12 @@ def test_a_new_adapter_does_not_depend_on_the_global_rng(tiny_models):
         adapter = training.new_adapter(AutoModelForCausalLM.from_pretrained(tiny_models["llama"]), AdapterSpec())
         weights.append({n: p.detach().clone() for n, p in adapter.named_parameters() if p.requires_grad})
     assert all(torch.equal(weights[0][n], weights[1][n]) for n in weights[0])
+
+
+def test_same_shape_tells_which_bases_take_each_others_adapters(tiny_models):
+    from translora.config import ModelSpec
+    from translora.models import same_shape
+
+    llama, llama_b, gemma = (ModelSpec(id=str(tiny_models[k])) for k in ("llama", "llama-b", "gemma3"))
+    assert same_shape(llama, llama_b) and not same_shape(llama, gemma)
+    assert not same_shape(llama, ModelSpec(id="org/some-hub-model"))  # not read from the hub: no claim

@@ -141,6 +141,23 @@ def folder_fingerprint(folder: Path) -> str:
     return value
 
 
+# What must match for one base's adapter weights to load onto another base unchanged.
+SHAPE_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+              "head_dim", "intermediate_size")
+
+
+def same_shape(a: ModelSpec, b: ModelSpec) -> bool:
+    """Whether two bases share architecture and layer shapes, so an adapter of one loads onto the other as is
+    (the paper's "copy the adapter unchanged" baseline). Hub models are not read: False."""
+    from transformers import AutoConfig
+
+    folders = [resolve(spec) for spec in (a, b)]
+    if not all(isinstance(f, Path) for f in folders):
+        return False
+    configs = [AutoConfig.from_pretrained(f).to_dict() for f in folders]
+    return all(configs[0].get(k) == configs[1].get(k) for k in SHAPE_KEYS)
+
+
 def _dtype(name: str):
     import torch
 

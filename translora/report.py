@@ -21,6 +21,7 @@ ROWS = {
     "target_base": "target base model",
     "transferred": "target model + transferred adapter",
     "oracle": "target + adapter on real train data (oracle)",
+    "copied_adapter": "target + source adapter copied unchanged",
 }
 
 

@@ -56,6 +56,11 @@ def _examples(path) -> list[Example]:
     return [Example.model_validate(r) for r in read_jsonl(path)]
 
 
+def token_counter(spec: ModelSpec):
+    tokenizer = models.load_tokenizer(spec)
+    return lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)
+
+
 def _train_new_adapter(ctx: StageContext, base: ModelSpec, adapter: AdapterSpec, spec: TrainSpec, pairs,
                        desc: str):
     model, tok = models.load_model(base)
@@ -122,7 +127,8 @@ def synthesize_negatives(ctx: StageContext) -> dict:
     generated, want, budget = 0, n - n_corrupted, NEGATIVES_BUDGET_FACTOR * n
     if want > 0:
         with open_generator(cfg.generation, ctx.models["base"], None, "negatives", ctx.logs) as gen:
-            synth = Synthesizer(gen, seeds, cfg.synthesis, seed=cfg.seed)
+            synth = Synthesizer(gen, seeds, cfg.synthesis, seed=cfg.seed,
+                                count_tokens=token_counter(ctx.models["base"]))
             if state:
                 synth.restore(state)
             while len(items) < want and synth.generated < budget:
@@ -210,14 +216,13 @@ def synthesize_and_filter(ctx: StageContext) -> dict:
         return {"mode": mode, "generated": 0, "distinct": len(inputs), "kept": len(inputs), "acceptance_rate": 1.0}
     threshold = filter_threshold(bundle) if mode == "discriminator" else float("-inf")
     judge = disc.Discriminator.load(ctx.models["discriminator"], bundle.discriminator, bundle.card.name)
-    tokenizer = models.load_tokenizer(ctx.models["target"])
     journal = Journal(ctx.work / "candidates")
     rows, state = journal.load()
     candidates = [Candidate.model_validate(r) for r in rows]
     kept = sum(c.kept for c in candidates)
     with open_generator(cfg.generation, ctx.models["target"], None, "target synthesis", ctx.logs) as gen:
         synth = Synthesizer(gen, bundle.seeds, cfg.synthesis, seed=cfg.seed,
-                            count_tokens=lambda text: len(tokenizer(text, add_special_tokens=False).input_ids))
+                            count_tokens=token_counter(ctx.models["target"]))
         if state:
             synth.restore(state)
         bar = tqdm(total=want, initial=kept, desc="synthesize + filter (kept)", leave=False)

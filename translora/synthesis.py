@@ -15,6 +15,9 @@ from translora.config import SynthesisSpec
 from translora.generation.base import GenerationRequest, Generator
 
 _NEXT_ITEM = re.compile(r"\n\s*\d+\s*[.)]")
+# A new item may be this much longer than the longest seed (plus a few tokens) before generation stops: run-on
+# prose is cut early, and in a batch the slowest completion sets the time of all.
+ITEM_LENGTH_SLACK = 1.5
 
 
 def build_prompt(seeds: list[str], rng: random.Random) -> str:
@@ -42,7 +45,7 @@ class Synthesizer:
     seeds: list[str]
     spec: SynthesisSpec
     seed: int = 0
-    count_tokens: Callable[[str], int] | None = None  # to report generated tokens per kept input
+    count_tokens: Callable[[str], int] | None = None  # caps the item length; reports tokens per kept input
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -63,13 +66,20 @@ class Synthesizer:
         self._seen, self._calls = set(state["seen"]), state["calls"]
         self.generated, self.tokens = state["generated"], state["tokens"]
 
+    def max_new_tokens(self) -> int:
+        """synthesis.max_new_tokens, or less where the seeds show that an item is shorter."""
+        if self.count_tokens is None:
+            return self.spec.max_new_tokens
+        longest = max(self.count_tokens(s) for s in self.seeds)
+        return min(self.spec.max_new_tokens, int(ITEM_LENGTH_SLACK * longest) + 4)
+
     def request(self) -> GenerationRequest:
         n = len(self.seeds) + 1
         # Single-line seeds: an item ends at the line's end, so stop there instead of spending tokens on the
         # prose a weak model writes after it.
         one_line = not any("\n" in s.strip() for s in self.seeds)
         return GenerationRequest(
-            max_new_tokens=self.spec.max_new_tokens,
+            max_new_tokens=self.max_new_tokens(),
             temperature=self.spec.temperature,
             top_p=self.spec.top_p,
             stop=("\n",) if one_line else (f"\n{n + 1}.",),

@@ -83,6 +83,15 @@ def test_two_bundles_to_one_target_keep_both_adapters(tiny_models, tmp_path):
         assert read_manifest(adapter).inputs["bundle"] == Bundle(Path(bundle)).hash
 
 
+def test_two_bases_of_one_shape_get_the_copied_adapter_baseline(tiny_models, tmp_path):
+    """llama -> llama-b (same layer shapes, other weights): the source adapter also runs on the target as is."""
+    cfg = load_config("cpu", overrides=tiny_overrides(tiny_models) + [f"target_model.id={tiny_models['llama-b']}",
+                                                                     "eval.oracle=false"])
+    results = trans_lora(cfg, str(tmp_path / "run"))
+    assert set(results["accuracy"]) == {"source_adapter", "target_base", "transferred", "copied_adapter"}
+    assert 0 <= results["accuracy"]["copied_adapter"] <= 1
+
+
 def test_transient_errors_are_retried_and_user_errors_are_not():
     attempts = {"transient": 0, "user": 0}
 

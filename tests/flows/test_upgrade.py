@@ -57,7 +57,8 @@ def test_upgrade_isolates_a_failed_bundle_registers_the_rest_and_a_rerun_redoes_
     target = ModelSpec(id=str(tiny_models["gemma3"]))
     config = load_config("cpu", overrides=base)
     run_dir = str(tmp_path / "upgrades")
-    first = upgrade(target, config, run_dir, url, "test-gpu", return_state=True)
+    # max_regression 1.0: tiny random models score at chance either way; the gate has its own test below
+    first = upgrade(target, config, run_dir, url, "test-gpu", 1.0, return_state=True)
     assert first.is_failed() and "globex" in first.message and "acme" not in first.message, first.message
 
     rows = {r["bundle"]: r for r in _summary()}
@@ -65,6 +66,7 @@ def test_upgrade_isolates_a_failed_bundle_registers_the_rest_and_a_rerun_redoes_
     assert rows["acme"]["acceptance"].endswith("%")
     assert rows["acme"]["filter (kept/distinct/generated)"].startswith("3/")
     assert re.fullmatch(r"\d+\.\d% -> \d+\.\d%", rows["acme"]["accuracy before -> after"])
+    assert re.fullmatch(r"\d+\.\d%", rows["acme"]["target base"])
     assert " labelled, " in rows["acme"]["labels"] and "answers {" in rows["acme"]["labels"]
     assert rows["globex"]["status"].startswith("failed: ArtifactError") and "globex-bundle" in rows["globex"]["status"]
     assert rows["globex"]["accuracy before -> after"] == "-"  # it failed before any evaluation
@@ -78,7 +80,7 @@ def test_upgrade_isolates_a_failed_bundle_registers_the_rest_and_a_rerun_redoes_
         assert [r.id for r in registry.outdated(target.id)] == ["globex"]
 
     shutil.move(hidden, globex_bundle)  # the operator fixes globex's bundle and retries
-    second = upgrade(target, config, run_dir, url, "test-gpu", return_state=True)
+    second = upgrade(target, config, run_dir, url, "test-gpu", 1.0, return_state=True)
     assert second.is_completed(), second.message
     assert [r["id"] for r in second.result()] == ["globex"]  # acme was not transferred again
     with open_registry(url) as registry:
@@ -87,11 +89,32 @@ def test_upgrade_isolates_a_failed_bundle_registers_the_rest_and_a_rerun_redoes_
 
     # The next upgrade starts from the transferred bundles: gemma3 -> a second llama base.
     next_target = ModelSpec(id=str(tiny_models["llama-b"]))
-    third = upgrade(next_target, config, run_dir, url, "test-gpu", return_state=True)
+    third = upgrade(next_target, config, run_dir, url, "test-gpu", 1.0, return_state=True)
     assert third.is_completed(), third.message
     with open_registry(url) as registry:
         chain = registry.lineage(child_id(child_id("acme", target.id), next_target.id))
         assert [r.source_base for r in chain] == [next_target.id, target.id, str(tiny_models["llama"])]
+
+
+def test_a_transfer_worse_than_the_target_base_is_refused_and_not_registered(tiny_models, tmp_path):
+    base = tiny_overrides(tiny_models)
+    bundle = Path(finetune(load_config("cpu", overrides=base), str(tmp_path / "acme")))
+    eval_set = tmp_path / "acme-eval.jsonl"
+    write_jsonl(eval_set, read_jsonl(tmp_path / "acme" / "data" / "test.jsonl"))
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    with open_registry(url) as registry:
+        registry.add("acme", "acme-corp", bundle, eval_set=str(eval_set))
+    target = ModelSpec(id=str(tiny_models["gemma3"]))
+    # max_regression -1: the adapter would have to beat the target base by 100 points, so it is refused
+    state = upgrade(target, load_config("cpu", overrides=base), str(tmp_path / "up"), url, "test-gpu", -1.0,
+                    return_state=True)
+    assert state.is_failed() and "1 refused" in state.message and "acme" in state.message, state.message
+    row = _summary()[0]
+    assert row["status"].startswith("refused: the transferred adapter scores ") and "below the target base" in \
+        row["status"] and row["new registration"] == "-"
+    with open_registry(url) as registry:
+        assert registry.get("acme").status == "active" and registry.outdated(target.id)[0].id == "acme"
+        assert [r.id for r in registry.find() if r.parent_id == "acme"] == []
 
 
 def test_registering_a_transfer_twice_keeps_one_registration(tiny_models, tmp_path):
