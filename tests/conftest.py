@@ -31,7 +31,7 @@ def tiny_overrides(models: dict[str, Path]) -> list[str]:
         f"target_model.id={models['gemma3']}",
         "task.n_train=24", "task.n_test=12",
         "source_train.max_steps=3", "source_train.batch_size=4",
-        "discriminator.n_negatives=8", "discriminator.train.batch_size=4",
+        "discriminator.n_negatives=8", "discriminator.corrupted_fraction=0.5", "discriminator.train.batch_size=4",
         "discriminator.train.lr=0.03", "discriminator.train.max_steps=40",
         "discriminator.adapter.target_modules=[q_proj,v_proj,o_proj,up_proj,down_proj]",
         # Pinned here, not taken from the profile: the tiny discriminator keeps a few percent, so the budget is

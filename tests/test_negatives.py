@@ -10,9 +10,10 @@ def _real() -> list[str]:
 
 def test_corruptions_are_seeded_distinct_and_never_real():
     real = _real()
-    a, b = neg.corrupt(real, 84, seed=1), neg.corrupt(real, 84, seed=1)
-    assert a == b and a != neg.corrupt(real, 84, seed=2)
-    assert len(a) == 84 and len({neg.exact(x.input) for x in a}) == 84
+    n = 14 * len(neg.CORRUPTIONS)
+    a, b = neg.corrupt(real, n, seed=1), neg.corrupt(real, n, seed=1)
+    assert a == b and a != neg.corrupt(real, n, seed=2)
+    assert len(a) == n and len({neg.exact(x.input) for x in a}) == n
     assert not {neg.exact(x.input) for x in a} & {neg.exact(x) for x in real}
     assert Counter(x.source for x in a) == {k: 14 for k in neg.CORRUPTIONS}
     assert neg.corrupt([], 5) == []
@@ -23,7 +24,7 @@ def test_corrupted_boolean_expressions_are_mostly_invalid():
     made = neg.corrupt(_real(), 200, seed=0)
     invalid = [not checker.is_valid(x.input) for x in made]
     assert sum(invalid) / len(made) >= 0.9
-    for kind in ("truncated", "prose_span", "chatter", "case_flipped"):  # never a well-formed `<expr> is`
+    for kind in ("truncated", "prose_span", "chatter", "case_flipped", "sentence_case", "bracket_dropped"):  # never a well-formed `<expr> is`
         assert all(not checker.is_valid(x.input) for x in made if x.source == kind)
 
 
@@ -36,6 +37,9 @@ def test_each_corruption_does_what_it_says():
     assert text.startswith(cut) and len(cut.split()) < len(text.split())
     shuffled = neg.shuffle_words(text, rng)
     assert shuffled != text and sorted(shuffled.split()) == sorted(text.split())
+    assert neg.sentence_case(text, rng) == "Not ( True ) and False is"
+    dropped = neg.drop_bracket(text, rng)
+    assert dropped.count("(") + dropped.count(")") == 1 and neg.drop_bracket("True is", rng) == "True is"
     span = neg.replace_span(text, rng)
     assert any(p in span for p in neg.PROSE)
     chat = neg.add_chatter(text, rng)
