@@ -24,7 +24,8 @@ def test_corrupted_boolean_expressions_are_mostly_invalid():
     made = neg.corrupt(_real(), 200, seed=0)
     invalid = [not checker.is_valid(x.input) for x in made]
     assert sum(invalid) / len(made) >= 0.9
-    for kind in ("truncated", "prose_span", "chatter", "case_flipped", "sentence_case", "bracket_dropped"):  # never a well-formed `<expr> is`
+    # never a well-formed `<expr> is`
+    for kind in ("truncated", "prose_span", "chatter", "case_flipped", "sentence_case", "bracket_dropped"):
         assert all(not checker.is_valid(x.input) for x in made if x.source == kind)
 
 
