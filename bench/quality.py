@@ -125,7 +125,8 @@ def markdown(rows: list[dict], command: str) -> str:
     lines += [f"\nNot counted (failed, or the source adapter beats the source base by < 5 points): "
               f"{', '.join(skipped) or 'none'}.\n",
               f"\nThe claim holds (discriminator filter) on {len(holds)} of "
-              f"{len({r['case'] for r in ok if r['mode'] == 'discriminator'})} tasks: {', '.join(sorted(holds)) or 'none'}.\n",
+              f"{len({r['case'] for r in ok if r['mode'] == 'discriminator'})} tasks: "
+              f"{', '.join(sorted(holds)) or 'none'}.\n",
               "\n## Mean transferred accuracy per mode (the five tasks; weak_source apart)\n",
               "| mode | mean | runs |", "|---|---|---|"]
     for mode in sorted({r["mode"] for r in ok}):
