@@ -56,7 +56,8 @@ def run_one(case: str, seed: int, mode: str, n_test: int, extra: list[str]) -> d
     task, overrides = CASES[case]
     cfg = load_config("cpu", overrides=[f"task.name={task}", f"seed={seed}", f"filter.mode={mode}",
                                         f"task.n_test={N_TEST.get(task, n_test)}", *overrides, *extra])
-    start, run = time.time(), {"case": case, "task_id": task, "seed": seed, "mode": mode}
+    run = {"case": case, "task_id": task, "seed": seed, "mode": mode, "overrides": [*overrides, *extra]}
+    start = time.time()
     run_dir = Path("runs") / "bench" / f"{case}-s{seed}-{mode}"
     try:
         results = trans_lora(cfg, str(run_dir))
@@ -107,8 +108,8 @@ def _line(r: dict) -> str:
             f"{'holds' if r['claim_holds_within_interval'] else 'fails'} |")
 
 
-def markdown(rows: list[dict], command: str) -> str:
-    lines = [f"# Quality bench\n\nCommand: `{command}`\n",
+def markdown(rows: list[dict], commands: list[str]) -> str:
+    lines = ["# Quality bench\n\nCommands:\n", *[f"    {c}" for c in commands], "",
              "Accuracy on held-out test examples (lm-eval acc), 95% bootstrap interval in brackets; "
              "`transferred - source` is a paired bootstrap interval. Claim: transferred >= source + adapter and >= "
              "target base, neither difference significantly below 0.\n"]
@@ -171,15 +172,17 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     command = "python bench/quality.py " + " ".join(os.sys.argv[1:])
     results_file = args.out / "quality.json"
-    done = json.loads(results_file.read_text())["runs"] if results_file.exists() else []
+    earlier = json.loads(results_file.read_text()) if results_file.exists() else {}
+    done, commands = earlier.get("runs", []), earlier.get("commands", [])
+    commands = commands + [command]  # a bench resumed with other settings names them all
     for case in args.cases:
         for seed in args.seeds:
             for mode in args.modes:
                 if any(r["case"] == case and r["seed"] == seed and r["mode"] == mode for r in done):
                     continue  # measured already: the bench resumes
                 done.append(run_one(case, seed, mode, args.n_test, args.extra))
-                write_json(results_file, {"command": command, "runs": done})
-    (args.out / "quality.md").write_text(markdown(done, command))
+                write_json(results_file, {"commands": commands, "runs": done})
+    (args.out / "quality.md").write_text(markdown(done, commands))
     scatter(done, args.out / "quality.png")
 
 
