@@ -1,0 +1,69 @@
+"""The demo (cpu profile: SmolLM2-135M -> Gemma 3 270M, BBH boolean_expressions, 400 test examples) on several
+seeds, one table. Runs already made with the same code and config come from the store at once, so this also
+collects the runs of `scripts/demo.sh --run-dir runs/demo-s<N> --set seed=<N>`.
+
+    .venv/bin/python bench/demo.py [--seeds 0 1 2]
+
+Writes bench/results/demo.json (every run's results.json) and demo.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from translora.artifacts import write_json  # noqa: E402
+from translora.config import load_config  # noqa: E402
+
+OUT = Path(__file__).parent / "results"
+
+
+def interval(row: dict) -> str:
+    return f"{row['accuracy']:.3f} [{row['interval']['low']:.3f}, {row['interval']['high']:.3f}]"
+
+
+def markdown(runs: list[dict], command: str) -> str:
+    lines = ["# The demo on several seeds\n", f"Command: `{command}`\n",
+             "Accuracy on 400 held-out examples (lm-eval acc), 95% bootstrap intervals; differences are paired.\n",
+             "| seed | source + adapter | target base | transferred | oracle | transferred - source | "
+             "transferred - target base | claim | filter precision / recall | label accuracy (checked) | "
+             "labelled | tokens per kept valid input | wall seconds (sum of stages) |", "|---" * 13 + "|"]
+    for r in runs:
+        d1, d2, f, lab = r["transferred_minus_source"], r["transferred_minus_target"], r["filter"], r["labels"]
+        lines.append(
+            f"| {r['seed']} | {interval(r['rows']['source_adapter'])} | {interval(r['rows']['target_base'])} | "
+            f"{interval(r['rows']['transferred'])} | {interval(r['rows']['oracle'])} | "
+            f"{d1['mean']:+.3f} [{d1['low']:+.3f}, {d1['high']:+.3f}] | {d2['mean']:+.3f} [{d2['low']:+.3f}, "
+            f"{d2['high']:+.3f}] | {'holds' if r['claim_holds_within_interval'] else 'fails'} | "
+            f"{f['precision']:.2f} / {f['recall']:.2f} | {lab['accuracy']:.2f} ({lab['n_checked']}) | "
+            f"{lab['labelled']} | {f['tokens_per_kept_valid']:.0f} | {sum(r['stage_seconds'].values()):.0f} |")
+    lines += ["\nStage seconds (as each stage's manifest recorded them):\n",
+              "| stage | " + " | ".join(f"seed {r['seed']}" for r in runs) + " |", "|---" * (len(runs) + 1) + "|"]
+    for stage in runs[0]["stage_seconds"]:
+        short = stage.split("/", 3)[-1] if stage.startswith("transfer/") else stage
+        lines.append(f"| {short} | " + " | ".join(f"{r['stage_seconds'].get(stage, 0):.0f}" for r in runs) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    from flows.end_to_end import trans_lora
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    args = ap.parse_args()
+    command = "python bench/demo.py " + " ".join(os.sys.argv[1:])
+    runs = []
+    for seed in args.seeds:
+        results = trans_lora(load_config("cpu", overrides=[f"seed={seed}"]), f"runs/demo-s{seed}")
+        runs.append(results | {"seed": seed})
+    write_json(OUT / "demo.json", {"command": command, "runs": runs})
+    (OUT / "demo.md").write_text(markdown(runs, command))
+    print((OUT / "demo.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
