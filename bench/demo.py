@@ -2,7 +2,7 @@
 seeds, one table. Runs already made with the same code and config come from the store at once, so this also
 collects the runs of `scripts/demo.sh --run-dir runs/demo-s<N> --set seed=<N>`.
 
-    .venv/bin/python bench/demo.py [--seeds 0 1 2]
+    .venv/bin/python bench/demo.py [--seeds 0 1 2] [--set section.field=value ...]
 
 Writes bench/results/demo.json (every run's results.json) and demo.md.
 """
@@ -54,11 +54,12 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="config overrides, as for the CLI")
     args = ap.parse_args()
     command = "python bench/demo.py " + " ".join(os.sys.argv[1:])
     runs = []
     for seed in args.seeds:
-        results = trans_lora(load_config("cpu", overrides=[f"seed={seed}"]), f"runs/demo-s{seed}")
+        results = trans_lora(load_config("cpu", overrides=[f"seed={seed}", *args.overrides]), f"runs/demo-s{seed}")
         runs.append(results | {"seed": seed})
     write_json(OUT / "demo.json", {"command": command, "runs": runs})
     (OUT / "demo.md").write_text(markdown(runs, command))
