@@ -43,9 +43,12 @@ def markdown(runs: list[dict], command: str) -> str:
             f"{lab['labelled']} | {f['tokens_per_kept_valid']:.0f} | {sum(r['stage_seconds'].values()):.0f} |")
     lines += ["\nStage seconds (as each stage's manifest recorded them):\n",
               "| stage | " + " | ".join(f"seed {r['seed']}" for r in runs) + " |", "|---" * (len(runs) + 1) + "|"]
-    for stage in runs[0]["stage_seconds"]:
-        short = stage.split("/", 3)[-1] if stage.startswith("transfer/") else stage
-        lines.append(f"| {short} | " + " | ".join(f"{r['stage_seconds'].get(stage, 0):.0f}" for r in runs) + " |")
+    def short(stage: str) -> str:  # transfer/<target>/<task>-<bundle>/<slot> -> transfer/<slot>
+        return "transfer/" + stage.split("/", 3)[-1] if stage.startswith("transfer/") else stage
+
+    seconds = [{short(k): v for k, v in r["stage_seconds"].items()} for r in runs]
+    for stage in seconds[0]:
+        lines.append(f"| {stage} | " + " | ".join(f"{s.get(stage, 0):.0f}" for s in seconds) + " |")
     return "\n".join(lines) + "\n"
 
 
