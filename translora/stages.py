@@ -242,10 +242,14 @@ def synthesize_and_filter(ctx: StageContext) -> dict:
         bar.close()
     rate = kept / max(1, len(candidates))
     if kept < want:
+        # Which ran out: new inputs (the model keeps repeating itself) or the discriminator's acceptance.
+        repeats = 1 - len(candidates) / max(1, synth.generated)
+        hint = (f"{repeats:.0%} of the generations repeated an earlier input: raise synthesis.temperature, "
+                "raise filter.max_generated or lower filter.n_keep" if repeats > 0.5 else
+                "raise filter.max_generated, lower filter.n_keep, or retrain the discriminator on more data")
         raise FilterExhaustedError(
             f"the discriminator kept {kept} of {len(candidates)} distinct synthetic inputs ({rate:.1%} acceptance) "
-            f"after {synth.generated} generations, fewer than filter.n_keep={want}. Raise filter.max_generated, "
-            "lower filter.n_keep, or retrain the discriminator on more data."
+            f"after {synth.generated} generations, fewer than filter.n_keep={want}; {hint}."
         )
     write_jsonl(ctx.out / "candidates.jsonl", candidates)
     write_jsonl(ctx.out / "kept.jsonl", [{"input": c.input} for c in candidates if c.kept])
