@@ -126,8 +126,8 @@ def upgrade_bundle(registration: Registration, config: Config, run_dir: str, reg
             outcome.filter = read_manifest(Path(outputs["filtered"])).metrics
             outcome.labels = read_manifest(Path(outputs["labelled"])).metrics
             _evaluate(registration, config, run_dir, outputs, outcome)
-        if outcome.accuracy_after is not None and \
-                outcome.accuracy_after < outcome.accuracy_target_base - max_regression:
+        scored = outcome.accuracy_after is not None and outcome.accuracy_target_base is not None
+        if scored and outcome.accuracy_after < outcome.accuracy_target_base - max_regression:
             outcome.status = "refused"
             outcome.error = (f"the transferred adapter scores {_percent(outcome.accuracy_after)} on the owner's "
                              f"evaluation set, below the target base alone ({_percent(outcome.accuracy_target_base)}"
