@@ -65,6 +65,27 @@ def test_select_drops_unsure_labels_and_balances_classes():
     assert labelling.select(rows, 0.95, balance=True) == []
 
 
+def test_margin_weight_is_zero_at_chance_and_one_at_certainty():
+    assert labelling.margin_weight(0.5, 2) == 0 and labelling.margin_weight(1.0, 2) == 1
+    assert labelling.margin_weight(0.75, 2) == pytest.approx(0.5)
+    assert labelling.margin_weight(0.2, 4) == 0  # below chance: nothing, never negative
+    assert labelling.margin_weight(0.625, 4) == pytest.approx(0.5)
+
+
+def test_student_rows_per_target_kind():
+    scored = [_label("a", "True", 0.9), _label("b", "False", 0.995)]
+    hard = labelling.student_rows(labelling.as_labelled(scored, 2, "hard"), "hard")
+    assert hard == [("a", "True", 1.0), ("b", "False", 1.0)]
+    weighted = labelling.student_rows(labelling.as_labelled(scored, 2, "weighted"), "weighted")
+    assert [(x, a) for x, a, _ in weighted] == [("a", "True"), ("b", "False")]
+    assert [w for _, _, w in weighted] == pytest.approx([0.8, 0.99])
+    soft = labelling.student_rows(labelling.as_labelled(scored, 2, "soft"), "soft")
+    # every answer the teacher gives at least SOFT_MIN_PROB, weighted by its probability; b's 0.005 is skipped
+    assert soft == [("a", "True", 0.9), ("a", "x", pytest.approx(0.1)), ("b", "False", 0.995)]
+    generated = [labelling.Labelled(input="c", completion="42")]  # free-form: no distribution
+    assert labelling.student_rows(generated, "soft") == [("c", "42", 1.0)]
+
+
 def test_choices_must_be_distinct():
     with pytest.raises(ValueError):
         labelling.label_choices(None, None, ["x"], ["True", "True"], PROMPT)

@@ -65,6 +65,23 @@ def test_labels_are_answer_choices_with_the_teachers_probability(bundle):
     assert rows and all(r["completion"] in ("True", "False") and 0.5 <= r["confidence"] <= 1 for r in rows)
 
 
+@pytest.mark.parametrize("targets", ["weighted", "soft"])
+def test_the_student_learns_weighted_or_soft_labels(bundle, targets):
+    cfg, store, bundle_dir = bundle
+    label = cfg.label.model_copy(update={"targets": targets, "min_confidence": 0.0})
+    variant = cfg.model_copy(update={"label": label})
+    filtered, adapter, _ = transfer(variant, store, bundle_dir)
+    labelled = run(stages.LABEL, variant, store, inputs={"bundle": bundle_dir, "filtered": filtered},
+                   models={"teacher": Bundle(bundle_dir).teacher_model()})
+    rows = [json.loads(r) for r in (labelled / "labelled.jsonl").read_text().splitlines()]
+    trained = json.loads((adapter / "manifest.json").read_text())["metrics"]["examples"]
+    if targets == "weighted":  # one row per input, weighted by the probability above chance
+        assert all(r["weight"] == pytest.approx(2 * r["confidence"] - 1) for r in rows)
+        assert trained == len(rows)
+    else:  # one row per answer the teacher gives at least 1%
+        assert trained == sum(p >= 0.01 for r in rows for p in r["probs"].values()) > len(rows)
+
+
 def test_diagnostics_measure_the_filter_and_the_labels_against_the_checker(bundle):
     cfg, store, bundle_dir = bundle
     filtered, _, _ = transfer(cfg, store, bundle_dir)

@@ -39,6 +39,44 @@ def test_completion_loss_equals_masked_full_loss(tiny_models, arch):
     torch.testing.assert_close(fast, total / count, rtol=1e-4, atol=1e-4)
 
 
+def test_weighted_loss_is_a_weighted_mean_and_a_zero_weight_row_teaches_nothing(tiny_models):
+    model, tok = _load(tiny_models["llama"])
+    encoded = [training.encode_pair(tok, p, c, 64) for p, c in PAIRS[:3]]
+    batch = training.collate(encoded, tok.pad_token_id)
+    alone = [training.completion_loss(model, training.collate([e], tok.pad_token_id)) for e in encoded]
+    weighted = training.completion_loss(model, batch, torch.tensor([1.0, 0.0, 0.5]))
+    n = [n for _, n in encoded]
+    expected = (alone[0] * n[0] + 0.5 * alone[2] * n[2]) / (n[0] + 0.5 * n[2])
+    torch.testing.assert_close(weighted, expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(training.completion_loss(model, batch, torch.ones(3)),
+                               training.completion_loss(model, batch), rtol=1e-5, atol=1e-6)
+
+
+def test_weighted_batch_in_pieces_gives_the_whole_batch_gradient(tiny_models):
+    """The out-of-memory path splits a batch; with weights the pieces must still add up to the whole batch."""
+    model, tok = _load(tiny_models["llama"])
+    peft_model = training.new_adapter(model, AdapterSpec(target_modules=["q_proj", "v_proj"])).eval()  # no dropout
+    rows = [training.encode_pair(tok, p, c, 64) for p, c in PAIRS[:4]]
+    weights = [1.0, 0.2, 0.0, 0.7]
+    grads = []
+    for micro in (4, 1):
+        peft_model.zero_grad()
+        value = training._accumulate(peft_model, rows, weights, tok.pad_token_id, "cpu", micro)
+        grads.append((value, [p.grad.clone() for p in peft_model.parameters() if p.requires_grad]))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-4)
+    for whole, pieces in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(whole, pieces, rtol=1e-3, atol=1e-6)
+
+
+def test_weights_must_match_the_pairs(tiny_models):
+    model, tok = _load(tiny_models["llama"])
+    peft_model = training.new_adapter(model, AdapterSpec(target_modules=["q_proj", "v_proj"]))
+    with pytest.raises(ValueError, match="one weight"):
+        training.train(peft_model, tok, PAIRS, TrainSpec(max_steps=1), weights=[1.0])
+    with pytest.raises(ValueError, match="one weight"):
+        training.train(peft_model, tok, PAIRS, TrainSpec(max_steps=1), weights=[2.0] * len(PAIRS))
+
+
 @pytest.mark.parametrize("kind", ["lora", "dora", "prompt_tuning"])
 def test_each_adapter_kind_learns_saves_and_reloads(tiny_models, tmp_path, kind):
     model, tok = _load(tiny_models["llama"])

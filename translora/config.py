@@ -101,6 +101,9 @@ class LabelSpec(Section):
     mode: Literal["choices", "generate"] = "choices"
     min_confidence: float = Field(0.0, ge=0, le=1)  # drop labels the teacher is less sure of
     balance: bool = False  # down-sample the majority answers to the rarest one's count
+    # How the student learns a choice label: hard (the teacher's answer), weighted (the answer, its loss scaled by
+    # the teacher's probability above chance) or soft (every answer, each scaled by its probability).
+    targets: Literal["hard", "weighted", "soft"] = "hard"
     max_new_tokens: int = Field(16, ge=1)
     batch_size: int = Field(16, ge=1)
 

@@ -16,6 +16,19 @@ from pydantic import BaseModel
 from translora.data.records import TaskCard
 
 
+class Labelled(BaseModel):
+    """One kept input as the teacher labelled it (a line of the label stage's labelled.jsonl)."""
+    input: str
+    completion: str
+    confidence: float | None = None  # the teacher's probability of this answer (multiple-choice labels)
+    probs: dict[str, float] | None = None  # its probability of every answer choice
+    weight: float = 1.0  # how much the student learns from it (label.targets=weighted)
+
+
+# Soft targets skip answers the teacher gives less than this: they would cost a training row and teach nothing.
+SOFT_MIN_PROB = 0.01
+
+
 class ChoiceLabel(BaseModel):
     input: str
     label: str  # the choice with the highest score (the first of tied ones)
@@ -95,3 +108,27 @@ def select(labels: list[ChoiceLabel], min_confidence: float = 0.0, balance: bool
     rng = random.Random(seed)
     keep = {i for idx in by_label.values() for i in rng.sample(idx, quota)}
     return [x for i, x in enumerate(sure) if i in keep]
+
+
+def margin_weight(confidence: float, n_choices: int) -> float:
+    """How far above chance the teacher's probability is: 0 at 1/n_choices (a guess), 1 at certainty."""
+    chance = 1 / n_choices
+    return max(0.0, (confidence - chance) / (1 - chance)) if n_choices > 1 else 1.0
+
+
+def as_labelled(chosen: list[ChoiceLabel], n_choices: int, targets: str) -> list[Labelled]:
+    return [Labelled(input=x.input, completion=x.label, confidence=x.confidence, probs=x.probs,
+                     weight=margin_weight(x.confidence, n_choices) if targets == "weighted" else 1.0)
+            for x in chosen]
+
+
+def student_rows(rows: list[Labelled], targets: str) -> list[tuple[str, str, float]]:
+    """(input, answer, weight) rows to distill on: soft targets give one row per answer the teacher gives at least
+    SOFT_MIN_PROB, weighted by its probability; hard and weighted ones one row per input."""
+    if targets != "soft":
+        return [(r.input, r.completion, r.weight) for r in rows]
+    out = []
+    for r in rows:
+        probs = r.probs or {r.completion: 1.0}  # a generated label has no distribution: it is the answer
+        out += [(r.input, answer, p) for answer, p in probs.items() if p >= SOFT_MIN_PROB]
+    return out

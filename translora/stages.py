@@ -42,12 +42,6 @@ class Candidate(BaseModel):
     kept: bool
 
 
-class Labelled(BaseModel):
-    input: str
-    completion: str
-    confidence: float | None = None  # the teacher's probability of this answer (multiple-choice labels)
-
-
 def _card(folder) -> TaskCard:
     return TaskCard.model_validate(read_json(folder / "task_card.json"))
 
@@ -62,11 +56,11 @@ def token_counter(spec: ModelSpec):
 
 
 def _train_new_adapter(ctx: StageContext, base: ModelSpec, adapter: AdapterSpec, spec: TrainSpec, pairs,
-                       desc: str):
+                       desc: str, weights: list[float] | None = None):
     model, tok = models.load_model(base)
     peft_model = training.new_adapter(model, adapter, spec.seed)
     result = training.train(peft_model, tok, pairs, spec, desc, ctx.progress, checkpoint_dir=ctx.work / "checkpoints",
-                            checkpoint_every_s=spec.checkpoint_every_s)
+                            checkpoint_every_s=spec.checkpoint_every_s, weights=weights)
     training.save_adapter(peft_model, ctx.out)
     return peft_model, tok, result
 
@@ -289,14 +283,14 @@ def label(ctx: StageContext) -> dict:
         scored = labelling.label_choices(teacher, tok, inputs, bundle.card.choices, bundle.card.prompt_template,
                                          cfg.label.batch_size)
         chosen = labelling.select(scored, cfg.label.min_confidence, cfg.label.balance, cfg.seed)
-        rows = [Labelled(input=x.input, completion=x.label, confidence=x.confidence) for x in chosen]
+        rows = labelling.as_labelled(chosen, len(bundle.card.choices), cfg.label.targets)
     else:
         request = GenerationRequest(max_new_tokens=cfg.label.max_new_tokens, temperature=0.0, stop=("\n",),
                                     batch_size=cfg.label.batch_size)
         with open_generator(cfg.generation, ctx.models["teacher"], bundle.source_adapter, "teacher labels",
                             ctx.logs) as gen:
             completions = gen.generate([bundle.card.prompt(x) for x in inputs], request)
-        rows = [Labelled(input=x, completion=c.strip()) for x, c in zip(inputs, completions) if c.strip()]
+        rows = [labelling.Labelled(input=x, completion=c.strip()) for x, c in zip(inputs, completions) if c.strip()]
     if not rows:
         raise DataError("the teacher labelled none of the kept inputs (empty completions, or none as sure as "
                         "label.min_confidence); raise label.max_new_tokens or lower label.min_confidence")
@@ -313,10 +307,13 @@ def distill(ctx: StageContext) -> dict:
     """A fresh adapter on the target model, trained on the teacher's completions (completion tokens only)."""
     cfg = ctx.config
     bundle = bundles.Bundle(ctx.inputs["bundle"])
-    rows = [Labelled.model_validate(r) for r in read_jsonl(ctx.inputs["labelled"] / "labelled.jsonl")]
-    pairs = [(bundle.card.prompt(r.input), bundle.card.completion(r.completion)) for r in rows]
+    rows = [labelling.Labelled.model_validate(r) for r in read_jsonl(ctx.inputs["labelled"] / "labelled.jsonl")]
+    student = labelling.student_rows(rows, cfg.label.targets)
+    pairs = [(bundle.card.prompt(x), bundle.card.completion(answer)) for x, answer, _ in student]
+    weights = [w for _, _, w in student]
     target = ctx.models["base"]
-    _, _, result = _train_new_adapter(ctx, target, cfg.target_adapter, cfg.distill_train, pairs, "distill")
+    _, _, result = _train_new_adapter(ctx, target, cfg.target_adapter, cfg.distill_train, pairs, "distill",
+                                      None if all(w == 1 for w in weights) else weights)
     filtered = read_manifest(ctx.inputs["filtered"]).metrics
     labels = read_manifest(ctx.inputs["labelled"]).metrics
     model_card.write(

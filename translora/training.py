@@ -123,8 +123,10 @@ def collate(encoded: list[tuple[list[int], int]], pad_id: int) -> dict[str, torc
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
-def completion_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean cross-entropy over completion tokens, computing logits only where they are needed."""
+def completion_loss(model, batch: dict[str, torch.Tensor], weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy over completion tokens, computing logits only where they are needed; with `weights` (one
+    per row) a weighted mean, each row's tokens counting that much (soft labels: one row per answer, weighted by its
+    probability)."""
     labels = batch["labels"]
     k = labels.shape[1]
     attention = batch["attention_mask"]
@@ -133,30 +135,39 @@ def completion_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         input_ids=batch["input_ids"], attention_mask=attention, position_ids=positions, logits_to_keep=k + 1
     )
     logits = out.logits[:, -(k + 1): -1, :].float()
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                             ignore_index=-100)
+    flat_logits, flat_labels = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
+    if weights is None:
+        return torch.nn.functional.cross_entropy(flat_logits, flat_labels, ignore_index=-100)
+    per_token = torch.nn.functional.cross_entropy(flat_logits, flat_labels, ignore_index=-100, reduction="none")
+    token_weights = weights.to(per_token.device, per_token.dtype).unsqueeze(-1) * (labels != -100)
+    return (per_token.view(labels.shape) * token_weights).sum() / token_weights.sum().clamp(min=1e-8)
 
 
-def _accumulate(peft_model, rows: list[tuple[list[int], int]], pad_id: int, device, micro: int) -> float:
+def _accumulate(peft_model, rows: list[tuple[list[int], int]], weights: list[float] | None, pad_id: int, device,
+                micro: int) -> float:
     """Forward and backward one batch in pieces of `micro` rows. Each piece's mean loss is weighted by its share of
-    the batch's completion tokens, so the gradient (and the returned loss) is that of the whole batch at once."""
-    n_total = sum(n for _, n in rows)
+    the batch's (weighted) completion tokens, so the gradient (and the returned loss) is that of the whole batch at
+    once."""
+    row_weights = weights or [1.0] * len(rows)
+    mass = [w * n for w, (_, n) in zip(row_weights, rows)]
     value = 0.0
     for start in range(0, len(rows), micro):
         piece = rows[start: start + micro]
         batch = {k: v.to(device) for k, v in collate(piece, pad_id).items()}
-        loss = completion_loss(peft_model, batch)
+        piece_weights = None if weights is None else torch.tensor(weights[start: start + micro])
+        loss = completion_loss(peft_model, batch, piece_weights)
         if micro < len(rows):  # a whole batch keeps its loss untouched, bit for bit
-            loss = loss * (sum(n for _, n in piece) / n_total)
+            loss = loss * (sum(mass[start: start + micro]) / max(sum(mass), 1e-8))
         loss.backward()
         value += float(loss.detach())
     return value
 
 
-def _fingerprint(peft_model, encoded: list[tuple[list[int], int]], spec: TrainSpec, total: int) -> str:
+def _fingerprint(peft_model, encoded: list[tuple[list[int], int]], weights: list[float] | None, spec: TrainSpec,
+                 total: int) -> str:
     """What a checkpoint must match to be resumed: the data, the training spec and the adapter's shape."""
     shapes = [(n, list(p.shape)) for n, p in peft_model.named_parameters() if p.requires_grad]
-    blob = json.dumps([encoded, spec.model_dump(mode="json"), total, shapes])
+    blob = json.dumps([encoded, weights, spec.model_dump(mode="json"), total, shapes])
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -215,8 +226,10 @@ def train(
     progress: Callable[[float], None] | None = None,
     checkpoint_dir: Path | None = None,
     checkpoint_every_s: float = 120,
+    weights: list[float] | None = None,
 ) -> TrainResult:
-    """Train the adapter's parameters of `peft_model` in place on (prompt, completion) pairs.
+    """Train the adapter's parameters of `peft_model` in place on (prompt, completion) pairs, each pair's loss
+    scaled by its entry in `weights` where given (see completion_loss).
 
     With `checkpoint_dir`, a checkpoint is saved there every `checkpoint_every_s` seconds (between steps), and a
     complete checkpoint found there on start, from a run of the same data, spec and adapter, is resumed.
@@ -226,6 +239,8 @@ def train(
     if not pairs:
         raise DataError(f"{description}: no training examples")
     device = next(peft_model.parameters()).device
+    if weights is not None and (len(weights) != len(pairs) or any(not 0 <= w <= 1 for w in weights)):
+        raise ValueError(f"{description}: need one weight in [0, 1] per training pair")
     encoded = [encode_pair(tokenizer, p, c, spec.max_length) for p, c in pairs]
     steps_per_epoch = math.ceil(len(encoded) / spec.batch_size)
     total = spec.max_steps or max(1, math.ceil(steps_per_epoch * spec.epochs))
@@ -239,7 +254,7 @@ def train(
     step, seconds_before = 0, 0.0
     fingerprint, checkpoint = "", None
     if checkpoint_dir is not None:
-        fingerprint = _fingerprint(peft_model, encoded, spec, total)
+        fingerprint = _fingerprint(peft_model, encoded, weights, spec, total)
         for stale in checkpoint_dir.glob(".tmp-*"):  # half-written by a killed run
             shutil.rmtree(stale, ignore_errors=True)
         checkpoint = _latest_checkpoint(checkpoint_dir)
@@ -267,9 +282,11 @@ def train(
             order.extend(epoch)
         idx, order = order[: spec.batch_size], order[spec.batch_size:]
         rows = [encoded[i] for i in idx]
+        row_weights = None if weights is None else [weights[i] for i in idx]
         while True:
             try:
-                value = _accumulate(peft_model, rows, tokenizer.pad_token_id, device, result.micro_batch_size)
+                value = _accumulate(peft_model, rows, row_weights, tokenizer.pad_token_id, device,
+                                    result.micro_batch_size)
                 break
             except torch.OutOfMemoryError as exc:
                 if result.micro_batch_size == 1:

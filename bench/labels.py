@@ -1,0 +1,136 @@
+"""How the student should learn the teacher's labels: label.targets and label.min_confidence, on finished runs.
+
+A run's stage-2 inputs (the bundle and the kept synthetic inputs, read from the store through the run folder's
+index.json) are labelled once by the teacher; each variant then distills a fresh adapter on the target with the
+run's distillation settings and is scored with lm-eval on the run's test split. The task's checker (measurement
+only) gives the label accuracy and the share of kept inputs each variant teaches from. Upstream stages are not
+rerun, so a variant costs one distillation and one evaluation (about 2-5 minutes on 2 cores).
+
+    .venv/bin/python bench/labels.py --runs runs/demo-s0 runs/demo-s2 --variants hard:0.8 weighted:0 soft:0
+
+A variant is `targets:min_confidence[:n_keep]` (n_keep: teach from the first n kept inputs only, which is what
+filter.n_keep=n keeps, since synthesis runs in order). Writes bench/results/labels.json and labels.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from translora import diagnostics, evaluation, labelling, models, training
+from translora.artifacts import read_json, read_jsonl, write_json
+from translora.bundle import Bundle
+from translora.config import validate_config
+from translora.data.records import Example
+from translora.data.sources import checker_for
+
+OUT = Path(__file__).parent / "results"
+
+
+def slot_path(run: Path, stage: str) -> Path:
+    slots = read_json(run / "index.json")["slots"]
+    return Path(next(s["path"] for s in slots.values() if s["stage"] == stage))
+
+
+def evaluate(cfg, card, data: Path, adapter: Path, work: Path) -> dict:
+    test = [Example.model_validate(r) for r in read_jsonl(data / "test.jsonl")]
+    name = evaluation.write_task(card, test, work / "lm_eval_task")
+    target = cfg.target_model
+    return evaluation.evaluate(str(models.resolve(target)), work / "lm_eval_task", name, adapter, target.dtype,
+                               cfg.eval.batch_size, cfg.eval.limit, target.trust_remote_code)
+
+
+def run_variants(run: Path, variants: list[str]) -> list[dict]:
+    cfg = validate_config(yaml.safe_load((run / "config.yaml").read_text()))
+    bundle = Bundle(slot_path(run, "write-bundle"))
+    data = slot_path(run, "prepare-data")
+    inputs = [r["input"] for r in read_jsonl(slot_path(run, "synthesize-and-filter") / "kept.jsonl")]
+    check = checker_for(cfg.task.name)
+    source = [r["acc"] for r in read_jsonl(next(
+        Path(s["path"]) for k, s in read_json(run / "index.json")["slots"].items()
+        if k.endswith("eval/source_adapter")) / "samples.jsonl")]
+    model, tok = models.load_model(cfg.source_model)
+    teacher = training.attach_adapter(model, bundle.source_adapter)
+    scored = labelling.label_choices(teacher, tok, inputs, bundle.card.choices, bundle.card.prompt_template,
+                                     cfg.label.batch_size)
+    del teacher, model
+    rows = []
+    for variant in variants:
+        targets, cut, *n_keep = variant.split(":")
+        # The first n kept inputs are exactly what filter.n_keep=n would have kept: synthesis runs in order.
+        first = scored[: int(n_keep[0])] if n_keep else scored
+        chosen = labelling.select(first, float(cut), cfg.label.balance, cfg.seed)
+        labelled = labelling.as_labelled(chosen, len(bundle.card.choices), targets)
+        student = labelling.student_rows(labelled, targets)
+        pairs = [(bundle.card.prompt(x), bundle.card.completion(a)) for x, a, _ in student]
+        weights = [w for _, _, w in student]
+        start = time.time()
+        base, target_tok = models.load_model(cfg.target_model)
+        peft_model = training.new_adapter(base, cfg.target_adapter, cfg.distill_train.seed)
+        result = training.train(peft_model, target_tok, pairs, cfg.distill_train, f"distill {variant}",
+                                weights=None if all(w == 1 for w in weights) else weights)
+        with tempfile.TemporaryDirectory() as tmp:
+            training.save_adapter(peft_model, Path(tmp) / "adapter")
+            score = evaluate(cfg, bundle.card, data, Path(tmp) / "adapter", Path(tmp))
+        accuracy = diagnostics.label_accuracy([(x.input, x.completion) for x in labelled], check.answer)
+        transferred = [s["acc"] for s in score["samples"]]
+        starts = {}
+        for x in labelled:  # which kinds of input the student is taught (first word: True, False, not, ( ...)
+            starts[x.input.split()[0]] = starts.get(x.input.split()[0], 0) + 1
+        rows.append({
+            "run": str(run), "seed": cfg.seed, "variant": variant, "kept": len(first), "taught": len(labelled),
+            "training_rows": len(pairs), "mean_weight": sum(weights) / len(weights),
+            "label_accuracy": accuracy.model_dump(), "first_words": starts,
+            "transferred": score["accuracy"],
+            "interval": diagnostics.bootstrap_interval(transferred).model_dump(),
+            "source_adapter": sum(source) / len(source),
+            "transferred_minus_source": diagnostics.paired_bootstrap_difference(transferred, source).model_dump(),
+            "final_loss": result.final_loss, "seconds": round(time.time() - start, 1),
+        })
+        print({k: rows[-1][k] for k in ("seed", "variant", "taught", "transferred", "source_adapter")}, flush=True)
+    return rows
+
+
+def markdown(rows: list[dict], command: str) -> str:
+    lines = ["# Teacher labels: what the student learns from\n", f"Command: `{command}`\n",
+             "Each row distills a fresh adapter on one finished run's kept inputs (the run's distillation settings) "
+             "and scores it on the run's 400 test examples (lm-eval acc); intervals are 95% bootstrap, the "
+             "difference is paired.\n",
+             "| seed | variant | inputs taught (of kept) | training rows | mean weight | label accuracy (checked) | "
+             "transferred | source + adapter | transferred - source | seconds |", "|---" * 10 + "|"]
+    for r in rows:
+        d, i = r["transferred_minus_source"], r["interval"]
+        lines.append(
+            f"| {r['seed']} | {r['variant']} | {r['taught']} of {r['kept']} | {r['training_rows']} | "
+            f"{r['mean_weight']:.2f} | {r['label_accuracy']['accuracy']:.2f} ({r['label_accuracy']['n_checked']}) | "
+            f"{r['transferred']:.3f} [{i['low']:.3f}, {i['high']:.3f}] | {r['source_adapter']:.3f} | "
+            f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] | {r['seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", nargs="+", type=Path, required=True, help="finished run folders (with index.json)")
+    ap.add_argument("--variants", nargs="+", default=["hard:0.8", "weighted:0", "soft:0"])
+    args = ap.parse_args()
+    previous = read_json(OUT / "labels.json")["rows"] if (OUT / "labels.json").exists() else []
+    done = {(r["run"], r["variant"]) for r in previous}
+    rows = list(previous)
+    for run in args.runs:
+        todo = [v for v in args.variants if (str(run), v) not in done]
+        if todo:
+            rows += run_variants(run, todo)
+            write_json(OUT / "labels.json", {"rows": rows})  # after each run: a kill keeps what was measured
+    command = "python bench/labels.py " + " ".join(sys.argv[1:])
+    (OUT / "labels.md").write_text(markdown(sorted(rows, key=lambda r: (r["seed"], r["variant"])), command))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    main()
