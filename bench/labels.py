@@ -8,8 +8,8 @@ rerun, so a variant costs one distillation and one evaluation (about 2-5 minutes
 
     .venv/bin/python bench/labels.py --runs runs/demo-s0 runs/demo-s2 --variants hard:0.8 weighted:0 soft:0
 
-A variant is `targets:min_confidence[:n_keep]` (n_keep: teach from the first n kept inputs only, which is what
-filter.n_keep=n keeps, since synthesis runs in order). Writes bench/results/labels.json and labels.md.
+A variant is `targets:min_confidence[:n_keep[:epochs]]`: n_keep teaches from the first n kept inputs only (what
+filter.n_keep=n keeps, since synthesis runs in order; empty for all), epochs overrides distill_train.epochs. Writes bench/results/labels.json and labels.md.
 """
 
 from __future__ import annotations
@@ -62,9 +62,10 @@ def run_variants(run: Path, variants: list[str]) -> list[dict]:
     del teacher, model
     rows = []
     for variant in variants:
-        targets, cut, *n_keep = variant.split(":")
+        targets, cut, *rest = variant.split(":")
         # The first n kept inputs are exactly what filter.n_keep=n would have kept: synthesis runs in order.
-        first = scored[: int(n_keep[0])] if n_keep else scored
+        first = scored[: int(rest[0])] if rest and rest[0] else scored
+        spec = cfg.distill_train.model_copy(update={"epochs": float(rest[1])} if len(rest) > 1 else {})
         chosen = labelling.select(first, float(cut), cfg.label.balance, cfg.seed)
         labelled = labelling.as_labelled(chosen, len(bundle.card.choices), targets)
         student = labelling.student_rows(labelled, targets)
@@ -72,8 +73,8 @@ def run_variants(run: Path, variants: list[str]) -> list[dict]:
         weights = [w for _, _, w in student]
         start = time.time()
         base, target_tok = models.load_model(cfg.target_model)
-        peft_model = training.new_adapter(base, cfg.target_adapter, cfg.distill_train.seed)
-        result = training.train(peft_model, target_tok, pairs, cfg.distill_train, f"distill {variant}",
+        peft_model = training.new_adapter(base, cfg.target_adapter, spec.seed)
+        result = training.train(peft_model, target_tok, pairs, spec, f"distill {variant}",
                                 weights=None if all(w == 1 for w in weights) else weights)
         with tempfile.TemporaryDirectory() as tmp:
             training.save_adapter(peft_model, Path(tmp) / "adapter")

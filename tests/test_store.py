@@ -135,3 +135,26 @@ def test_a_model_folder_is_read_once_per_set_of_files(tiny_models, monkeypatch, 
     assert models.fingerprint(spec) == first and len(reads) == 1
     (folder / "config.json").write_text((folder / "config.json").read_text() + " ")
     assert models.fingerprint(spec) != first and len(reads) == 2  # a changed file is read again
+
+
+def test_a_stage_keyed_on_one_field_ignores_the_rest_of_its_section(tiny_models):
+    """The oracle reads filter.n_keep only: an ablation's filter.mode must not retrain it, and eval.oracle must not
+    re-run the evaluations."""
+    from tests.conftest import tiny_overrides
+    from translora import stages
+    from translora.config import load_config
+    from translora.stage import key_material
+
+    def material(stage, *overrides):
+        cfg = load_config("cpu", overrides=[*tiny_overrides(tiny_models), *overrides])
+        return key_material(stage, cfg, {"data": None}, {"base": cfg.target_model})[0]
+
+    assert material(stages.ORACLE) == material(stages.ORACLE, "filter.mode=none")
+    assert material(stages.ORACLE) != material(stages.ORACLE, "filter.n_keep=5")
+
+    def evaluation(*overrides):
+        cfg = load_config("cpu", overrides=[*tiny_overrides(tiny_models), *overrides])
+        return key_material(stages.EVALUATE, cfg, {"data": None, "adapter": None}, {"model": cfg.target_model})[0]
+
+    assert evaluation() == evaluation("eval.oracle=false")
+    assert evaluation() != evaluation("eval.limit=7")

@@ -228,11 +228,18 @@ class Config(Section):
         return self.discriminator_model or self.source_model
 
     def section(self, *names: str) -> dict[str, Any]:
-        """The parts of the config one stage reads (its store key uses exactly these). Which running vLLM server
-        serves a model (generation.vllm.servers, checked to serve that very model) is where, not what: a shared
-        server's port must not change the key."""
+        """The parts of the config one stage reads (its store key uses exactly these): whole sections, or single
+        fields as `section.field` where a stage reads one field only. Which running vLLM server serves a model
+        (generation.vllm.servers, checked to serve that very model) is where, not what: a shared server's port
+        must not change the key."""
         dumped = self.model_dump(mode="json", exclude={"generation": {"vllm": {"servers"}}})
-        return {name: dumped[name] for name in names}
+        out = {}
+        for name in names:
+            value = dumped
+            for part in name.split("."):
+                value = value[part]
+            out[name] = value
+        return out
 
 
 def _deep_merge(base: dict, extra: dict, where: str = "") -> dict:

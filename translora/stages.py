@@ -386,10 +386,10 @@ DISTILL = Stage("distill", distill, ("target_adapter", "distill_train"), slot="a
 EMIT_BUNDLE = Stage("emit-bundle", emit_bundle, ("trust",), slot="bundle", inputs=("bundle", "adapter"),
                     models=("target",), description="Writing the transferred adapter as a new bundle",
                     private_config=True)
-ORACLE = Stage("train-oracle", train_oracle, ("target_adapter", "distill_train", "filter"), slot="oracle",
+ORACLE = Stage("train-oracle", train_oracle, ("target_adapter", "distill_train", "filter.n_keep"), slot="oracle",
                inputs=("data",),
                models=("base",), description="Training the oracle adapter (real train data, measurement only)")
-EVALUATE = Stage("evaluate", evaluate, ("eval",), slot="eval", inputs=("data", "adapter"), models=("model",),
+EVALUATE = Stage("evaluate", evaluate, ("eval.batch_size", "eval.limit"), slot="eval", inputs=("data", "adapter"), models=("model",),
                  description="Evaluating on the held-out test split")
 
 STAGES = (PREPARE_DATA, SOURCE_ADAPTER, NEGATIVES, DISCRIMINATOR, BUNDLE, FILTER, LABEL, DISTILL, EMIT_BUNDLE,
