@@ -116,6 +116,21 @@ def test_filter_that_keeps_too_few_reports_the_acceptance_rate(finetuned, monkey
     assert list((store.root / "tmp").iterdir()) == []  # nothing half-written
 
 
+def test_a_target_that_keeps_repeating_itself_is_told_apart_from_a_strict_filter(finetuned, monkeypatch):
+    cfg, store, _, bundle = finetuned
+    draw = stages.Synthesizer.draw
+
+    def mostly_repeats(self, count):  # the real draw, then all but one of its new items are lost as repeats
+        return draw(self, count)[:1]
+
+    monkeypatch.setattr(stages.Synthesizer, "draw", mostly_repeats)
+    # max_generated differs from the test above: its failed run's journal must not be resumed here
+    strict = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"n_keep": 40, "max_generated": 48})})
+    with pytest.raises(FilterExhaustedError, match=r"of the generations repeated an earlier input: raise "
+                                                   r"synthesis.temperature"):
+        transfer(strict, store, bundle)
+
+
 def test_a_changed_bundle_is_refused(finetuned, tmp_path):
     _, _, _, bundle = finetuned
     copy = tmp_path / "bundle"
