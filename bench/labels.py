@@ -26,7 +26,7 @@ import yaml
 from translora import diagnostics, evaluation, labelling, models, training
 from translora.artifacts import read_json, read_jsonl, write_json
 from translora.bundle import Bundle
-from translora.config import validate_config
+from translora.config import load_config, validate_config
 from translora.data.records import Example
 from translora.data.sources import checker_for
 
@@ -46,12 +46,20 @@ def evaluate(cfg, card, data: Path, adapter: Path, work: Path) -> dict:
                                cfg.eval.batch_size, cfg.eval.limit, target.trust_remote_code)
 
 
-def run_variants(run: Path, variants: list[str]) -> list[dict]:
-    cfg = validate_config(yaml.safe_load((run / "config.yaml").read_text()))
+def run_config(run: Path, overrides: list[str]):
+    """The run's config.yaml (written by scripts/demo.sh), or the cpu profile with the overrides the run was made
+    with (bench/quality.py's run folders keep no config.yaml; quality.json lists their overrides)."""
+    if (run / "config.yaml").exists():
+        return validate_config(yaml.safe_load((run / "config.yaml").read_text()))
+    return load_config("cpu", overrides=overrides)
+
+
+def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[dict]:
+    cfg = run_config(run, overrides)
     bundle = Bundle(slot_path(run, "write-bundle"))
     data = slot_path(run, "prepare-data")
     inputs = [r["input"] for r in read_jsonl(slot_path(run, "synthesize-and-filter") / "kept.jsonl")]
-    check = checker_for(cfg.task.name)
+    check = checker_for(cfg.task.name)  # None: the task cannot check its inputs, so no label accuracy
     source = [r["acc"] for r in read_jsonl(next(
         Path(s["path"]) for k, s in read_json(run / "index.json")["slots"].items()
         if k.endswith("eval/source_adapter")) / "samples.jsonl")]
@@ -79,7 +87,8 @@ def run_variants(run: Path, variants: list[str]) -> list[dict]:
         with tempfile.TemporaryDirectory() as tmp:
             training.save_adapter(peft_model, Path(tmp) / "adapter")
             score = evaluate(cfg, bundle.card, data, Path(tmp) / "adapter", Path(tmp))
-        accuracy = diagnostics.label_accuracy([(x.input, x.completion) for x in labelled], check.answer)
+        accuracy = diagnostics.label_accuracy([(x.input, x.completion) for x in labelled], check.answer) if check \
+            else diagnostics.LabelAccuracy(accuracy=None, n_checked=0, n_invalid_inputs=0)
         transferred = [s["acc"] for s in score["samples"]]
         starts = {}
         for x in labelled:  # which kinds of input the student is taught (first word: True, False, not, ( ...)
@@ -98,18 +107,22 @@ def run_variants(run: Path, variants: list[str]) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], command: str) -> str:
-    lines = ["# Teacher labels: what the student learns from\n", f"Command: `{command}`\n",
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def markdown(rows: list[dict], commands: list[str]) -> str:
+    lines = ["# Teacher labels: what the student learns from\n", "Commands:\n", *[f"    {c}" for c in commands], "",
              "Each row distills a fresh adapter on one finished run's kept inputs (the run's distillation settings) "
-             "and scores it on the run's 400 test examples (lm-eval acc); intervals are 95% bootstrap, the "
+             "and scores it on the run's test split (lm-eval acc); intervals are 95% bootstrap, the "
              "difference is paired.\n",
-             "| seed | variant | inputs taught (of kept) | training rows | mean weight | label accuracy (checked) | "
-             "transferred | source + adapter | transferred - source | seconds |", "|---" * 10 + "|"]
+             "| run | seed | variant | inputs taught (of kept) | training rows | mean weight | label accuracy (checked) | "
+             "transferred | source + adapter | transferred - source | seconds |", "|---" * 11 + "|"]
     for r in rows:
         d, i = r["transferred_minus_source"], r["interval"]
         lines.append(
-            f"| {r['seed']} | {r['variant']} | {r['taught']} of {r['kept']} | {r['training_rows']} | "
-            f"{r['mean_weight']:.2f} | {r['label_accuracy']['accuracy']:.2f} ({r['label_accuracy']['n_checked']}) | "
+            f"| {Path(r['run']).name} | {r['seed']} | {r['variant']} | {r['taught']} of {r['kept']} | {r['training_rows']} | "
+            f"{r['mean_weight']:.2f} | {_share(r['label_accuracy']['accuracy'])} ({r['label_accuracy']['n_checked']}) | "
             f"{r['transferred']:.3f} [{i['low']:.3f}, {i['high']:.3f}] | {r['source_adapter']:.3f} | "
             f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] | {r['seconds']:.0f} |")
     return "\n".join(lines) + "\n"
@@ -119,17 +132,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", nargs="+", type=Path, required=True, help="finished run folders (with index.json)")
     ap.add_argument("--variants", nargs="+", default=["hard:0.8", "weighted:0", "soft:0"])
+    ap.add_argument("--set", dest="overrides", action="append", default=[],
+                    help="config overrides for run folders without config.yaml (as bench/quality.py made them)")
     args = ap.parse_args()
-    previous = read_json(OUT / "labels.json")["rows"] if (OUT / "labels.json").exists() else []
-    done = {(r["run"], r["variant"]) for r in previous}
-    rows = list(previous)
+    earlier = read_json(OUT / "labels.json") if (OUT / "labels.json").exists() else {}
+    rows, commands = list(earlier.get("rows", [])), earlier.get("commands", [])
+    command = "python bench/labels.py " + " ".join(sys.argv[1:])
+    commands = commands if command in commands else [*commands, command]
+    done = {(r["run"], r["variant"]) for r in rows}
     for run in args.runs:
         todo = [v for v in args.variants if (str(run), v) not in done]
         if todo:
-            rows += run_variants(run, todo)
-            write_json(OUT / "labels.json", {"rows": rows})  # after each run: a kill keeps what was measured
-    command = "python bench/labels.py " + " ".join(sys.argv[1:])
-    (OUT / "labels.md").write_text(markdown(sorted(rows, key=lambda r: (r["seed"], r["variant"])), command))
+            rows += run_variants(run, todo, args.overrides)
+            write_json(OUT / "labels.json", {"commands": commands, "rows": rows})  # a kill keeps what was measured
+    (OUT / "labels.md").write_text(markdown(sorted(rows, key=lambda r: (r["run"], r["variant"])), commands))
 
 
 if __name__ == "__main__":
