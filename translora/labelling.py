@@ -2,7 +2,9 @@
 
 Greedy generation can answer something that is not a choice at all; scoring each choice instead, as lm-eval's
 `acc` does (sum of log-probabilities of the continuation " <choice>" after the prompt), always gives a choice and,
-through the softmax over the choices' scores, a confidence that `select` can filter on.
+through the softmax over the choices' scores, a confidence that `select` can filter on. The student then learns the
+best choice (label.targets=hard), the best choice weighted by the teacher's probability above chance (weighted), or
+every choice weighted by its probability (soft); `student_rows` makes the training rows.
 """
 
 from __future__ import annotations
