@@ -139,7 +139,7 @@ def test_a_model_folder_is_read_once_per_set_of_files(tiny_models, monkeypatch, 
 
 def test_a_stage_keyed_on_one_field_ignores_the_rest_of_its_section(tiny_models):
     """The oracle reads filter.n_keep only: an ablation's filter.mode must not retrain it, and eval.oracle must not
-    re-run the evaluations."""
+    re-run the evaluations; the distillation reads label.targets, which its input does not show."""
     from tests.conftest import tiny_overrides
     from translora import stages
     from translora.config import load_config
@@ -158,3 +158,10 @@ def test_a_stage_keyed_on_one_field_ignores_the_rest_of_its_section(tiny_models)
 
     assert evaluation() == evaluation("eval.oracle=false")
     assert evaluation() != evaluation("eval.limit=7")
+
+    def distillation(*overrides):  # hard and soft labels write the same labelled.jsonl: the key must tell them apart
+        cfg = load_config("cpu", overrides=[*tiny_overrides(tiny_models), *overrides])
+        inputs = {"bundle": None, "filtered": None, "labelled": None}
+        return key_material(stages.DISTILL, cfg, inputs, {"base": cfg.target_model})[0]
+
+    assert distillation("label.targets=hard") != distillation("label.targets=soft")

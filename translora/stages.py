@@ -380,7 +380,8 @@ FILTER = Stage("synthesize-and-filter", synthesize_and_filter, ("synthesis", "fi
                description="Synthesizing and filtering on the target model")
 LABEL = Stage("label", label, ("label", "generation", "seed"), slot="labelled", inputs=("bundle", "filtered"),
               models=("teacher",), description="Labelling with the teacher")
-DISTILL = Stage("distill", distill, ("target_adapter", "distill_train"), slot="adapter",
+# label.targets: hard and soft labels of the same inputs are the same labelled.jsonl, so the key must name it.
+DISTILL = Stage("distill", distill, ("target_adapter", "distill_train", "label.targets"), slot="adapter",
                 inputs=("bundle", "filtered", "labelled"), models=("base",),
                 description="Distilling the target adapter")
 EMIT_BUNDLE = Stage("emit-bundle", emit_bundle, ("trust",), slot="bundle", inputs=("bundle", "adapter"),
@@ -389,8 +390,8 @@ EMIT_BUNDLE = Stage("emit-bundle", emit_bundle, ("trust",), slot="bundle", input
 ORACLE = Stage("train-oracle", train_oracle, ("target_adapter", "distill_train", "filter.n_keep"), slot="oracle",
                inputs=("data",),
                models=("base",), description="Training the oracle adapter (real train data, measurement only)")
-EVALUATE = Stage("evaluate", evaluate, ("eval.batch_size", "eval.limit"), slot="eval", inputs=("data", "adapter"), models=("model",),
-                 description="Evaluating on the held-out test split")
+EVALUATE = Stage("evaluate", evaluate, ("eval.batch_size", "eval.limit"), slot="eval", inputs=("data", "adapter"),
+                 models=("model",), description="Evaluating on the held-out test split")
 
 STAGES = (PREPARE_DATA, SOURCE_ADAPTER, NEGATIVES, DISCRIMINATOR, BUNDLE, FILTER, LABEL, DISTILL, EMIT_BUNDLE,
           ORACLE, EVALUATE)
