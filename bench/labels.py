@@ -63,6 +63,8 @@ def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[d
     source = [r["acc"] for r in read_jsonl(next(
         Path(s["path"]) for k, s in read_json(run / "index.json")["slots"].items()
         if k.endswith("eval/source_adapter")) / "samples.jsonl")]
+    if not bundle.card.choices:
+        raise SystemExit(f"{run}: {cfg.task.name} is free-form; label.targets only applies to answer choices")
     model, tok = models.load_model(cfg.source_model)
     teacher = training.attach_adapter(model, bundle.source_adapter)
     scored = labelling.label_choices(teacher, tok, inputs, bundle.card.choices, bundle.card.prompt_template,
