@@ -78,14 +78,12 @@ def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[d
         spec = cfg.distill_train.model_copy(update={"epochs": float(rest[1])} if len(rest) > 1 else {})
         chosen = labelling.select(first, float(cut), cfg.label.balance, cfg.seed)
         labelled = labelling.as_labelled(chosen, len(bundle.card.choices), targets)
-        student = labelling.student_rows(labelled, targets)
-        pairs = [(bundle.card.prompt(x), bundle.card.completion(a)) for x, a, _ in student]
-        weights = [w for _, _, w in student]
+        pairs, weights, answers = labelling.student_data(labelled, targets, bundle.card)
         start = time.time()
         base, target_tok = models.load_model(cfg.target_model)
         peft_model = training.new_adapter(base, cfg.target_adapter, spec.seed)
-        result = training.train(peft_model, target_tok, pairs, spec, f"distill {variant}",
-                                weights=None if all(w == 1 for w in weights) else weights)
+        result = training.train(peft_model, target_tok, pairs, spec, f"distill {variant}", weights=weights,
+                                answers=answers)
         with tempfile.TemporaryDirectory() as tmp:
             training.save_adapter(peft_model, Path(tmp) / "adapter")
             score = evaluate(cfg, bundle.card, data, Path(tmp) / "adapter", Path(tmp))

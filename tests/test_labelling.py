@@ -4,6 +4,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from translora import labelling, training
 from translora.config import AdapterSpec
+from translora.data.records import TaskCard
 
 CHOICES = ["True", "False", "not sure at all"]  # continuations of different token lengths
 PROMPT = "Q: {input}\nA:"  # TaskCard's default
@@ -72,18 +73,20 @@ def test_margin_weight_is_zero_at_chance_and_one_at_certainty():
     assert labelling.margin_weight(0.625, 4) == pytest.approx(0.5)
 
 
-def test_student_rows_per_target_kind():
+def test_student_data_per_target_kind():
+    card = TaskCard(name="t", description="d", prompt_template="Q: {input}\nA:", choices=["True", "x", "False"])
     scored = [_label("a", "True", 0.9), _label("b", "False", 0.995)]
-    hard = labelling.student_rows(labelling.as_labelled(scored, 2, "hard"), "hard")
-    assert hard == [("a", "True", 1.0), ("b", "False", 1.0)]
-    weighted = labelling.student_rows(labelling.as_labelled(scored, 2, "weighted"), "weighted")
-    assert [(x, a) for x, a, _ in weighted] == [("a", "True"), ("b", "False")]
-    assert [w for _, _, w in weighted] == pytest.approx([0.8, 0.99])
-    soft = labelling.student_rows(labelling.as_labelled(scored, 2, "soft"), "soft")
-    # every answer the teacher gives at least SOFT_MIN_PROB, weighted by its probability; b's 0.005 is skipped
-    assert soft == [("a", "True", 0.9), ("a", "x", pytest.approx(0.1)), ("b", "False", 0.995)]
+    hard = labelling.student_data(labelling.as_labelled(scored, 2, "hard"), "hard", card)
+    assert hard.pairs == [("Q: a\nA:", " True"), ("Q: b\nA:", " False")]
+    assert hard.weights == [1.0, 1.0] and hard.answers == [None, None]
+    weighted = labelling.student_data(labelling.as_labelled(scored, 2, "weighted"), "weighted", card)
+    assert weighted.pairs == hard.pairs and weighted.weights == pytest.approx([0.8, 0.99])
+    soft = labelling.student_data(labelling.as_labelled(scored, 2, "soft"), "soft", card)
+    # one example per input, with the teacher's probability of every answer as the completion's soft targets
+    assert soft.pairs == hard.pairs and soft.weights == [1.0, 1.0]
+    assert soft.answers[0] == {" True": 0.9, " x": pytest.approx(0.1)}
     generated = [labelling.Labelled(input="c", completion="42")]  # free-form: no distribution
-    assert labelling.student_rows(generated, "soft") == [("c", "42", 1.0)]
+    assert labelling.student_data(generated, "soft", card).answers == [None]
 
 
 def test_choices_must_be_distinct():

@@ -17,9 +17,9 @@ PAIRS = [(f"Q: True and {v} is\nA:", f" {v}") for v in ("True", "False")] * 4
 
 def test_encode_pair_keeps_the_completion_and_cuts_the_prompt_left(tiny_models):
     _, tok = _load(tiny_models["llama"])
-    ids, n = training.encode_pair(tok, "Q: " + "True and " * 40 + "False is\nA:", " False", max_length=24)
+    ids, n, soft = training.encode_pair(tok, "Q: " + "True and " * 40 + "False is\nA:", " False", max_length=24)
     assert len(ids) == 24 and ids[-1] == tok.eos_token_id
-    assert tok.decode(ids[-n:-1]).strip() == "False"
+    assert tok.decode(ids[-n:-1]).strip() == "False" and soft is None
 
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3"])
@@ -31,7 +31,7 @@ def test_completion_loss_equals_masked_full_loss(tiny_models, arch):
     batch = training.collate(encoded, tok.pad_token_id)
     fast = training.completion_loss(model, batch)
     total, count = 0.0, 0
-    for ids, n in encoded:
+    for ids, n, _ in encoded:
         logits = model(input_ids=torch.tensor([ids])).logits[0, :-1]
         targets = torch.tensor(ids[1:])
         losses = torch.nn.functional.cross_entropy(logits, targets, reduction="none")[-n:]
@@ -45,11 +45,56 @@ def test_weighted_loss_is_a_weighted_mean_and_a_zero_weight_row_teaches_nothing(
     batch = training.collate(encoded, tok.pad_token_id)
     alone = [training.completion_loss(model, training.collate([e], tok.pad_token_id)) for e in encoded]
     weighted = training.completion_loss(model, batch, torch.tensor([1.0, 0.0, 0.5]))
-    n = [n for _, n in encoded]
+    n = [e.n for e in encoded]
     expected = (alone[0] * n[0] + 0.5 * alone[2] * n[2]) / (n[0] + 0.5 * n[2])
     torch.testing.assert_close(weighted, expected, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(training.completion_loss(model, batch, torch.ones(3)),
                                training.completion_loss(model, batch), rtol=1e-5, atol=1e-6)
+
+
+def test_soft_targets_follow_the_answers_that_agree_so_far():
+    # answers: [5, 9] p=0.6 (the path), [5, 7] p=0.3, [8] p=0.1
+    targets = training.soft_targets([5, 9], [([5, 9], 0.6), ([5, 7], 0.3), ([8], 0.1)])
+    assert targets[0] == [(5, pytest.approx(0.9)), (8, pytest.approx(0.1))]
+    assert targets[1] == [(7, pytest.approx(1 / 3)), (9, pytest.approx(2 / 3))]
+    # past every answer that agrees: the path's own token
+    assert training.soft_targets([8, 3], [([8], 1.0)]) == [[(8, 1.0)], [(3, 1.0)]]
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_soft_loss_is_the_cross_entropy_against_the_teachers_distribution(tiny_models, arch):
+    """One row teaches p(True) = 0.7, p(False) = 0.3 at the answer token, then eos after the best answer."""
+    model, tok = _load(tiny_models[arch])
+    prompt, answers = "Q: not False is\nA:", {" True": 0.7, " False": 0.3}
+    assert len(tok(" True", add_special_tokens=False).input_ids) == 1  # so the answer is one token
+    soft = training.encode_pair(tok, prompt, " True", 64, answers)
+    hard = training.encode_pair(tok, "Q: True is\nA:", " False", 64)
+    loss = training.completion_loss(model, training.collate([soft, hard], tok.pad_token_id))
+    logp = torch.log_softmax(model(input_ids=torch.tensor([soft.ids])).logits[0, -3:-1], -1)
+    true, false = (tok(a, add_special_tokens=False).input_ids[0] for a in answers)
+    soft_tokens = -(0.7 * logp[0, true] + 0.3 * logp[0, false]) - logp[1, tok.eos_token_id]
+    hard_logits = model(input_ids=torch.tensor([hard.ids])).logits[0, :-1]
+    hard_tokens = torch.nn.functional.cross_entropy(hard_logits, torch.tensor(hard.ids[1:]), reduction="none")
+    expected = (soft_tokens + hard_tokens[-hard.n:].sum()) / (soft.n + hard.n)
+    torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_student_of_soft_targets_learns_the_teachers_uncertainty(tiny_models):
+    """Soft targets of 0.7 / 0.3 bring p(True | True or False) to about 0.7; hard labels push it further."""
+    learnt = {}
+    for kind in ("hard", "soft"):
+        model, tok = _load(tiny_models["llama"])
+        peft_model = training.new_adapter(model, AdapterSpec(target_modules=["q_proj", "v_proj", "o_proj"]))
+        pairs = [("Q: not False is\nA:", " True")] * 8
+        answers = [{" True": 0.7, " False": 0.3}] * 8 if kind == "soft" else None
+        training.train(peft_model, tok, pairs, TrainSpec(max_steps=60, batch_size=4, lr=0.1), answers=answers)
+        ids = tok(pairs[0][0]).input_ids
+        with torch.no_grad():
+            probs = torch.softmax(peft_model(input_ids=torch.tensor([ids])).logits[0, -1], -1)
+        true, false = (tok(a, add_special_tokens=False).input_ids[0] for a in (" True", " False"))
+        learnt[kind] = float(probs[true] / (probs[true] + probs[false]))
+    assert learnt["soft"] == pytest.approx(0.7, abs=0.05)
+    assert learnt["hard"] > learnt["soft"] + 0.05
 
 
 def test_weighted_batch_in_pieces_gives_the_whole_batch_gradient(tiny_models):
@@ -75,6 +120,8 @@ def test_weights_must_match_the_pairs(tiny_models):
         training.train(peft_model, tok, PAIRS, TrainSpec(max_steps=1), weights=[1.0])
     with pytest.raises(ValueError, match="one weight"):
         training.train(peft_model, tok, PAIRS, TrainSpec(max_steps=1), weights=[2.0] * len(PAIRS))
+    with pytest.raises(ValueError, match="one answers entry"):
+        training.train(peft_model, tok, PAIRS, TrainSpec(max_steps=1), answers=[None])
 
 
 @pytest.mark.parametrize("kind", ["lora", "dora", "prompt_tuning"])

@@ -4,13 +4,14 @@ Greedy generation can answer something that is not a choice at all; scoring each
 `acc` does (sum of log-probabilities of the continuation " <choice>" after the prompt), always gives a choice and,
 through the softmax over the choices' scores, a confidence that `select` can filter on. The student then learns the
 best choice (label.targets=hard), the best choice weighted by the teacher's probability above chance (weighted), or
-every choice weighted by its probability (soft); `student_rows` makes the training rows.
+the teacher's whole distribution over the choices (soft); `student_data` makes the training data.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from typing import NamedTuple
 
 import torch
 from pydantic import BaseModel
@@ -25,10 +26,6 @@ class Labelled(BaseModel):
     confidence: float | None = None  # the teacher's probability of this answer (multiple-choice labels)
     probs: dict[str, float] | None = None  # its probability of every answer choice
     weight: float = 1.0  # how much the student learns from it (label.targets=weighted)
-
-
-# Soft targets skip answers the teacher gives less than this: they would cost a training row and teach nothing.
-SOFT_MIN_PROB = 0.01
 
 
 class ChoiceLabel(BaseModel):
@@ -124,13 +121,22 @@ def as_labelled(chosen: list[ChoiceLabel], n_choices: int, targets: str) -> list
             for x in chosen]
 
 
-def student_rows(rows: list[Labelled], targets: str) -> list[tuple[str, str, float]]:
-    """(input, answer, weight) rows to distill on: soft targets give one row per answer the teacher gives at least
-    SOFT_MIN_PROB, weighted by its probability; hard and weighted ones one row per input."""
-    if targets != "soft":
-        return [(r.input, r.completion, r.weight) for r in rows]
-    out = []
-    for r in rows:
-        probs = r.probs or {r.completion: 1.0}  # a generated label has no distribution: it is the answer
-        out += [(r.input, answer, p) for answer, p in probs.items() if p >= SOFT_MIN_PROB]
-    return out
+class StudentData(NamedTuple):
+    """What training.train takes: (prompt, completion) pairs, a weight per pair, and per pair the soft targets
+    (completion -> the teacher's probability) or None for the completion alone."""
+    pairs: list[tuple[str, str]]
+    weights: list[float]
+    answers: list[dict[str, float] | None]
+
+
+def student_data(rows: list[Labelled], targets: str, card: TaskCard) -> StudentData:
+    """One training example per labelled input: its label (hard), its label weighted (weighted), or its label
+    with the teacher's probability of every answer as soft targets (soft; a generated label has no distribution
+    and stays the answer)."""
+    def soft(r: Labelled) -> dict[str, float] | None:
+        if targets != "soft" or r.probs is None:
+            return None
+        return {card.completion(answer): p for answer, p in r.probs.items()}
+
+    return StudentData(pairs=[(card.prompt(r.input), card.completion(r.completion)) for r in rows],
+                       weights=[r.weight for r in rows], answers=[soft(r) for r in rows])

@@ -56,11 +56,11 @@ def token_counter(spec: ModelSpec):
 
 
 def _train_new_adapter(ctx: StageContext, base: ModelSpec, adapter: AdapterSpec, spec: TrainSpec, pairs,
-                       desc: str, weights: list[float] | None = None):
+                       desc: str, weights: list[float] | None = None, answers: list[dict | None] | None = None):
     model, tok = models.load_model(base)
     peft_model = training.new_adapter(model, adapter, spec.seed)
     result = training.train(peft_model, tok, pairs, spec, desc, ctx.progress, checkpoint_dir=ctx.work / "checkpoints",
-                            checkpoint_every_s=spec.checkpoint_every_s, weights=weights)
+                            checkpoint_every_s=spec.checkpoint_every_s, weights=weights, answers=answers)
     training.save_adapter(peft_model, ctx.out)
     return peft_model, tok, result
 
@@ -308,12 +308,10 @@ def distill(ctx: StageContext) -> dict:
     cfg = ctx.config
     bundle = bundles.Bundle(ctx.inputs["bundle"])
     rows = [labelling.Labelled.model_validate(r) for r in read_jsonl(ctx.inputs["labelled"] / "labelled.jsonl")]
-    student = labelling.student_rows(rows, cfg.label.targets)
-    pairs = [(bundle.card.prompt(x), bundle.card.completion(answer)) for x, answer, _ in student]
-    weights = [w for _, _, w in student]
+    pairs, weights, answers = labelling.student_data(rows, cfg.label.targets, bundle.card)
     target = ctx.models["base"]
     _, _, result = _train_new_adapter(ctx, target, cfg.target_adapter, cfg.distill_train, pairs, "distill",
-                                      None if all(w == 1 for w in weights) else weights)
+                                      weights, answers)
     filtered = read_manifest(ctx.inputs["filtered"]).metrics
     labels = read_manifest(ctx.inputs["labelled"]).metrics
     model_card.write(

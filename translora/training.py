@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from tqdm.auto import tqdm
@@ -98,35 +98,75 @@ def attach_adapter(model, adapter_dir: Path, trainable: bool = False):
         ) from exc
 
 
-def encode_pair(tokenizer, prompt: str, completion: str, max_length: int) -> tuple[list[int], int]:
-    """Token ids of prompt+completion(+eos) and the completion's length; the prompt is cut from the left."""
+class Encoded(NamedTuple):
+    """One training example as token ids."""
+    ids: list[int]  # prompt + completion (+ eos)
+    n: int  # the completion's length: the last n ids
+    # Soft targets: per completion token, (token id, probability) pairs the student learns instead of that token.
+    soft: list[list[tuple[int, float]]] | None = None
+
+
+def _completion_ids(tokenizer, completion: str) -> list[int]:
+    ids = tokenizer(completion, add_special_tokens=False).input_ids
+    return ids + [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else ids
+
+
+def encode_pair(tokenizer, prompt: str, completion: str, max_length: int,
+                answers: dict[str, float] | None = None) -> Encoded:
+    """Token ids of prompt+completion(+eos) and the completion's length; the prompt is cut from the left. With
+    `answers` (completion -> the teacher's probability, `completion` among them), soft targets along `completion`."""
     prompt_ids = tokenizer(prompt).input_ids
-    completion_ids = tokenizer(completion, add_special_tokens=False).input_ids
-    if tokenizer.eos_token_id is not None:
-        completion_ids = completion_ids + [tokenizer.eos_token_id]
-    completion_ids = completion_ids[: max_length // 2]
+    completion_ids = _completion_ids(tokenizer, completion)[: max_length // 2]
     room = max_length - len(completion_ids)
-    return prompt_ids[-room:] + completion_ids, len(completion_ids)
+    soft = None if answers is None else soft_targets(
+        completion_ids, [(_completion_ids(tokenizer, a), p) for a, p in answers.items()])
+    return Encoded(prompt_ids[-room:] + completion_ids, len(completion_ids), soft)
 
 
-def collate(encoded: list[tuple[list[int], int]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Left-pad; labels mark the completion tokens of the last `k` positions (-100 elsewhere)."""
-    width = max(len(ids) for ids, _ in encoded)
-    k = max(n for _, n in encoded)
+def soft_targets(path: list[int], answers: list[tuple[list[int], float]]) -> list[list[tuple[int, float]]]:
+    """Per token of `path`, the next tokens of the answers that agree with `path` so far, each with its share of
+    their probability. Single-token answers (True / False, A / B) give the teacher's whole distribution at the first
+    token, in one training row instead of one row per answer; the tokens after it follow `path`."""
+    out = []
+    for j, token in enumerate(path):
+        mass: dict[int, float] = {}
+        for ids, p in answers:
+            if j < len(ids) and ids[:j] == path[:j]:
+                mass[ids[j]] = mass.get(ids[j], 0.0) + p
+        total = sum(mass.values())
+        out.append([(t, m / total) for t, m in sorted(mass.items())] if total > 0 else [(token, 1.0)])
+    return out
+
+
+def collate(encoded: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-pad; labels mark the completion tokens of the last `k` positions (-100 elsewhere). Where a row has
+    soft targets, soft_ids/soft_probs hold every row's targets per position (a hard token as probability 1)."""
+    width = max(len(e.ids) for e in encoded)
+    k = max(e.n for e in encoded)
     input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(encoded), width), dtype=torch.long)
     labels = torch.full((len(encoded), k), -100, dtype=torch.long)
-    for row, (ids, n) in enumerate(encoded):
-        input_ids[row, width - len(ids):] = torch.tensor(ids)
-        attention[row, width - len(ids):] = 1
-        labels[row, k - n:] = torch.tensor(ids[-n:])
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+    for row, e in enumerate(encoded):
+        input_ids[row, width - len(e.ids):] = torch.tensor(e.ids)
+        attention[row, width - len(e.ids):] = 1
+        labels[row, k - e.n:] = torch.tensor(e.ids[-e.n:])
+    batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+    if any(e.soft for e in encoded):
+        targets = [e.soft or [[(t, 1.0)] for t in e.ids[-e.n:]] for e in encoded]
+        m = max(len(options) for rows in targets for options in rows)
+        batch["soft_ids"] = torch.zeros((len(encoded), k, m), dtype=torch.long)
+        batch["soft_probs"] = torch.zeros((len(encoded), k, m))
+        for row, (e, rows) in enumerate(zip(encoded, targets)):
+            for j, options in enumerate(rows):
+                for i, (token, p) in enumerate(options):
+                    batch["soft_ids"][row, k - e.n + j, i], batch["soft_probs"][row, k - e.n + j, i] = token, p
+    return batch
 
 
 def completion_loss(model, batch: dict[str, torch.Tensor], weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean cross-entropy over completion tokens, computing logits only where they are needed; with `weights` (one
-    per row) a weighted mean, each row's tokens counting that much (soft labels: one row per answer, weighted by its
-    probability)."""
+    """Mean cross-entropy over completion tokens, computing logits only where they are needed; against soft
+    targets where the batch has them (see collate); with `weights` (one per row) a weighted mean, each row's tokens
+    counting that much."""
     labels = batch["labels"]
     k = labels.shape[1]
     attention = batch["attention_mask"]
@@ -136,20 +176,27 @@ def completion_loss(model, batch: dict[str, torch.Tensor], weights: torch.Tensor
     )
     logits = out.logits[:, -(k + 1): -1, :].float()
     flat_logits, flat_labels = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
-    if weights is None:
+    if weights is None and "soft_ids" not in batch:
         return torch.nn.functional.cross_entropy(flat_logits, flat_labels, ignore_index=-100)
-    per_token = torch.nn.functional.cross_entropy(flat_logits, flat_labels, ignore_index=-100, reduction="none")
-    token_weights = weights.to(per_token.device, per_token.dtype).unsqueeze(-1) * (labels != -100)
+    if "soft_ids" in batch:
+        m = batch["soft_ids"].shape[-1]
+        logp = torch.log_softmax(flat_logits, -1).gather(-1, batch["soft_ids"].reshape(-1, m))
+        per_token = -(logp * batch["soft_probs"].reshape(-1, m).to(logp.dtype)).sum(-1)
+    else:
+        per_token = torch.nn.functional.cross_entropy(flat_logits, flat_labels, ignore_index=-100, reduction="none")
+    token_weights = (labels != -100).to(per_token.dtype)
+    if weights is not None:
+        token_weights = token_weights * weights.to(per_token.device, per_token.dtype).unsqueeze(-1)
     return (per_token.view(labels.shape) * token_weights).sum() / token_weights.sum().clamp(min=1e-8)
 
 
-def _accumulate(peft_model, rows: list[tuple[list[int], int]], weights: list[float] | None, pad_id: int, device,
+def _accumulate(peft_model, rows: list[Encoded], weights: list[float] | None, pad_id: int, device,
                 micro: int) -> float:
     """Forward and backward one batch in pieces of `micro` rows. Each piece's mean loss is weighted by its share of
     the batch's (weighted) completion tokens, so the gradient (and the returned loss) is that of the whole batch at
     once."""
     row_weights = weights or [1.0] * len(rows)
-    mass = [w * n for w, (_, n) in zip(row_weights, rows)]
+    mass = [w * e.n for w, e in zip(row_weights, rows)]
     value = 0.0
     for start in range(0, len(rows), micro):
         piece = rows[start: start + micro]
@@ -163,7 +210,7 @@ def _accumulate(peft_model, rows: list[tuple[list[int], int]], weights: list[flo
     return value
 
 
-def _fingerprint(peft_model, encoded: list[tuple[list[int], int]], weights: list[float] | None, spec: TrainSpec,
+def _fingerprint(peft_model, encoded: list[Encoded], weights: list[float] | None, spec: TrainSpec,
                  total: int) -> str:
     """What a checkpoint must match to be resumed: the data, the training spec and the adapter's shape."""
     shapes = [(n, list(p.shape)) for n, p in peft_model.named_parameters() if p.requires_grad]
@@ -227,9 +274,11 @@ def train(
     checkpoint_dir: Path | None = None,
     checkpoint_every_s: float = 120,
     weights: list[float] | None = None,
+    answers: list[dict[str, float] | None] | None = None,
 ) -> TrainResult:
     """Train the adapter's parameters of `peft_model` in place on (prompt, completion) pairs, each pair's loss
-    scaled by its entry in `weights` where given (see completion_loss).
+    scaled by its entry in `weights` where given (see completion_loss); where a pair's entry in `answers` is given
+    (every completion the teacher considered -> its probability), the pair teaches those soft targets.
 
     With `checkpoint_dir`, a checkpoint is saved there every `checkpoint_every_s` seconds (between steps), and a
     complete checkpoint found there on start, from a run of the same data, spec and adapter, is resumed.
@@ -241,7 +290,12 @@ def train(
     device = next(peft_model.parameters()).device
     if weights is not None and (len(weights) != len(pairs) or any(not 0 <= w <= 1 for w in weights)):
         raise ValueError(f"{description}: need one weight in [0, 1] per training pair")
-    encoded = [encode_pair(tokenizer, p, c, spec.max_length) for p, c in pairs]
+    if answers is not None and len(answers) != len(pairs):
+        raise ValueError(f"{description}: need one answers entry (or None) per training pair")
+    if weights is not None and all(w == 1 for w in weights):
+        weights = None  # the unweighted loss, bit for bit
+    encoded = [encode_pair(tokenizer, p, c, spec.max_length, answers[i] if answers else None)
+               for i, (p, c) in enumerate(pairs)]
     steps_per_epoch = math.ceil(len(encoded) / spec.batch_size)
     total = spec.max_steps or max(1, math.ceil(steps_per_epoch * spec.epochs))
     params = [p for p in peft_model.parameters() if p.requires_grad]
@@ -306,7 +360,7 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         step += 1
         result.losses.append(round(value, 5))
-        result.completion_tokens += sum(n for _, n in rows)
+        result.completion_tokens += sum(e.n for e in rows)
         bar.update(1)
         bar.set_postfix(loss=f"{value:.3f}")
         if checkpoint_dir is not None and time.monotonic() - last_save >= checkpoint_every_s:
