@@ -115,7 +115,10 @@ def markdown(rows: list[dict], commands: list[str]) -> str:
     lines = ["# Teacher labels: what the student learns from\n", "Commands:\n", *[f"    {c}" for c in commands], "",
              "Each row distills a fresh adapter on one finished run's kept inputs (the run's distillation settings) "
              "and scores it on the run's test split (lm-eval acc); intervals are 95% bootstrap, the "
-             "difference is paired.\n",
+             "difference is paired. `soft-rows` is label.targets=soft as it was before commit a82ac6b: one training "
+             "row per answer choice, weighted by the teacher's probability; `soft` is one row per input with the "
+             "teacher's distribution as the answer token's soft target (half the rows, the same gradient at the "
+             "answer token).\n",
              "| run | seed | variant | inputs taught (of kept) | training rows | mean weight | label accuracy (checked) | "
              "transferred | source + adapter | transferred - source | seconds |", "|---" * 11 + "|"]
     for r in rows:
