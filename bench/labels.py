@@ -8,7 +8,8 @@ rerun, so a variant costs one distillation and one evaluation (about 2-5 minutes
 
     .venv/bin/python bench/labels.py --runs runs/demo-s0 runs/demo-s2 --variants hard:0.8 weighted:0 soft:0
 
-A variant is `targets:min_confidence[:n_keep[:epochs]]`: n_keep teaches from the first n kept inputs only (what
+A variant is `targets[@temperature]:min_confidence[:n_keep[:epochs]]` (soft@0.5: soft targets sharpened at
+temperature 0.5, label.temperature): n_keep teaches from the first n kept inputs only (what
 filter.n_keep=n keeps, since synthesis runs in order; empty for all), epochs overrides distill_train.epochs. Writes bench/results/labels.json and labels.md.
 """
 
@@ -72,13 +73,14 @@ def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[d
     del teacher, model
     rows = []
     for variant in variants:
-        targets, cut, *rest = variant.split(":")
+        kind, cut, *rest = variant.split(":")
+        targets, _, temperature = kind.partition("@")
         # The first n kept inputs are exactly what filter.n_keep=n would have kept: synthesis runs in order.
         first = scored[: int(rest[0])] if rest and rest[0] else scored
         spec = cfg.distill_train.model_copy(update={"epochs": float(rest[1])} if len(rest) > 1 else {})
         chosen = labelling.select(first, float(cut), cfg.label.balance, cfg.seed)
         labelled = labelling.as_labelled(chosen, len(bundle.card.choices), targets)
-        pairs, weights, answers = labelling.student_data(labelled, targets, bundle.card)
+        pairs, weights, answers = labelling.student_data(labelled, targets, bundle.card, float(temperature or 1))
         start = time.time()
         base, target_tok = models.load_model(cfg.target_model)
         peft_model = training.new_adapter(base, cfg.target_adapter, spec.seed)

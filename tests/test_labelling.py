@@ -89,6 +89,16 @@ def test_student_data_per_target_kind():
     assert labelling.student_data(generated, "soft", card).answers == [None]
 
 
+def test_sharpened_soft_targets_lean_towards_the_teachers_answer():
+    assert labelling.sharpen({"a": 0.75, "b": 0.25}, 1.0) == pytest.approx({"a": 0.75, "b": 0.25})
+    assert labelling.sharpen({"a": 0.75, "b": 0.25}, 0.5) == pytest.approx({"a": 0.9, "b": 0.1})
+    assert labelling.sharpen({"a": 0.75, "b": 0.25}, 0.01)["a"] == pytest.approx(1.0)  # no overflow near hard
+    card = TaskCard(name="t", description="d", choices=["True", "x"])
+    rows = labelling.as_labelled([_label("a", "True", 0.75)], 2, "soft")
+    assert labelling.student_data(rows, "soft", card, 0.5).answers == [{" True": pytest.approx(0.9),
+                                                                        " x": pytest.approx(0.1)}]
+
+
 def test_choices_must_be_distinct():
     with pytest.raises(ValueError):
         labelling.label_choices(None, None, ["x"], ["True", "True"], PROMPT)

@@ -139,7 +139,8 @@ def test_a_model_folder_is_read_once_per_set_of_files(tiny_models, monkeypatch, 
 
 def test_a_stage_keyed_on_one_field_ignores_the_rest_of_its_section(tiny_models):
     """The oracle reads filter.n_keep only: an ablation's filter.mode must not retrain it, and eval.oracle must not
-    re-run the evaluations; the distillation reads label.targets, which its input does not show."""
+    re-run the evaluations; the distillation reads label.targets and label.temperature, which its input does not
+    show."""
     from tests.conftest import tiny_overrides
     from translora import stages
     from translora.config import load_config
@@ -165,3 +166,4 @@ def test_a_stage_keyed_on_one_field_ignores_the_rest_of_its_section(tiny_models)
         return key_material(stages.DISTILL, cfg, inputs, {"base": cfg.target_model})[0]
 
     assert distillation("label.targets=hard") != distillation("label.targets=soft")
+    assert distillation("label.temperature=0.5") != distillation()

@@ -102,8 +102,11 @@ class LabelSpec(Section):
     min_confidence: float = Field(0.0, ge=0, le=1)  # drop labels the teacher is less sure of
     balance: bool = False  # down-sample the majority answers to the rarest one's count
     # How the student learns a choice label: hard (the teacher's answer), weighted (the answer, its loss scaled by
-    # the teacher's probability above chance) or soft (every answer, each scaled by its probability).
+    # the teacher's probability above chance) or soft (the teacher's distribution over the answers).
     targets: Literal["hard", "weighted", "soft"] = "hard"
+    # Soft targets are the teacher's probabilities p^(1 / temperature), renormalized: below 1 sharpens them toward
+    # its answer (0 would be hard labels), so the student copies less of the teacher's doubt.
+    temperature: float = Field(1.0, gt=0)
     max_new_tokens: int = Field(16, ge=1)
     batch_size: int = Field(16, ge=1)
 

@@ -129,14 +129,22 @@ class StudentData(NamedTuple):
     answers: list[dict[str, float] | None]
 
 
-def student_data(rows: list[Labelled], targets: str, card: TaskCard) -> StudentData:
+def sharpen(probs: dict[str, float], temperature: float) -> dict[str, float]:
+    """p^(1 / temperature), renormalized (in log space: no underflow at low temperatures)."""
+    logs = {a: math.log(max(p, 1e-300)) / temperature for a, p in probs.items()}
+    top = max(logs.values())
+    total = sum(math.exp(v - top) for v in logs.values())
+    return {a: math.exp(v - top) / total for a, v in logs.items()}
+
+
+def student_data(rows: list[Labelled], targets: str, card: TaskCard, temperature: float = 1.0) -> StudentData:
     """One training example per labelled input: its label (hard), its label weighted (weighted), or its label
-    with the teacher's probability of every answer as soft targets (soft; a generated label has no distribution
-    and stays the answer)."""
+    with the teacher's probability of every answer, sharpened by `temperature`, as soft targets (soft; a generated
+    label has no distribution and stays the answer)."""
     def soft(r: Labelled) -> dict[str, float] | None:
         if targets != "soft" or r.probs is None:
             return None
-        return {card.completion(answer): p for answer, p in r.probs.items()}
+        return {card.completion(answer): p for answer, p in sharpen(r.probs, temperature).items()}
 
     return StudentData(pairs=[(card.prompt(r.input), card.completion(r.completion)) for r in rows],
                        weights=[r.weight for r in rows], answers=[soft(r) for r in rows])

@@ -308,7 +308,7 @@ def distill(ctx: StageContext) -> dict:
     cfg = ctx.config
     bundle = bundles.Bundle(ctx.inputs["bundle"])
     rows = [labelling.Labelled.model_validate(r) for r in read_jsonl(ctx.inputs["labelled"] / "labelled.jsonl")]
-    pairs, weights, answers = labelling.student_data(rows, cfg.label.targets, bundle.card)
+    pairs, weights, answers = labelling.student_data(rows, cfg.label.targets, bundle.card, cfg.label.temperature)
     target = ctx.models["base"]
     _, _, result = _train_new_adapter(ctx, target, cfg.target_adapter, cfg.distill_train, pairs, "distill",
                                       weights, answers)
@@ -378,8 +378,9 @@ FILTER = Stage("synthesize-and-filter", synthesize_and_filter, ("synthesis", "fi
                description="Synthesizing and filtering on the target model")
 LABEL = Stage("label", label, ("label", "generation", "seed"), slot="labelled", inputs=("bundle", "filtered"),
               models=("teacher",), description="Labelling with the teacher")
-# label.targets: hard and soft labels of the same inputs are the same labelled.jsonl, so the key must name it.
-DISTILL = Stage("distill", distill, ("target_adapter", "distill_train", "label.targets"), slot="adapter",
+# label.targets and .temperature: the same labelled.jsonl teaches differently with them, so the key must name them.
+DISTILL = Stage("distill", distill, ("target_adapter", "distill_train", "label.targets", "label.temperature"),
+                slot="adapter",
                 inputs=("bundle", "filtered", "labelled"), models=("base",),
                 description="Distilling the target adapter")
 EMIT_BUNDLE = Stage("emit-bundle", emit_bundle, ("trust",), slot="bundle", inputs=("bundle", "adapter"),
