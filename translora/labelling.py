@@ -130,7 +130,9 @@ class StudentData(NamedTuple):
 
 
 def sharpen(probs: dict[str, float], temperature: float) -> dict[str, float]:
-    """p^(1 / temperature), renormalized (in log space: no underflow at low temperatures)."""
+    """p^(1 / temperature), renormalized (in log space: no underflow at low temperatures); at 1, `probs` as is."""
+    if temperature == 1:
+        return probs
     logs = {a: math.log(max(p, 1e-300)) / temperature for a, p in probs.items()}
     top = max(logs.values())
     total = sum(math.exp(v - top) for v in logs.values())
