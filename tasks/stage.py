@@ -1,4 +1,4 @@
-"""One Prefect task per stage, built from the stage table (translora/stages.py): no stage is declared here.
+"""One Prefect task per stage, built from the stage table (translora/stages/__init__.py): no stage is declared here.
 
 Caching is the store's, not Prefect's: the task asks the store for the stage's key, reuses the output when it is
 there (the task run ends in state `Cached`) and computes it otherwise. Out-of-memory and backend failures are

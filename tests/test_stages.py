@@ -13,6 +13,7 @@ from flows.evaluate import adapter_base
 from translora import stages
 from translora.artifacts import read_manifest
 from translora.bundle import Bundle
+from translora.synthesis import Synthesizer
 from translora.config import load_config
 from translora.errors import ArtifactError, FilterExhaustedError
 from translora.stage import execute
@@ -109,7 +110,7 @@ def test_bundles_chain_over_three_models(finetuned, tiny_models):
 def test_filter_that_keeps_too_few_reports_the_acceptance_rate(finetuned, monkeypatch):
     cfg, store, _, bundle = finetuned
     # a threshold no margin passes: the discriminator keeps nothing, whatever the tiny models write
-    monkeypatch.setattr(stages, "filter_threshold", lambda _bundle: float("inf"))
+    monkeypatch.setattr(stages.transfer, "filter_threshold", lambda _bundle: float("inf"))
     strict = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"n_keep": 40, "max_generated": 40})})
     with pytest.raises(FilterExhaustedError, match=r"kept 0 of \d+ distinct .*acceptance\) after 40 generations"):
         transfer(strict, store, bundle)
@@ -118,12 +119,12 @@ def test_filter_that_keeps_too_few_reports_the_acceptance_rate(finetuned, monkey
 
 def test_a_target_that_keeps_repeating_itself_is_told_apart_from_a_strict_filter(finetuned, monkeypatch):
     cfg, store, _, bundle = finetuned
-    draw = stages.Synthesizer.draw
+    draw = Synthesizer.draw
 
     def mostly_repeats(self, count):  # the real draw, then all but one of its new items are lost as repeats
         return draw(self, count)[:1]
 
-    monkeypatch.setattr(stages.Synthesizer, "draw", mostly_repeats)
+    monkeypatch.setattr(Synthesizer, "draw", mostly_repeats)
     # max_generated differs from the test above: its failed run's journal must not be resumed here
     strict = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"n_keep": 40, "max_generated": 48})})
     with pytest.raises(FilterExhaustedError, match=r"of the generations repeated an earlier input: raise "

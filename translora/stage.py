@@ -1,6 +1,6 @@
 """What a stage is, and how one runs against the store.
 
-A `Stage` is declared once (translora/stages.py): its name, its function, the config sections it reads, the input
+A `Stage` is declared once (translora/stages/__init__.py): its name, its function, the config sections it reads, the input
 folders and base models it takes, and the slot its output gets in a run directory. From that one declaration come
 the store key, the manifest, the Prefect task (tasks/stage.py) and the run layout.
 """

@@ -1,0 +1,160 @@
+"""Stage 2 (transfer), which reads only the bundle and the target model: synthesize-and-filter -> label -> distill
+-> emit-bundle."""
+
+from __future__ import annotations
+
+import random
+
+from tqdm.auto import tqdm
+
+from translora import bundle as bundles
+from translora import discriminator as disc
+from translora import labelling, model_card, models, training
+from translora.artifacts import read_json, read_jsonl, read_manifest, write_jsonl
+from translora.errors import DataError, FilterExhaustedError
+from translora.generation import GenerationRequest, open_generator
+from translora.journal import Journal
+from translora.stage import StageContext
+from translora.stages.common import Candidate, FILTER_FILE, token_counter, train_new_adapter
+from translora.synthesis import Synthesizer
+
+
+def synthesize_and_filter(ctx: StageContext) -> dict:
+    """Target-model synthesis from the seeds, kept where the discriminator's margin exceeds the threshold calibrated
+    in stage 1, until filter.n_keep are kept or filter.max_generated completions are spent. Candidates are
+    journalled batch by batch, so a killed run resumes where it stopped. filter.mode picks the paper's ablations."""
+    cfg = ctx.config
+    bundle = bundles.Bundle(ctx.inputs["bundle"])
+    mode, want, budget = cfg.filter.mode, cfg.filter.n_keep, cfg.filter.max_generated
+    if mode in ("seeds_only", "random_text"):
+        inputs = bundle.seeds if mode == "seeds_only" else random_text(len(bundle.seeds), want, cfg.seed)
+        write_jsonl(ctx.out / "candidates.jsonl", [Candidate(input=x, margin=0.0, kept=True) for x in inputs])
+        write_jsonl(ctx.out / "kept.jsonl", [{"input": x} for x in inputs])
+        return {"mode": mode, "generated": 0, "distinct": len(inputs), "kept": len(inputs), "acceptance_rate": 1.0}
+    threshold = filter_threshold(bundle) if mode == "discriminator" else float("-inf")
+    judge = disc.Discriminator.load(ctx.models["discriminator"], bundle.discriminator, bundle.card.name)
+    journal = Journal(ctx.work / "candidates")
+    rows, state = journal.load()
+    candidates = [Candidate.model_validate(r) for r in rows]
+    kept = sum(c.kept for c in candidates)
+    with open_generator(cfg.generation, ctx.models["target"], None, "target synthesis", ctx.logs) as gen:
+        synth = Synthesizer(gen, bundle.seeds, cfg.synthesis, seed=cfg.seed,
+                            count_tokens=token_counter(ctx.models["target"]))
+        if state:
+            synth.restore(state)
+        bar = tqdm(total=want, initial=kept, desc="synthesize + filter (kept)", leave=False)
+        while kept < want and synth.generated < budget:
+            items = synth.draw(min(cfg.filter.batch_size, budget - synth.generated))
+            batch = []
+            for text, margin in zip(items, judge.margins(items, cfg.filter.batch_size)):
+                keep = margin > threshold and kept < want
+                kept += keep
+                batch.append(Candidate(input=text, margin=margin, kept=keep))
+            candidates += batch
+            journal.append(batch, synth.state(), len(candidates))
+            bar.update(kept - bar.n)
+            bar.set_postfix(generated=synth.generated)
+            if ctx.progress:
+                ctx.progress(min(1.0, kept / want))
+        bar.close()
+    rate = kept / max(1, len(candidates))
+    if kept < want:
+        # Which ran out: new inputs (the model keeps repeating itself) or the discriminator's acceptance.
+        repeats = 1 - len(candidates) / max(1, synth.generated)
+        hint = (f"{repeats:.0%} of the generations repeated an earlier input: raise synthesis.temperature, "
+                "raise filter.max_generated or lower filter.n_keep" if repeats > 0.5 else
+                "raise filter.max_generated, lower filter.n_keep, or retrain the discriminator on more data")
+        raise FilterExhaustedError(
+            f"the discriminator kept {kept} of {len(candidates)} distinct synthetic inputs ({rate:.1%} acceptance) "
+            f"after {synth.generated} generations, fewer than filter.n_keep={want}; {hint}."
+        )
+    write_jsonl(ctx.out / "candidates.jsonl", candidates)
+    write_jsonl(ctx.out / "kept.jsonl", [{"input": c.input} for c in candidates if c.kept])
+    return {"mode": mode, "threshold": threshold if mode == "discriminator" else None,
+            "generated": synth.generated, "generated_tokens": synth.tokens, "distinct": len(candidates),
+            "kept": kept, "acceptance_rate": rate, "resumed_candidates": len(rows)}
+
+
+def filter_threshold(bundle: bundles.Bundle) -> float:
+    """The threshold calibrated in stage 1 (0, the paper's p(yes) > p(no), for bundles made before calibration)."""
+    file = bundle.discriminator / FILTER_FILE
+    return float(read_json(file)["threshold"]) if file.exists() else 0.0
+
+
+RANDOM_WORDS = ("time person year way day thing man world life hand part child eye woman place work week case "
+                "point government company number group problem fact be have do say get make go know take see "
+                "come think look want give use find tell ask seem feel try leave call good new first last long "
+                "great little own other old right big high different small large next early young important").split()
+
+
+def random_text(n_words_hint: int, n: int, seed: int) -> list[str]:
+    """The paper's "random" ablation: word salad of a similar length, carrying nothing of the task."""
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(RANDOM_WORDS) for _ in range(rng.randint(5, 12 + n_words_hint))) for _ in range(n)]
+
+
+def label(ctx: StageContext) -> dict:
+    """The teacher (source model + source adapter) labels each kept input: on multiple-choice tasks by scoring every
+    answer choice (label.mode=choices; the probability is kept, unsure labels can be dropped, classes balanced),
+    otherwise by greedy completion."""
+    cfg = ctx.config
+    bundle = bundles.Bundle(ctx.inputs["bundle"])
+    inputs = [r["input"] for r in read_jsonl(ctx.inputs["filtered"] / "kept.jsonl")]
+    if bundle.card.choices and cfg.label.mode == "choices":
+        model, tok = models.load_model(ctx.models["teacher"])
+        teacher = training.attach_adapter(model, bundle.source_adapter)
+        scored = labelling.label_choices(teacher, tok, inputs, bundle.card.choices, bundle.card.prompt_template,
+                                         cfg.label.batch_size)
+        chosen = labelling.select(scored, cfg.label.min_confidence, cfg.label.balance, cfg.seed)
+        rows = labelling.as_labelled(chosen, len(bundle.card.choices), cfg.label.targets)
+    else:
+        request = GenerationRequest(max_new_tokens=cfg.label.max_new_tokens, temperature=0.0, stop=("\n",),
+                                    batch_size=cfg.label.batch_size)
+        with open_generator(cfg.generation, ctx.models["teacher"], bundle.source_adapter, "teacher labels",
+                            ctx.logs) as gen:
+            completions = gen.generate([bundle.card.prompt(x) for x in inputs], request)
+        rows = [labelling.Labelled(input=x, completion=c.strip()) for x, c in zip(inputs, completions) if c.strip()]
+    if not rows:
+        raise DataError("the teacher labelled none of the kept inputs (empty completions, or none as sure as "
+                        "label.min_confidence); raise label.max_new_tokens or lower label.min_confidence")
+    answers: dict[str, int] = {}
+    for r in rows:
+        answers[r.completion] = answers.get(r.completion, 0) + 1
+    write_jsonl(ctx.out / "labelled.jsonl", rows)
+    confidences = [r.confidence for r in rows if r.confidence is not None]
+    return {"labelled": len(rows), "dropped": len(inputs) - len(rows), "answers": answers,
+            "mean_confidence": sum(confidences) / len(confidences) if confidences else None}
+
+
+def distill(ctx: StageContext) -> dict:
+    """A fresh adapter on the target model, trained on the teacher's completions (completion tokens only)."""
+    cfg = ctx.config
+    bundle = bundles.Bundle(ctx.inputs["bundle"])
+    rows = [labelling.Labelled.model_validate(r) for r in read_jsonl(ctx.inputs["labelled"] / "labelled.jsonl")]
+    pairs, weights, answers = labelling.student_data(rows, cfg.label.targets, bundle.card, cfg.label.temperature)
+    target = ctx.models["base"]
+    _, _, result = train_new_adapter(ctx, target, cfg.target_adapter, cfg.distill_train, pairs, "distill",
+                                     weights, answers)
+    filtered = read_manifest(ctx.inputs["filtered"]).metrics
+    labels = read_manifest(ctx.inputs["labelled"]).metrics
+    model_card.write(
+        ctx.out, f"{bundle.card.name} adapter, transferred to {model_card.base_name(target)}", target,
+        f"A {cfg.target_adapter.kind} adapter distilled by translora (Trans-LoRA) from the source adapter of bundle "
+        f"{bundle.hash[:12]} on {model_card.base_name(bundle.info.source_model)}, without the task's training data.",
+        {"task": bundle.card.name, "source base": model_card.base_name(bundle.info.source_model),
+         "source adapter": bundle.info.source_adapter_hash[:12], "bundle": bundle.hash[:12],
+         "hops before this one": len(bundle.info.provenance),
+         "filter": {k: filtered[k] for k in ("generated", "kept", "acceptance_rate")},
+         "teacher labels": {"labelled": labels["labelled"], "answers": labels["answers"],
+                            "mean confidence": labels.get("mean_confidence")},
+         "distillation examples": len(pairs), "final loss": result.final_loss})
+    return result.metrics()
+
+
+def emit_bundle(ctx: StageContext) -> dict:
+    """The transferred adapter as a new bundle (same discriminator, seeds and card), so transfers chain."""
+    previous = bundles.Bundle(ctx.inputs["bundle"])
+    target = ctx.models["target"]
+    info = bundles.chain(previous, ctx.inputs["adapter"], target, models.fingerprint(target), ctx.out,
+                         ctx.config.trust.signing_key)
+    return {"hops": len(info.provenance)}
