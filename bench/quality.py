@@ -149,14 +149,10 @@ def counts(r: dict) -> bool:
 
 
 def demo_points() -> list[tuple[int, dict]]:
-    """boolean_expressions from the demo's seeds: source adapter and target base from bench/results/demo.json, the
-    transfer with soft labels from bench/results/labels.json (distilled on those runs' kept inputs)."""
-    if not (OUT / "demo.json").exists() or not (OUT / "labels.json").exists():
+    """boolean_expressions from the demo's seeds (bench/results/demo.json, written by bench/demo.py)."""
+    if not (OUT / "demo.json").exists():
         return []
-    soft = {r["seed"]: r["transferred"] for r in json.loads((OUT / "labels.json").read_text())["rows"]
-            if r["variant"] == "soft:0" and "demo-s" in r["run"]}
-    return [(d["seed"], d["accuracy"] | {"transferred": soft[d["seed"]]})
-            for d in json.loads((OUT / "demo.json").read_text())["runs"] if d["seed"] in soft]
+    return [(d["seed"], d["accuracy"]) for d in json.loads((OUT / "demo.json").read_text())["runs"]]
 
 
 def scatter(rows: list[dict], path: Path) -> None:
