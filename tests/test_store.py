@@ -166,4 +166,4 @@ def test_a_stage_keyed_on_one_field_ignores_the_rest_of_its_section(tiny_models)
         return key_material(stages.DISTILL, cfg, inputs, {"base": cfg.target_model})[0]
 
     assert distillation("label.targets=hard") != distillation("label.targets=soft")
-    assert distillation("label.temperature=0.5") != distillation()
+    assert distillation("label.temperature=0.25") != distillation()
