@@ -191,7 +191,7 @@ def models_to_share(config: Config, todo: list[Registration], slots: int) -> lis
     named = config.generation.vllm.servers
     shared: list[SharedModel] = []
     if config.filter.mode in ("discriminator", "none") and config.target_model.id not in named:  # they synthesize
-        shared.append(SharedModel(config.target_model))
+        shared.append(SharedModel(config.generation.as_loaded(config.target_model)))
     teachers: dict[str, list[tuple[ModelSpec, int]]] = {}
     for registration in todo:
         try:
@@ -199,7 +199,7 @@ def models_to_share(config: Config, todo: list[Registration], slots: int) -> lis
             # as the label stage decides: choice scoring runs on torch, only generated labels need a server
             if bundle.card.choices and config.label.mode == "choices":
                 continue
-            teacher = bundle.teacher_model(config.trust.remote_code_models)
+            teacher = config.generation.as_loaded(bundle.teacher_model(config.trust.remote_code_models))
             rank = adapter_rank(bundle.source_adapter)
         except (ArtifactError, ConfigError):
             continue

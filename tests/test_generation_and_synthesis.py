@@ -89,3 +89,45 @@ def test_an_item_may_run_only_half_again_as_long_as_the_longest_seed():
     assert Synthesizer(Scripted([]), seeds, SynthesisSpec(max_new_tokens=10), count_tokens=words) \
         .request().max_new_tokens == 10  # the configured cap still bounds it
     assert Synthesizer(Scripted([]), seeds, SynthesisSpec(max_new_tokens=64)).request().max_new_tokens == 64
+
+
+def test_inverse_cdf_sampler_draws_from_the_tempered_distribution():
+    """The sampler leaves exactly one finite score per row, and its draws follow softmax(logits / T) (top_p cuts
+    the tail)."""
+    import torch
+
+    from translora.generation.hf import InverseCDFSampler
+
+    torch.manual_seed(0)
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05])).repeat(20000, 1)
+    for temperature, top_p in ((1.0, 1.0), (0.5, 1.0), (1.0, 0.7)):
+        out = InverseCDFSampler(temperature, top_p)(None, logits.clone())
+        assert bool((torch.isfinite(out).sum(-1) == 1).all())
+        freq = torch.bincount(out.argmax(-1), minlength=4).float() / len(out)
+        want = torch.softmax(logits[0] / temperature, -1)
+        if top_p < 1:  # 0.5 + 0.3 reach 0.7: the rest is cut, the kept mass renormalized
+            want = torch.tensor([0.5, 0.3, 0.0, 0.0]) / 0.8
+        assert torch.allclose(freq, want, atol=0.015), (temperature, top_p, freq, want)
+
+
+def test_sampled_generation_is_reproducible_and_varies_with_the_seed(tiny_models):
+    gen = _hf(tiny_models["gemma3"])
+    prompts = ["1. True and False is\n2."] * 8
+    first = gen.generate(prompts, GenerationRequest(max_new_tokens=6, temperature=1.0, seed=3, batch_size=8))
+    again = gen.generate(prompts, GenerationRequest(max_new_tokens=6, temperature=1.0, seed=3, batch_size=8))
+    other = gen.generate(prompts, GenerationRequest(max_new_tokens=6, temperature=1.0, seed=4, batch_size=8))
+    assert first == again and first != other
+    assert len(set(first)) > 1  # rows of one batch draw independently
+
+
+def test_generation_dtype_overrides_the_models_own(tiny_models):
+    import torch
+
+    from translora.config import GenerationSpec, ModelSpec
+    from translora.generation import open_generator
+
+    spec = ModelSpec(id=str(tiny_models["gemma3"]))
+    for dtype, want in ((None, torch.float32), ("bfloat16", torch.bfloat16)):
+        with open_generator(GenerationSpec(dtype=dtype), spec) as gen:
+            assert gen.model.dtype == want
+            assert len(gen.generate(["1. True is\n2."], GenerationRequest(max_new_tokens=4, temperature=0.5))) == 1

@@ -156,6 +156,12 @@ class VLLMSpec(Section):
 class GenerationSpec(Section):
     backend: Literal["hf", "vllm"] = "hf"
     vllm: VLLMSpec = VLLMSpec()
+    # the precision generation loads a model in (training and evaluation keep the model's own); None: the model's
+    dtype: Literal["float32", "bfloat16", "float16"] | None = None
+
+    def as_loaded(self, spec: ModelSpec) -> ModelSpec:
+        """`spec` as generation loads it."""
+        return spec.model_copy(update={"dtype": self.dtype}) if self.dtype else spec
 
 
 KEY_KINDS = ("hmac:", "ed25519:", "ed25519-pub:")

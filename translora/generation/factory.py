@@ -12,7 +12,9 @@ def open_generator(
     backend: GenerationSpec, model: ModelSpec, adapter: Path | None = None, description: str = "generate",
     log_dir: Path | None = None,
 ) -> Generator:
-    """A generator for `model` (+ `adapter`); vLLM server logs go to `log_dir` (a run-directory folder)."""
+    """A generator for `model` (+ `adapter`), in generation.dtype where set; vLLM server logs go to `log_dir` (a
+    run-directory folder)."""
+    model = backend.as_loaded(model)
     if backend.backend == "vllm":
         from translora.generation.vllm import VLLMGenerator
 
