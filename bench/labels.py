@@ -23,11 +23,12 @@ import time
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
 from translora import diagnostics, evaluation, labelling, models, training
 from translora.artifacts import read_json, read_jsonl, write_json
 from translora.bundle import Bundle
-from translora.config import load_config, validate_config
+from translora.config import LabelSpec, load_config, validate_config
 from translora.data.records import Example
 from translora.data.sources import checker_for
 
@@ -55,6 +56,21 @@ def run_config(run: Path, overrides: list[str]):
     return load_config("cpu", overrides=overrides)
 
 
+def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None]:
+    """`targets[@temperature]:min_confidence[:n_keep[:epochs]]` -> (label settings, n_keep, epochs), checked by the
+    config's own rules, so a bad variant stops the bench before the teacher runs."""
+    try:
+        kind, cut, *rest = variant.split(":")
+        targets, _, temperature = kind.partition("@")
+        label = LabelSpec(targets=targets, min_confidence=float(cut), temperature=float(temperature or 1))
+        n_keep = int(rest[0]) if rest and rest[0] else None
+        epochs = float(rest[1]) if len(rest) > 1 else None
+    except (ValueError, ValidationError) as exc:
+        raise SystemExit(f"bad variant {variant!r} (want targets[@temperature]:min_confidence[:n_keep[:epochs]], "
+                         f"e.g. soft@0.5:0:128): {exc}") from None
+    return label, n_keep, epochs
+
+
 def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[dict]:
     cfg = run_config(run, overrides)
     bundle = Bundle(slot_path(run, "write-bundle"))
@@ -73,14 +89,13 @@ def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[d
     del teacher, model
     rows = []
     for variant in variants:
-        kind, cut, *rest = variant.split(":")
-        targets, _, temperature = kind.partition("@")
+        label, n_keep, epochs = parse_variant(variant)
         # The first n kept inputs are exactly what filter.n_keep=n would have kept: synthesis runs in order.
-        first = scored[: int(rest[0])] if rest and rest[0] else scored
-        spec = cfg.distill_train.model_copy(update={"epochs": float(rest[1])} if len(rest) > 1 else {})
-        chosen = labelling.select(first, float(cut), cfg.label.balance, cfg.seed)
-        labelled = labelling.as_labelled(chosen, len(bundle.card.choices), targets)
-        pairs, weights, answers = labelling.student_data(labelled, targets, bundle.card, float(temperature or 1))
+        first = scored[:n_keep] if n_keep else scored
+        spec = cfg.distill_train.model_copy(update={"epochs": epochs} if epochs else {})
+        chosen = labelling.select(first, label.min_confidence, cfg.label.balance, cfg.seed)
+        labelled = labelling.as_labelled(chosen, len(bundle.card.choices), label.targets)
+        pairs, weights, answers = labelling.student_data(labelled, label.targets, bundle.card, label.temperature)
         start = time.time()
         base, target_tok = models.load_model(cfg.target_model)
         peft_model = training.new_adapter(base, cfg.target_adapter, spec.seed)
@@ -140,6 +155,8 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     help="config overrides for run folders without config.yaml (as bench/quality.py made them)")
     args = ap.parse_args()
+    for variant in args.variants:
+        parse_variant(variant)
     earlier = read_json(OUT / "labels.json") if (OUT / "labels.json").exists() else {}
     rows, commands = list(earlier.get("rows", [])), earlier.get("commands", [])
     command = "python bench/labels.py " + " ".join(sys.argv[1:])

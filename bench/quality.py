@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -59,7 +60,8 @@ def run_one(case: str, seed: int, mode: str, n_test: int, extra: list[str]) -> d
     task, overrides = CASES[case]
     cfg = load_config("cpu", overrides=[f"task.name={task}", f"seed={seed}", f"filter.mode={mode}",
                                         f"task.n_test={N_TEST.get(task, n_test)}", *overrides, *extra])
-    run = {"case": case, "task_id": task, "seed": seed, "mode": mode, "overrides": [*overrides, *extra]}
+    run = {"case": case, "task_id": task, "seed": seed, "mode": mode, "overrides": [*overrides, *extra],
+           "commit": code_commit()}
     start = time.time()
     run_dir = Path("runs") / "bench" / f"{case}-s{seed}-{mode}"
     try:
@@ -68,6 +70,16 @@ def run_one(case: str, seed: int, mode: str, n_test: int, extra: list[str]) -> d
     except Exception as exc:  # a refused or failed transfer is a result too (e.g. a teacher unsure of everything)
         return run | {"error": f"{type(exc).__name__}: {exc}"}
     return results | run | {"wall_seconds": round(time.time() - start, 1)}
+
+
+def code_commit() -> str:
+    """The commit the run's code came from (+dirty when the package had uncommitted edits): quality.json gathers
+    runs made at different times, and a change of method must show."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "translora", "flows", "tasks")
+    return git("rev-parse", "--short", "HEAD") + ("+dirty" if dirty else "")
 
 
 def source_base_accuracy(cfg, run_dir: Path) -> float:
@@ -99,7 +111,7 @@ def _cell(r: dict, key: str) -> str:
 
 def _line(r: dict) -> str:
     if "error" in r:
-        return f"| {r['case']} | {r['seed']} | failed: {r['error']} |" + " |" * 8
+        return f"| {r['case']} | {r['seed']} | failed: {r['error']} |" + " |" * 8 + f" {_commit(r)} |"
     d = r["transferred_minus_source"]
     prec, lab = r["filter"].get("precision"), r["labels"].get("accuracy")
     base = r["accuracy"].get("source_base")
@@ -108,7 +120,11 @@ def _line(r: dict) -> str:
             f"{_cell(r, 'transferred')} | {_cell(r, 'oracle')} | "
             f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] | "
             f"{'-' if prec is None else f'{prec:.2f}'} | {'-' if lab is None else f'{lab:.2f}'} | "
-            f"{'holds' if r['claim_holds_within_interval'] else 'fails'} |")
+            f"{'holds' if r['claim_holds_within_interval'] else 'fails'} | {_commit(r)} |")
+
+
+def _commit(r: dict) -> str:
+    return r.get("commit", "not recorded")  # runs made before the commit was recorded
 
 
 def markdown(rows: list[dict], commands: list[str]) -> str:
@@ -119,7 +135,7 @@ def markdown(rows: list[dict], commands: list[str]) -> str:
     for mode in sorted({r["mode"] for r in rows}):
         lines += [f"\n## filter mode: {mode}\n",
                   "| case | seed | source base | source + adapter | target base | transferred | oracle | "
-                  "transferred - source | filter precision | label accuracy | claim |", "|---" * 11 + "|"]
+                  "transferred - source | filter precision | label accuracy | claim | code |", "|---" * 12 + "|"]
         lines += [_line(r) for r in rows if r["mode"] == mode]
     # a task counts where the source adapter beats the source base by >= 5 points
     ok = [r for r in rows if "error" not in r and r["case"] in MAIN and counts(r)]

@@ -3,7 +3,6 @@ vLLM image's refusal to start without an API key, and translora's client sending
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess

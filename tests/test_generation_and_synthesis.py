@@ -33,7 +33,6 @@ def test_greedy_batched_generation_equals_one_by_one(tiny_models):
         batched = gen.generate(prompts, request)
         single = [gen.generate([p], request)[0] for p in prompts]
         assert batched == single
-        assert all(isinstance(t, str) for t in batched)
 
 
 class Scripted(Generator):

@@ -5,7 +5,6 @@ resumes its saved work, no process outlives the kill, and no partial output is v
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time

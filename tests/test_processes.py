@@ -102,3 +102,14 @@ def test_a_killed_cli_run_leaves_no_process_behind(tiny_models, tmp_path):
     for pid in alive:  # the test failed; do not leave them running
         os.kill(pid, signal.SIGKILL)
     assert alive == []
+
+
+def test_a_local_model_is_served_offline_and_a_hub_id_as_the_environment_allows(tmp_path, monkeypatch):
+    """vLLM must not reach for the hub for a folder (a machine without one hangs), but must be able to fetch a
+    hub id when the caller's environment allows it."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    folder = VLLMServer(VLLMSpec(), str(tmp_path), None, tmp_path / "log").environment()
+    hub = VLLMServer(VLLMSpec(), "HuggingFaceTB/SmolLM2-135M-Instruct", None, tmp_path / "log").environment()
+    assert folder["HF_HUB_OFFLINE"] == "1" and "HF_HUB_OFFLINE" not in hub
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert VLLMServer(VLLMSpec(), "org/model", None, tmp_path / "log").environment()["HF_HUB_OFFLINE"] == "1"

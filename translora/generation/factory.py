@@ -9,16 +9,16 @@ from translora.generation.base import Generator
 
 
 def open_generator(
-    backend: GenerationSpec, model: ModelSpec, adapter: Path | None = None, description: str = "generate",
+    generation: GenerationSpec, model: ModelSpec, adapter: Path | None = None, description: str = "generate",
     log_dir: Path | None = None,
 ) -> Generator:
     """A generator for `model` (+ `adapter`), in generation.dtype where set; vLLM server logs go to `log_dir` (a
     run-directory folder)."""
-    model = backend.as_loaded(model)
-    if backend.backend == "vllm":
+    model = generation.as_loaded(model)
+    if generation.backend == "vllm":
         from translora.generation.vllm import VLLMGenerator
 
-        return VLLMGenerator.open(backend.vllm, model, adapter, log_dir or Path("."), description)
+        return VLLMGenerator.open(generation.vllm, model, adapter, log_dir or Path("."), description)
     from translora.generation.hf import HFGenerator
 
     return HFGenerator.load(model, adapter, description)

@@ -98,12 +98,17 @@ class VLLMServer:
             cmd += ["--lora-modules", f"{ADAPTER_NAME}={self.adapter}"]
         return cmd + list(self.spec.extra_args)
 
-    def start(self) -> "VLLMServer":
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": str(self.spec.cpu_kvcache_gib), "HF_HUB_OFFLINE": "1",
-                            "VLLM_API_KEY": self.api_key}
+    def environment(self) -> dict[str, str]:
+        env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": str(self.spec.cpu_kvcache_gib), "VLLM_API_KEY": self.api_key}
+        if Path(self.model_path).is_dir():  # a local folder needs no hub (and a machine without one would hang on it);
+            env["HF_HUB_OFFLINE"] = "1"  # a hub id is fetched as the caller's environment allows
         if self.runtime_lora:
             env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
+        return env
+
+    def start(self) -> "VLLMServer":
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        env = self.environment()
         start = time.time()
         log = open(self.log_file, "ab")
         try:
