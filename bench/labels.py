@@ -35,9 +35,12 @@ from translora.data.sources import checker_for
 OUT = Path(__file__).parent / "results"
 
 
-def slot_path(run: Path, stage: str) -> Path:
-    slots = read_json(run / "index.json")["slots"]
-    return Path(next(s["path"] for s in slots.values() if s["stage"] == stage))
+def slot_path(run: Path, stage: str = "", slot_suffix: str = "") -> Path:
+    """The run's latest output of `stage` (or of the slot ending in `slot_suffix`): a run folder that ran again with
+    other settings keeps its earlier slots too."""
+    slots = [s for k, s in read_json(run / "index.json")["slots"].items()
+             if (stage and s["stage"] == stage) or (slot_suffix and k.endswith(slot_suffix))]
+    return Path(max(slots, key=lambda s: s["recorded_at"])["path"])
 
 
 def evaluate(cfg, card, data: Path, adapter: Path, work: Path) -> dict:
@@ -75,11 +78,10 @@ def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[d
     cfg = run_config(run, overrides)
     bundle = Bundle(slot_path(run, "write-bundle"))
     data = slot_path(run, "prepare-data")
-    inputs = [r["input"] for r in read_jsonl(slot_path(run, "synthesize-and-filter") / "kept.jsonl")]
+    filtered = slot_path(run, "synthesize-and-filter")
+    inputs = [r["input"] for r in read_jsonl(filtered / "kept.jsonl")]
     check = checker_for(cfg.task.name)  # None: the task cannot check its inputs, so no label accuracy
-    source = [r["acc"] for r in read_jsonl(next(
-        Path(s["path"]) for k, s in read_json(run / "index.json")["slots"].items()
-        if k.endswith("eval/source_adapter")) / "samples.jsonl")]
+    source = [r["acc"] for r in read_jsonl(slot_path(run, slot_suffix="eval/source_adapter") / "samples.jsonl")]
     if not bundle.card.choices:
         raise SystemExit(f"{run}: {cfg.task.name} is free-form; label.targets only applies to answer choices")
     model, tok = models.load_model(cfg.source_model)
@@ -111,7 +113,8 @@ def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[d
         for x in labelled:  # which kinds of input the student is taught (first word: True, False, not, ( ...)
             starts[x.input.split()[0]] = starts.get(x.input.split()[0], 0) + 1
         rows.append({
-            "run": str(run), "seed": cfg.seed, "variant": variant, "kept": len(first), "taught": len(labelled),
+            "run": str(run), "filtered": filtered.name[:12], "seed": cfg.seed, "variant": variant, "kept": len(first),
+            "taught": len(labelled),
             "training_rows": len(pairs), "mean_weight": sum(weights) / len(weights),
             "label_accuracy": accuracy.model_dump(), "first_words": starts,
             "transferred": score["accuracy"],
@@ -136,12 +139,12 @@ def markdown(rows: list[dict], commands: list[str]) -> str:
              "row per answer choice, weighted by the teacher's probability; `soft` is one row per input with the "
              "teacher's distribution as the answer token's soft target (half the rows, the same gradient at the "
              "answer token).\n",
-             "| run | seed | variant | inputs taught (of kept) | training rows | mean weight | label accuracy (checked) | "
-             "transferred | source + adapter | transferred - source | seconds |", "|---" * 11 + "|"]
+             "| run | kept inputs (store key) | seed | variant | inputs taught (of kept) | training rows | mean weight | label accuracy (checked) | "
+             "transferred | source + adapter | transferred - source | seconds |", "|---" * 12 + "|"]
     for r in rows:
         d, i = r["transferred_minus_source"], r["interval"]
         lines.append(
-            f"| {Path(r['run']).name} | {r['seed']} | {r['variant']} | {r['taught']} of {r['kept']} | {r['training_rows']} | "
+            f"| {Path(r['run']).name} | {r.get('filtered', 'not recorded')} | {r['seed']} | {r['variant']} | {r['taught']} of {r['kept']} | {r['training_rows']} | "
             f"{r['mean_weight']:.2f} | {_share(r['label_accuracy']['accuracy'])} ({r['label_accuracy']['n_checked']}) | "
             f"{r['transferred']:.3f} [{i['low']:.3f}, {i['high']:.3f}] | {r['source_adapter']:.3f} | "
             f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] | {r['seconds']:.0f} |")

@@ -50,7 +50,7 @@ CASES: dict[str, tuple[str, list[str]]] = {
 }
 # Tasks with fewer than 200 train + 400 test examples in the sdist: the rest is the test split.
 N_TEST = {"bbh:snarks": 81}
-MODES = ("discriminator", "none", "seeds_only")
+MODES = ("discriminator", "none", "seeds_only", "random_text")
 OUT = Path(__file__).parent / "results"
 
 
@@ -178,8 +178,10 @@ def scatter(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
-    points = [(r["case"], r["accuracy"], counts(r)) for r in rows if r["mode"] == "discriminator" and "error" not in r]
-    points += [(f"boolean_expressions s{seed} (demo)", acc, True) for seed, acc in demo_points()]
+    demo = demo_points()
+    points = [(r["case"], r["accuracy"], counts(r)) for r in rows if r["mode"] == "discriminator" and "error" not in r
+              and not (demo and r["case"] == "boolean_expressions")]  # the demo's own runs stand for it
+    points += [(f"boolean_expressions s{seed} (demo)", acc, True) for seed, acc in demo]
     for name, acc, counted in points:
         x, alpha = acc["source_adapter"], 1.0 if counted else 0.35  # faint: the source adapter learnt < 5 points
         ax.scatter(x, acc["transferred"], marker="o", color="tab:blue", alpha=alpha)
@@ -211,7 +213,7 @@ def main() -> None:
     results_file = args.out / "quality.json"
     earlier = json.loads(results_file.read_text()) if results_file.exists() else {}
     done, commands = earlier.get("runs", []), earlier.get("commands", [])
-    commands = commands + [command]  # a bench resumed with other settings names them all
+    commands = commands if command in commands else [*commands, command]  # a resumed bench names every setting
     for case in args.cases:
         for seed in args.seeds:
             for mode in args.modes:
