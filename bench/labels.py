@@ -138,7 +138,9 @@ def markdown(rows: list[dict], commands: list[str]) -> str:
              "difference is paired. `soft-rows` is label.targets=soft as it was before commit a82ac6b: one training "
              "row per answer choice, weighted by the teacher's probability; `soft` is one row per input with the "
              "teacher's distribution as the answer token's soft target (half the rows, the same gradient at the "
-             "answer token).\n",
+             "answer token). `kept inputs` names the synthesize-and-filter output a row distilled on (its store key); "
+             "rows from before that column say `not recorded`: the demo-s* ones used the synthetic inputs of the "
+             "runs in demo-float32-synthesis.md.\n",
              "| run | kept inputs (store key) | seed | variant | inputs taught (of kept) | training rows | mean weight | label accuracy (checked) | "
              "transferred | source + adapter | transferred - source | seconds |", "|---" * 12 + "|"]
     for r in rows:
