@@ -22,13 +22,16 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Dtype = Literal["float32", "bfloat16", "float16"]
+
+
 class ModelSpec(Section):
     """A base model: `embedded:<name>` (shipped in a PyPI package), a local folder, or a hub id."""
 
     id: str
     revision: str | None = None
     trust_remote_code: bool = False
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Dtype = "float32"
 
 
 class TaskSpec(Section):
@@ -157,7 +160,7 @@ class GenerationSpec(Section):
     backend: Literal["hf", "vllm"] = "hf"
     vllm: VLLMSpec = VLLMSpec()
     # the precision generation loads a model in (training and evaluation keep the model's own); None: the model's
-    dtype: Literal["float32", "bfloat16", "float16"] | None = None
+    dtype: Dtype | None = None
 
     def as_loaded(self, spec: ModelSpec) -> ModelSpec:
         """`spec` as generation loads it."""
