@@ -177,3 +177,30 @@ def test_same_shape_tells_which_bases_take_each_others_adapters(tiny_models):
     llama, llama_b, gemma = (ModelSpec(id=str(tiny_models[k])) for k in ("llama", "llama-b", "gemma3"))
     assert same_shape(llama, llama_b) and not same_shape(llama, gemma)
     assert not same_shape(llama, ModelSpec(id="org/some-hub-model"))  # not read from the hub: no claim
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_loaded_models_feed_their_head_a_contiguous_input_with_the_same_loss_and_gradient(tiny_models, arch):
+    """models.load_model's hook: logits_to_keep's slice reaches the output embedding as a contiguous tensor (one
+    matrix product instead of a batched one over a broadcast weight), and nothing a step computes changes."""
+    from translora import models
+    from translora.config import ModelSpec
+
+    model, tok = models.load_model(ModelSpec(id=str(tiny_models[arch])))
+    seen = []
+    model.get_output_embeddings().register_forward_pre_hook(lambda _m, args: seen.append(args[0].is_contiguous()))
+    batch = training.collate([training.encode_pair(tok, p, c, 64) for p, c in PAIRS[:3]], tok.pad_token_id)
+
+    def loss_and_grad():
+        model.zero_grad()
+        loss = training.completion_loss(model, batch)
+        loss.backward()
+        return loss.detach(), model.get_input_embeddings().weight.grad.clone()
+
+    with_hook = loss_and_grad()
+    model.get_output_embeddings()._forward_pre_hooks.clear()
+    model.get_output_embeddings().register_forward_pre_hook(lambda _m, args: seen.append(args[0].is_contiguous()))
+    without = loss_and_grad()
+    assert seen == [True, False]  # the slice is not contiguous by itself: the hook is what changes it
+    torch.testing.assert_close(with_hook[0], without[0])
+    torch.testing.assert_close(with_hook[1], without[1])
