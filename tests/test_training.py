@@ -204,3 +204,21 @@ def test_loaded_models_feed_their_head_a_contiguous_input_with_the_same_loss_and
     assert seen == [True, False]  # the slice is not contiguous by itself: the hook is what changes it
     torch.testing.assert_close(with_hook[0], without[0])
     torch.testing.assert_close(with_hook[1], without[1])
+
+
+@pytest.mark.parametrize("kind", ["lora", "prompt_tuning"])
+def test_a_left_padded_batch_gives_each_row_its_unpadded_loss(tiny_models, kind):
+    """Left padding must not move a row's positions, also with prompt tuning's virtual tokens in front (peft drops
+    explicit position ids there and warns; the model then counts positions itself)."""
+    model, tok = _load(tiny_models["llama"])
+    peft_model = training.new_adapter(model, AdapterSpec(kind=kind, num_virtual_tokens=4))
+    peft_model.eval()
+    short, long = (training.encode_pair(tok, p, c, 64) for p, c in
+                   [("Q: not False is\nA:", " True"), ("Q: ( True or False ) and not ( True ) is\nA:", " False")])
+    assert len(short.ids) < len(long.ids)  # the short row gets padded
+    batch = training.collate([short, long], tok.pad_token_id)
+    per_row = torch.stack([training.completion_loss(peft_model, training.collate([e], tok.pad_token_id))
+                           for e in (short, long)])
+    both = training.completion_loss(peft_model, batch)
+    mean = (per_row * torch.tensor([short.n, long.n])).sum() / (short.n + long.n)
+    torch.testing.assert_close(both, mean, rtol=1e-6, atol=1e-6)  # the old prompt tuning was 4.5e-5 off

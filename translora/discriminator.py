@@ -12,7 +12,7 @@ import torch
 from pydantic import BaseModel
 
 from translora.diagnostics import roc_auc
-from translora.training import attach_adapter
+from translora.training import attach_adapter, tail_logits
 
 YES, NO = " yes", " no"
 
@@ -98,8 +98,7 @@ class Discriminator:
         for start in range(0, len(texts), batch_size):
             batch = [question(t, self.task) for t in texts[start: start + batch_size]]
             enc = tok(batch, return_tensors="pt", padding=True).to(self.model.device)
-            positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-            logits = self.model(**enc, position_ids=positions, logits_to_keep=1).logits[:, -1, :].float()
+            logits = tail_logits(self.model, enc["input_ids"], enc["attention_mask"], 1)[:, -1, :]
             out.extend((logits[:, self.yes_id] - logits[:, self.no_id]).tolist())
         return out
 

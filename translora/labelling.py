@@ -17,6 +17,7 @@ import torch
 from pydantic import BaseModel
 
 from translora.data.records import TaskCard
+from translora.training import tail_logits
 
 
 class Labelled(BaseModel):
@@ -61,9 +62,7 @@ def _continuation_logprobs(model, tokenizer, encoded: list[tuple[list[int], int]
             input_ids[row, width - len(ids):] = torch.tensor(ids)
             attention[row, width - len(ids):] = 1
         input_ids, attention = input_ids.to(device), attention.to(device)
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
-        logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                       logits_to_keep=k + 1).logits[:, -(k + 1): -1, :].float()
+        logits = tail_logits(model, input_ids, attention, k + 1)[:, :-1, :]
         logp = torch.log_softmax(logits, -1).gather(-1, input_ids[:, -k:].unsqueeze(-1)).squeeze(-1)
         for row, (_, n) in enumerate(batch):
             out.append(float(logp[row, k - n:].sum()))  # every continuation ends at the last position

@@ -163,18 +163,33 @@ def collate(encoded: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     return batch
 
 
+def tail_logits(model, input_ids: torch.Tensor, attention: torch.Tensor, n: int) -> torch.Tensor:
+    """Logits of the last `n` positions of a left-padded batch (float32), with positions counted from each row's
+    first real token, so padding changes nothing. A prompt-tuning adapter's virtual tokens are put in front here,
+    numbered the same way: peft would put them in front of the padding and drop the positions, moving the prompt
+    away from the text by the padding's length (a left-padded row then differed from the row alone)."""
+    config = getattr(model, "active_peft_config", None)
+    if config is not None and config.is_prompt_learning:
+        embeds = model.word_embeddings(input_ids)
+        prompt = model.get_prompt(batch_size=input_ids.shape[0]).to(embeds.dtype)
+        attention = torch.cat([torch.ones(prompt.shape[:2], dtype=attention.dtype, device=attention.device),
+                               attention], dim=1)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        out = model.base_model(inputs_embeds=torch.cat([prompt, embeds], dim=1), attention_mask=attention,
+                               position_ids=positions, logits_to_keep=n)
+    else:
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
+        out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, logits_to_keep=n)
+    return out.logits[:, -n:, :].float()
+
+
 def completion_loss(model, batch: dict[str, torch.Tensor], weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy over completion tokens, computing logits only where they are needed; against soft
     targets where the batch has them (see collate); with `weights` (one per row) a weighted mean, each row's tokens
     counting that much."""
     labels = batch["labels"]
     k = labels.shape[1]
-    attention = batch["attention_mask"]
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
-    out = model(
-        input_ids=batch["input_ids"], attention_mask=attention, position_ids=positions, logits_to_keep=k + 1
-    )
-    logits = out.logits[:, -(k + 1): -1, :].float()
+    logits = tail_logits(model, batch["input_ids"], batch["attention_mask"], k + 1)[:, :-1, :]
     flat_logits, flat_labels = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
     if weights is None and "soft_ids" not in batch:
         return torch.nn.functional.cross_entropy(flat_logits, flat_labels, ignore_index=-100)
