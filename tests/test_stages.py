@@ -168,3 +168,19 @@ def test_the_bundles_manifest_records_no_config_in_the_clear(finetuned):
     cfg, _, _, bundle = finetuned
     manifest = read_manifest(bundle)
     assert set(manifest.config) == {"sha256"} and cfg.task.name not in (bundle / "manifest.json").read_text()
+
+
+def test_generated_labels_report_the_answers_cut_at_max_new_tokens(finetuned, tiny_models):
+    """A teacher answer that reaches label.max_new_tokens is cut; the label stage counts them (4 tokens cut every
+    date_understanding answer at "01/" and the student scored 0)."""
+    _, store, _, bundle_dir = finetuned
+    cfg = load_config("cpu", overrides=[*tiny_overrides(tiny_models), "label.mode=generate"])
+    bundle = Bundle(bundle_dir)
+    filtered = run(stages.FILTER, cfg, store, inputs={"bundle": bundle_dir},
+                   models={"target": cfg.target_model, "discriminator": bundle.discriminator_model()})
+    labelled = run(stages.LABEL, cfg, store, inputs={"bundle": bundle_dir, "filtered": filtered},
+                   models={"teacher": bundle.teacher_model()})
+    metrics = read_manifest(labelled).metrics
+    kept = len((filtered / "kept.jsonl").read_text().splitlines())
+    # a random tiny teacher never writes the newline that ends an answer: every answer runs to the 3-token cap
+    assert metrics["cut_at_max_new_tokens"] == kept == metrics["labelled"] + metrics["dropped"]

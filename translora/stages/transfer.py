@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 
 from tqdm.auto import tqdm
@@ -17,6 +18,8 @@ from translora.journal import Journal
 from translora.stage import StageContext
 from translora.stages.common import Candidate, FILTER_FILE, token_counter, train_new_adapter
 from translora.synthesis import Synthesizer
+
+log = logging.getLogger(__name__)
 
 
 def synthesize_and_filter(ctx: StageContext) -> dict:
@@ -100,6 +103,7 @@ def label(ctx: StageContext) -> dict:
     cfg = ctx.config
     bundle = bundles.Bundle(ctx.inputs["bundle"])
     inputs = [r["input"] for r in read_jsonl(ctx.inputs["filtered"] / "kept.jsonl")]
+    cut = 0  # generated answers that reached label.max_new_tokens
     if bundle.card.choices and cfg.label.mode == "choices":
         model, tok = models.load_model(ctx.models["teacher"])
         teacher = training.attach_adapter(model, bundle.source_adapter)
@@ -113,6 +117,11 @@ def label(ctx: StageContext) -> dict:
         with open_generator(cfg.generation, ctx.models["teacher"], bundle.source_adapter, "teacher labels",
                             ctx.logs) as gen:
             completions = gen.generate([bundle.card.prompt(x) for x in inputs], request)
+        count = token_counter(ctx.models["teacher"])
+        cut = sum(count(c) >= request.max_new_tokens for c in completions)
+        if cut:  # the student learns cut answers (dates cut at "01/" by 4 tokens scored 0 on date_understanding)
+            log.warning("%d of %d teacher answers reached label.max_new_tokens=%d and were cut; raise it if the "
+                        "task's answers are longer", cut, len(completions), request.max_new_tokens)
         rows = [labelling.Labelled(input=x, completion=c.strip()) for x, c in zip(inputs, completions) if c.strip()]
     if not rows:
         raise DataError("the teacher labelled none of the kept inputs (empty completions, or none as sure as "
@@ -123,6 +132,7 @@ def label(ctx: StageContext) -> dict:
     write_jsonl(ctx.out / "labelled.jsonl", rows)
     confidences = [r.confidence for r in rows if r.confidence is not None]
     return {"labelled": len(rows), "dropped": len(inputs) - len(rows), "answers": answers,
+            "cut_at_max_new_tokens": cut,
             "mean_confidence": sum(confidences) / len(confidences) if confidences else None}
 
 
