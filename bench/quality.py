@@ -250,11 +250,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.screen:
         return screen(args)
-    command = "python bench/quality.py " + " ".join(os.sys.argv[1:])
     results_file = args.out / "quality.json"
-    earlier = json.loads(results_file.read_text()) if results_file.exists() else {}
-    done, commands = earlier.get("runs", []), earlier.get("commands", [])
-    commands = commands if command in commands else [*commands, command]  # a resumed bench names every setting
+    done, commands = earlier_runs(results_file)
     for case in args.cases:
         for seed in args.seeds:
             for mode in args.modes:
@@ -266,12 +263,18 @@ def main() -> None:
     scatter(done, args.out / "quality.png")
 
 
-def screen(args: argparse.Namespace) -> None:
+def earlier_runs(results_file: Path) -> tuple[list[dict], list[str]]:
+    """The runs already in `results_file` (the bench resumes) and its commands, this one added: a resumed bench
+    names every setting it was run with."""
     command = "python bench/quality.py " + " ".join(os.sys.argv[1:])
-    results_file = args.out / "screen.json"
     earlier = json.loads(results_file.read_text()) if results_file.exists() else {}
-    rows, commands = earlier.get("runs", []), earlier.get("commands", [])
-    commands = commands if command in commands else [*commands, command]
+    commands = earlier.get("commands", [])
+    return earlier.get("runs", []), commands if command in commands else [*commands, command]
+
+
+def screen(args: argparse.Namespace) -> None:
+    results_file = args.out / "screen.json"
+    rows, commands = earlier_runs(results_file)
     for case in args.cases:
         for seed in args.seeds:
             if not any(r["case"] == case and r["seed"] == seed for r in rows):

@@ -208,8 +208,8 @@ def test_loaded_models_feed_their_head_a_contiguous_input_with_the_same_loss_and
 
 @pytest.mark.parametrize("kind", ["lora", "prompt_tuning"])
 def test_a_left_padded_batch_gives_each_row_its_unpadded_loss(tiny_models, kind):
-    """Left padding must not move a row's positions, also with prompt tuning's virtual tokens in front (peft drops
-    explicit position ids there and warns; the model then counts positions itself)."""
+    """Left padding must not move a row's positions, also with prompt tuning's virtual tokens in front (peft itself
+    puts them before the padding and drops explicit position ids; training.tail_logits numbers them itself)."""
     model, tok = _load(tiny_models["llama"])
     peft_model = training.new_adapter(model, AdapterSpec(kind=kind, num_virtual_tokens=4))
     peft_model.eval()
