@@ -1,10 +1,13 @@
 import json
 import random
 
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from translora.config import SynthesisSpec
+from translora import training
+from translora.config import AdapterSpec, SynthesisSpec
 from translora.generation.base import GenerationRequest, Generator, cut_at_stop
+from translora.generation import hf
 from translora.generation.hf import HFGenerator
 from translora.synthesis import Synthesizer, build_prompt, parse_continuation
 
@@ -33,6 +36,43 @@ def test_greedy_batched_generation_equals_one_by_one(tiny_models):
         batched = gen.generate(prompts, request)
         single = [gen.generate([p], request)[0] for p in prompts]
         assert batched == single
+
+
+def test_prompt_tuning_generation_scores_each_token_as_a_full_forward_pass(tiny_models, monkeypatch):
+    """A prompt-tuning teacher's completions (free-form labels) must come from the logits a full forward pass gives
+    at every step, alone or left-padded in a batch. peft's own generate got both wrong: from the second token on its
+    logits were 0.08-0.13 off, and left padding moved the virtual tokens away from the text."""
+    model, tok = AutoModelForCausalLM.from_pretrained(tiny_models["llama"]), AutoTokenizer.from_pretrained(
+        tiny_models["llama"])
+    peft_model = training.new_adapter(model, AdapterSpec(kind="prompt_tuning", num_virtual_tokens=4)).eval()
+    seen: list[torch.Tensor] = []
+
+    class Recorder:  # stands in for the sampler: records the scores generate computed, keeps them (greedy)
+        def __init__(self, *_):
+            pass
+
+        def __call__(self, input_ids, scores):
+            seen.append(scores.float().clone())
+            return scores
+
+    monkeypatch.setattr(hf, "InverseCDFSampler", Recorder)
+    gen = HFGenerator(peft_model, tok)
+    prompts = ["Q: not False is\nA:", "Q: ( True or False ) and not ( True ) is\nA:"]
+    request = GenerationRequest(max_new_tokens=4, temperature=1.0, batch_size=2)
+
+    def scores_of(batch: list[str], row: int) -> torch.Tensor:
+        seen.clear()
+        gen.generate(batch, request)
+        return torch.stack([step[row] for step in seen])
+
+    for row, prompt in enumerate(prompts):
+        alone, padded = scores_of([prompt], 0), scores_of(prompts, row)
+        ids = tok([prompt], return_tensors="pt")["input_ids"]
+        ids = torch.cat([ids, alone[:-1].argmax(-1).view(1, -1)], dim=1)  # the prompt and the tokens it chose
+        with torch.no_grad():
+            full = training.tail_logits(peft_model, ids, torch.ones_like(ids), len(alone))[0]
+        torch.testing.assert_close(alone, full, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(padded, full, rtol=1e-4, atol=1e-4)
 
 
 class Scripted(Generator):

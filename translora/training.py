@@ -163,23 +163,32 @@ def collate(encoded: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     return batch
 
 
+def virtual_tokens_in_front(model, input_ids: torch.Tensor, attention: torch.Tensor):
+    """(inputs_embeds, attention) with a prompt-tuning adapter's virtual tokens in front of each row's padding, or
+    None for other models. With positions counted from the attention mask, a left-padded row then sees exactly what
+    it sees alone. peft itself puts the virtual tokens before the padding and drops explicit position ids, so a
+    padded row moved its prompt away from the text; and its generate numbered the cached decoding steps without the
+    virtual tokens (every token after the first differed from a full forward pass)."""
+    config = getattr(model, "active_peft_config", None)
+    if config is None or not config.is_prompt_learning:
+        return None
+    embeds = model.word_embeddings(input_ids)
+    prompt = model.get_prompt(batch_size=input_ids.shape[0]).to(embeds.dtype)
+    ones = torch.ones(prompt.shape[:2], dtype=attention.dtype, device=attention.device)
+    return torch.cat([prompt, embeds], dim=1), torch.cat([ones, attention], dim=1)
+
+
 def tail_logits(model, input_ids: torch.Tensor, attention: torch.Tensor, n: int) -> torch.Tensor:
     """Logits of the last `n` positions of a left-padded batch (float32), with positions counted from each row's
-    first real token, so padding changes nothing. A prompt-tuning adapter's virtual tokens are put in front here,
-    numbered the same way: peft would put them in front of the padding and drop the positions, moving the prompt
-    away from the text by the padding's length (a left-padded row then differed from the row alone)."""
-    config = getattr(model, "active_peft_config", None)
-    if config is not None and config.is_prompt_learning:
-        embeds = model.word_embeddings(input_ids)
-        prompt = model.get_prompt(batch_size=input_ids.shape[0]).to(embeds.dtype)
-        attention = torch.cat([torch.ones(prompt.shape[:2], dtype=attention.dtype, device=attention.device),
-                               attention], dim=1)
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        out = model.base_model(inputs_embeds=torch.cat([prompt, embeds], dim=1), attention_mask=attention,
-                               position_ids=positions, logits_to_keep=n)
+    first real token (a prompt-tuning adapter's virtual tokens included), so padding changes nothing."""
+    prompted = virtual_tokens_in_front(model, input_ids, attention)
+    if prompted is not None:
+        model, (embeds, attention) = model.base_model, prompted
+        inputs = {"inputs_embeds": embeds}
     else:
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
-        out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, logits_to_keep=n)
+        inputs = {"input_ids": input_ids}
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
+    out = model(**inputs, attention_mask=attention, position_ids=positions, logits_to_keep=n)
     return out.logits[:, -n:, :].float()
 
 

@@ -10,6 +10,7 @@ from transformers import LogitsProcessor, LogitsProcessorList, TopPLogitsWarper
 
 from translora.errors import GenerationBackendError
 from translora.generation.base import GenerationRequest, Generator, cut_at_stop
+from translora.training import virtual_tokens_in_front
 
 
 class HFGenerator(Generator):
@@ -59,8 +60,14 @@ class HFGenerator(Generator):
         tok = self.tokenizer
         enc = tok(prompts, return_tensors="pt", padding=True).to(self.model.device)
         sampler = [InverseCDFSampler(request.temperature, request.top_p)] if request.temperature > 0 else []
-        ids = self.model.generate(
-            **enc,
+        # A prompt-tuning adapter's virtual tokens go in front here (see training.virtual_tokens_in_front): peft's
+        # own generate shifts them under left padding and numbers the decoding steps without them.
+        prompted = virtual_tokens_in_front(self.model, enc["input_ids"], enc["attention_mask"])
+        model, inputs = self.model, dict(enc)
+        if prompted is not None:
+            model, inputs = self.model.base_model, dict(zip(("inputs_embeds", "attention_mask"), prompted))
+        ids = model.generate(
+            **inputs,
             max_new_tokens=request.max_new_tokens,
             do_sample=False,  # the sampler, if any, has already picked the token that greedy decoding takes
             logits_processor=LogitsProcessorList(sampler),
@@ -68,7 +75,8 @@ class HFGenerator(Generator):
             stop_strings=list(request.stop) or None,
             tokenizer=tok if request.stop else None,
         )
-        texts = tok.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        new = ids if prompted is not None else ids[:, enc["input_ids"].shape[1]:]  # from embeddings: new tokens only
+        texts = tok.batch_decode(new, skip_special_tokens=True)
         return [cut_at_stop(t, request.stop) for t in texts]
 
     def close(self) -> None:
