@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 
 # Files of one complete checkpoint folder; the folder only ever appears under its final name once all are written.
 _CHECKPOINT_FILES = ("adapter.safetensors", "optimizer.pt", "state.json")
+# Gradient norm clipping at 1.0, the transformers Trainer's default: keeps the high LoRA learning rates (1e-3 in
+# the cpu profile) from blowing up on a batch of odd synthetic inputs.
+MAX_GRAD_NORM = 1.0
+
 
 @dataclass
 class TrainResult:
@@ -116,7 +120,7 @@ def encode_pair(tokenizer, prompt: str, completion: str, max_length: int,
     """Token ids of prompt+completion(+eos) and the completion's length; the prompt is cut from the left. With
     `answers` (completion -> the teacher's probability, `completion` among them), soft targets along `completion`."""
     prompt_ids = tokenizer(prompt).input_ids
-    completion_ids = _completion_ids(tokenizer, completion)[: max_length // 2]
+    completion_ids = _completion_ids(tokenizer, completion)[: max_length // 2]  # at most half: keep the question
     room = max_length - len(completion_ids)
     soft = None if answers is None else soft_targets(
         completion_ids, [(_completion_ids(tokenizer, a), p) for a, p in answers.items()])
@@ -378,7 +382,7 @@ def train(
                 torch.cuda.empty_cache()
             log.warning("%s: out of memory; going on with %d rows per forward pass (effective batch %d)",
                         description, result.micro_batch_size, spec.batch_size)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)

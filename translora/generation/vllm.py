@@ -88,7 +88,8 @@ class VLLMServer:
     def command(self) -> list[str]:
         cmd = vllm_command(self.spec) + [
             "--model", self.model_path, "--host", "127.0.0.1", "--port", str(self.port), "--served-model-name", BASE_NAME,
-            "--dtype", self.dtype, "--max-model-len", str(self.spec.max_model_len), "--seed", "0",
+            "--dtype", self.dtype, "--max-model-len", str(self.spec.max_model_len),
+            "--seed", "0",  # the server's default sampling seed; each request still sends its own
         ]
         if self.spec.enforce_eager:
             cmd.append("--enforce-eager")
