@@ -45,7 +45,8 @@ def test_console_script_runs_without_traceback():
     """One real subprocess: the installed entry point, as a user runs it."""
     out = subprocess.run([sys.executable, "-m", "flows.cli", "config", "--set", "nosuch.x=1"], capture_output=True,
                          text=True, timeout=120)
-    assert out.returncode == 2 and out.stderr.startswith("error:") and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("error: unknown config section 'nosuch'; known sections: profile, seed,")
 
 
 def test_gc_prints_what_it_freed(tmp_path, capsys):
