@@ -10,12 +10,16 @@ rerun, so a variant costs one distillation and one evaluation (about 2-5 minutes
 
 A variant is `targets[@temperature]:min_confidence[:n_keep[:epochs]]` (soft@0.5: soft targets sharpened at
 temperature 0.5, label.temperature): n_keep teaches from the first n kept inputs only (what
-filter.n_keep=n keeps, since synthesis runs in order; empty for all), epochs overrides distill_train.epochs. Writes bench/results/labels.json and labels.md.
+filter.n_keep=n keeps, since synthesis runs in order; empty for all), epochs overrides distill_train.epochs.
+`+ratio` weights each input by the discriminator's odds that it is real (exp of its margin, clipped to [1/4, 4],
+scaled to at most 1): an importance weight that moves the synthetic inputs toward the real ones' distribution.
+Writes bench/results/labels.json and labels.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -59,19 +63,22 @@ def run_config(run: Path, overrides: list[str]):
     return load_config("cpu", overrides=overrides)
 
 
-def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None]:
-    """`targets[@temperature]:min_confidence[:n_keep[:epochs]]` -> (label settings, n_keep, epochs), checked by the
-    config's own rules, so a bad variant stops the bench before the teacher runs."""
+def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, bool]:
+    """`targets[@temperature]:min_confidence[:n_keep[:epochs]][+ratio]` -> (label settings, n_keep, epochs, ratio),
+    checked by the config's own rules, so a bad variant stops the bench before the teacher runs."""
     try:
-        kind, cut, *rest = variant.split(":")
+        body, plus, extra = variant.partition("+")
+        if plus and extra != "ratio":
+            raise ValueError(f"unknown suffix +{extra} (only +ratio)")
+        kind, cut, *rest = body.split(":")
         targets, _, temperature = kind.partition("@")
         label = LabelSpec(targets=targets, min_confidence=float(cut), temperature=float(temperature or 1))
         n_keep = int(rest[0]) if rest and rest[0] else None
         epochs = float(rest[1]) if len(rest) > 1 else None
     except (ValueError, ValidationError) as exc:
-        raise SystemExit(f"bad variant {variant!r} (want targets[@temperature]:min_confidence[:n_keep[:epochs]], "
-                         f"e.g. soft@0.5:0:128): {exc}") from None
-    return label, n_keep, epochs
+        raise SystemExit(f"bad variant {variant!r} (want targets[@temperature]:min_confidence[:n_keep[:epochs]]"
+                         f"[+ratio], e.g. soft@0.5:0:128): {exc}") from None
+    return label, n_keep, epochs, bool(plus)
 
 
 def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[dict]:
@@ -80,6 +87,8 @@ def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[d
     data = slot_path(run, "prepare-data")
     filtered = slot_path(run, "synthesize-and-filter")
     inputs = [r["input"] for r in read_jsonl(filtered / "kept.jsonl")]
+    margins = {r["input"]: r["margin"] for r in read_jsonl(filtered / "candidates.jsonl")
+               if r.get("margin") is not None}
     check = checker_for(cfg.task.name)  # None: the task cannot check its inputs, so no label accuracy
     source = [r["acc"] for r in read_jsonl(slot_path(run, slot_suffix="eval/source_adapter") / "samples.jsonl")]
     if not bundle.card.choices:
@@ -91,13 +100,17 @@ def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[d
     del teacher, model
     rows = []
     for variant in variants:
-        label, n_keep, epochs = parse_variant(variant)
+        label, n_keep, epochs, ratio = parse_variant(variant)
         # The first n kept inputs are exactly what filter.n_keep=n would have kept: synthesis runs in order.
         first = scored[:n_keep] if n_keep else scored
         spec = cfg.distill_train.model_copy(update={"epochs": epochs} if epochs else {})
         chosen = labelling.select(first, label.min_confidence, cfg.label.balance, cfg.seed)
         labelled = labelling.as_labelled(chosen, len(bundle.card.choices), label.targets)
         pairs, weights, answers = labelling.student_data(labelled, label.targets, bundle.card, label.temperature)
+        if ratio:  # importance weights: the discriminator's odds that an input is real, clipped (training wants
+            # weights in [0, 1]; each batch's loss is a weighted mean, so only their ratios matter)
+            odds = [min(4.0, max(0.25, math.exp(margins[x.input]))) for x in labelled]
+            weights = [w * o / max(odds) for w, o in zip(weights, odds)]
         start = time.time()
         base, target_tok = models.load_model(cfg.target_model)
         peft_model = training.new_adapter(base, cfg.target_adapter, spec.seed)
@@ -166,9 +179,11 @@ def main() -> None:
     rows, commands = list(earlier.get("rows", [])), earlier.get("commands", [])
     command = "python bench/labels.py " + " ".join(sys.argv[1:])
     commands = commands if command in commands else [*commands, command]
-    done = {(r["run"], r["variant"]) for r in rows}
+    # A row counts as done only on the same kept inputs: a run folder that ran again has new ones.
+    done = {(r["run"], r.get("filtered"), r["variant"]) for r in rows}
     for run in args.runs:
-        todo = [v for v in args.variants if (str(run), v) not in done]
+        kept = slot_path(run, "synthesize-and-filter").name[:12]
+        todo = [v for v in args.variants if (str(run), kept, v) not in done]
         if todo:
             rows += run_variants(run, todo, args.overrides)
             write_json(OUT / "labels.json", {"commands": commands, "rows": rows})  # a kill keeps what was measured
