@@ -17,13 +17,16 @@ def test_roc_auc_counts_pairs_and_ties_half():
 
 def test_filter_quality_precision_and_recall():
     valid = {"a", "b", "c"}.__contains__
-    candidates = [("a", True), ("b", True), ("c", False), ("x", True), ("y", False)]
-    q = dg.filter_quality(candidates, valid)
-    assert (q.n_candidates, q.n_valid, q.n_kept, q.n_kept_valid) == (5, 3, 3, 2)
-    assert q.precision == pytest.approx(2 / 3) and q.recall == pytest.approx(2 / 3)
-    none_kept = dg.filter_quality([("a", False), ("x", False)], valid)
+    # (input, accepted by the filter, kept): "c" was accepted after n_keep was reached, so it is not kept, but the
+    # filter did not reject it: it counts for recall, not for precision
+    candidates = [("a", True, True), ("b", True, True), ("c", True, False), ("x", True, True), ("y", False, False),
+                  ("d", False, False)]
+    q = dg.filter_quality(candidates, {"a", "b", "c", "d"}.__contains__)
+    assert (q.n_candidates, q.n_valid, q.n_kept, q.n_kept_valid) == (6, 4, 3, 2)
+    assert q.precision == pytest.approx(2 / 3) and q.recall == pytest.approx(3 / 4)
+    none_kept = dg.filter_quality([("a", False, False), ("x", False, False)], valid)
     assert none_kept.precision is None and none_kept.recall == 0.0
-    assert dg.filter_quality([("x", True)], valid).recall is None
+    assert dg.filter_quality([("x", True, True)], valid).recall is None
 
 
 def test_label_accuracy_checks_only_answerable_inputs():

@@ -86,6 +86,9 @@ def test_transfer_reads_only_the_bundle_and_emits_a_chainable_bundle(finetuned, 
     assert metrics["kept"] == cfg.filter.n_keep and 0 < metrics["acceptance_rate"] <= 1
     candidates = [json.loads(r) for r in (filtered / "candidates.jsonl").read_text().splitlines()]
     assert all(c["margin"] > 0 for c in candidates if c["kept"])
+    # acceptance is the discriminator's verdict on every candidate, also those judged after n_keep was reached
+    assert metrics["accepted"] == sum(c["margin"] > metrics["threshold"] for c in candidates) >= metrics["kept"]
+    assert metrics["acceptance_rate"] == metrics["accepted"] / len(candidates)
     assert read_manifest(adapter).inputs["bundle"] == Bundle(bundle).hash
     assert adapter_base(adapter) == cfg.target_model  # evaluate puts the adapter on its own base
     card = (adapter / "README.md").read_text()

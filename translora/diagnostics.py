@@ -14,8 +14,8 @@ from pydantic import BaseModel
 
 
 class FilterQuality(BaseModel):
-    precision: float | None  # valid among kept; None when nothing was kept
-    recall: float | None  # kept among valid; None when nothing was valid
+    precision: float | None  # valid among kept (what the student learns from); None when nothing was kept
+    recall: float | None  # accepted by the filter among valid; None when nothing was valid
     n_candidates: int
     n_valid: int
     n_kept: int
@@ -54,15 +54,17 @@ def roc_auc(positive_scores: Sequence[float], negative_scores: Sequence[float]) 
     return wins / (len(positive_scores) * len(negatives))
 
 
-def filter_quality(candidates: Sequence[tuple[str, bool]], is_valid: Callable[[str], bool]) -> FilterQuality:
-    """How well the filter's keep/drop decisions (input, kept) agree with the task's own validity check."""
-    valid = [is_valid(text) for text, _ in candidates]
-    kept = [k for _, k in candidates]
-    n_valid, n_kept = sum(valid), sum(kept)
-    n_kept_valid = sum(v and k for v, k in zip(valid, kept))
+def filter_quality(candidates: Sequence[tuple[str, bool, bool]], is_valid: Callable[[str], bool]) -> FilterQuality:
+    """How well the filter agrees with the task's own validity check, from (input, accepted, kept) per candidate:
+    precision over the kept inputs, recall over the filter's verdicts (an accepted input after n_keep was reached
+    is not kept, but the filter did not reject it)."""
+    valid = [is_valid(text) for text, _, _ in candidates]
+    n_valid, n_kept = sum(valid), sum(k for _, _, k in candidates)
+    n_kept_valid = sum(v and k for v, (_, _, k) in zip(valid, candidates))
+    n_accepted_valid = sum(v and a for v, (_, a, _) in zip(valid, candidates))
     return FilterQuality(
         precision=n_kept_valid / n_kept if n_kept else None,
-        recall=n_kept_valid / n_valid if n_valid else None,
+        recall=n_accepted_valid / n_valid if n_valid else None,
         n_candidates=len(candidates), n_valid=n_valid, n_kept=n_kept, n_kept_valid=n_kept_valid,
     )
 

@@ -154,7 +154,9 @@ def _filter(task: str, filtered: Path) -> dict[str, Any]:
     checker = checker_for(task)
     if checker is None:
         return out
-    candidates = [(c["input"], bool(c["kept"])) for c in read_jsonl(filtered / "candidates.jsonl")]
+    threshold = out.get("threshold")  # None: no filter (every candidate accepted)
+    candidates = [(c["input"], threshold is None or c["margin"] > threshold, bool(c["kept"]))
+                  for c in read_jsonl(filtered / "candidates.jsonl")]
     quality = diagnostics.filter_quality(candidates, checker.is_valid)
     out |= quality.model_dump()
     if out.get("generated_tokens"):

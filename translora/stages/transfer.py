@@ -60,7 +60,10 @@ def synthesize_and_filter(ctx: StageContext) -> dict:
             if ctx.progress:
                 ctx.progress(min(1.0, kept / want))
         bar.close()
-    rate = kept / max(1, len(candidates))
+    # The discriminator's acceptance counts every candidate it judged: the last batch's inputs after the quota
+    # filled were judged too, and are not kept only because n_keep was reached.
+    accepted = sum(c.margin > threshold for c in candidates)
+    rate = accepted / max(1, len(candidates))
     if kept < want:
         # Which ran out: new inputs (the model keeps repeating itself) or the discriminator's acceptance.
         repeats = 1 - len(candidates) / max(1, synth.generated)
@@ -75,7 +78,7 @@ def synthesize_and_filter(ctx: StageContext) -> dict:
     write_jsonl(ctx.out / "kept.jsonl", [{"input": c.input} for c in candidates if c.kept])
     return {"mode": mode, "threshold": threshold if mode == "discriminator" else None,
             "generated": synth.generated, "generated_tokens": synth.tokens, "distinct": len(candidates),
-            "kept": kept, "acceptance_rate": rate, "resumed_candidates": len(rows)}
+            "kept": kept, "accepted": accepted, "acceptance_rate": rate, "resumed_candidates": len(rows)}
 
 
 def filter_threshold(bundle: bundles.Bundle) -> float:
