@@ -11,8 +11,9 @@ target-base and oracle evaluations), so adding a mode costs only its own transfe
 
     .venv/bin/python bench/quality.py [--cases ...] [--seeds 0 1 2] [--modes discriminator none seeds_only]
 
-Every run also scores the source base without adapter: a task counts for the claim only where the source adapter
-beats it by at least 5 points. `--screen` runs stage 1 and those two scores only (bench/results/screen.md), to pick
+The bench resumes: a (case, seed, mode) already in quality.json from the same library code (the store's code
+hash) is skipped, one from other code is measured again and replaced. Every run also scores the source base
+without adapter: a task counts for the claim only where the source adapter beats it by at least 5 points. `--screen` runs stage 1 and those two scores only (bench/results/screen.md), to pick
 tasks before paying for their transfers; the store keeps it all for the full run.
 
 A case is a task plus config overrides. `weak_source` is boolean_expressions with a source adapter trained for 4
@@ -35,6 +36,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from translora.artifacts import write_json  # noqa: E402
 from translora.config import load_config  # noqa: E402
+from translora.store import code_version  # noqa: E402
 
 # name -> (task, overrides). The BBH tasks: those with fixed answer choices, enough examples and inputs short enough
 # for CPU synthesis (median 17-28 words); formal_fallacies and web_of_lies are not in the sdist, snarks has 181
@@ -81,7 +83,7 @@ def run_one(case: str, seed: int, mode: str, n_test: int, extra: list[str]) -> d
 
     cfg = case_config(case, seed, mode, n_test, extra)
     run = {"case": case, "task_id": cfg.task.name, "seed": seed, "mode": mode,
-           "overrides": [*CASES[case][1], *extra], "commit": code_commit()}
+           "overrides": [*CASES[case][1], *extra], "commit": code_commit(), "code_version": code_version()}
     start = time.time()
     run_dir = run_folder(case, seed, mode)
     try:
@@ -255,9 +257,11 @@ def main() -> None:
     for case in args.cases:
         for seed in args.seeds:
             for mode in args.modes:
-                if any(r["case"] == case and r["seed"] == seed and r["mode"] == mode for r in done):
-                    continue  # measured already: the bench resumes
-                done.append(run_one(case, seed, mode, args.n_test, args.extra))
+                same = [r for r in done if (r["case"], r["seed"], r["mode"]) == (case, seed, mode)]
+                if any(r.get("code_version") == code_version() for r in same):
+                    continue  # measured already with this code: the bench resumes
+                # A row from other library code is measured again and replaced (the store re-keys it too).
+                done = [r for r in done if r not in same] + [run_one(case, seed, mode, args.n_test, args.extra)]
                 write_json(results_file, {"commands": commands, "runs": done})
     (args.out / "quality.md").write_text(markdown(done, commands))
     scatter(done, args.out / "quality.png")
