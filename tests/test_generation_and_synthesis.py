@@ -170,3 +170,34 @@ def test_generation_dtype_overrides_the_models_own(tiny_models):
         with open_generator(GenerationSpec(dtype=dtype), spec) as gen:
             assert gen.model.dtype == want
             assert len(gen.generate(["1. True is\n2."], GenerationRequest(max_new_tokens=4, temperature=0.5))) == 1
+
+
+def test_lm_eval_decodes_a_prompt_tuning_adapter_as_a_full_forward_pass(tiny_models, tmp_path):
+    """Free-form evaluation (lm-eval's generate_until) of a prompt-tuning adapter must score each token as a full
+    forward pass does, in a left-padded batch: peft's generate, which lm-eval calls, did not."""
+    from transformers import LogitsProcessorList
+
+    from translora.lm_eval_model import PromptAlignedHFLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["llama"])
+    training.new_adapter(model, AdapterSpec(kind="prompt_tuning", num_virtual_tokens=4)).save_pretrained(tmp_path)
+    lm = PromptAlignedHFLM(pretrained=str(tiny_models["llama"]), peft=str(tmp_path), batch_size=2, device="cpu")
+    prompts = ["Q: not False is\nA:", "Q: ( True or False ) and not ( True ) is\nA:"]
+    context, attention = lm.tok_batch_encode(prompts)
+    assert not attention.all(), "the batch must be left-padded for the check to mean something"
+    seen: list[torch.Tensor] = []
+
+    def record(input_ids, scores):  # a logits processor that keeps what generate scored at each step
+        seen.append(scores.float().clone())
+        return scores
+
+    steps = 4
+    out = lm._model_generate(context, context.shape[1] + steps, ["never in four tokens: <<<>>>"],
+                             attention_mask=attention, do_sample=False,
+                             logits_processor=LogitsProcessorList([record]))
+    assert out.shape == (len(prompts), context.shape[1] + steps)  # lm-eval cuts the context off the front
+    for row in range(len(prompts)):
+        ids = torch.cat([context[row][attention[row].bool()], out[row, context.shape[1]:-1]]).view(1, -1)
+        with torch.no_grad():
+            full = training.tail_logits(lm.model, ids, torch.ones_like(ids), steps)[0]
+        torch.testing.assert_close(torch.stack([step[row] for step in seen]), full, rtol=1e-4, atol=1e-4)

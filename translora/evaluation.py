@@ -1,5 +1,5 @@
 """lm-eval integration: the held-out test split becomes a local lm-eval task (YAML + jsonl), run with
-`simple_evaluate` on the hf model, with `peft=` for adapters."""
+`simple_evaluate` on lm-eval's hf model (with `peft=` for adapters; see lm_eval_model for prompt tuning)."""
 
 from __future__ import annotations
 
@@ -79,20 +79,15 @@ def evaluate(
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
+    from translora.lm_eval_model import PromptAlignedHFLM
+
     model_args: dict = {"pretrained": model_path, "dtype": dtype, "trust_remote_code": trust_remote_code}
     if adapter is not None:
         model_args["peft"] = str(adapter)
     manager = TaskManager(include_path=str(task_dir), include_defaults=False)
-    out = simple_evaluate(
-        model="hf",
-        model_args=model_args,
-        tasks=[name],
-        task_manager=manager,
-        batch_size=batch_size,
-        limit=limit,
-        device="cpu" if not _cuda() else "cuda",
-        log_samples=True,
-    )
+    lm = PromptAlignedHFLM.create_from_arg_obj(
+        model_args, {"batch_size": batch_size, "device": "cpu" if not _cuda() else "cuda"})
+    out = simple_evaluate(model=lm, tasks=[name], task_manager=manager, limit=limit, log_samples=True)
     result = out["results"][name]
     metric = "acc" if "acc,none" in result else "exact_match"
     samples = [
