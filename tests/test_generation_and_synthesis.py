@@ -75,6 +75,42 @@ def test_prompt_tuning_generation_scores_each_token_as_a_full_forward_pass(tiny_
         torch.testing.assert_close(padded, full, rtol=1e-4, atol=1e-4)
 
 
+def test_repeated_prompts_share_one_prefill_and_score_as_if_alone(tiny_models, monkeypatch):
+    """A chunk that repeats prompts reads each once and copies its cache to the rows that ask for it: every row's
+    scores at every step must equal those of its prompt generated alone, in the chunk's row order."""
+    seen: list[torch.Tensor] = []
+
+    class Recorder:  # stands in for the sampler: records what generate scored at each step, keeps it (greedy)
+        def __init__(self, *_):
+            pass
+
+        def __call__(self, input_ids, scores):
+            seen.append(scores.float().clone())
+            return scores
+
+    monkeypatch.setattr(hf, "InverseCDFSampler", Recorder)
+    shared: list[list[str]] = []
+    request = GenerationRequest(max_new_tokens=4, temperature=1.0, batch_size=8)
+    prompts = ["1. not ( True ) and False is\n2. True or False is\n3.", "Q: True is\nA:"]
+    chunk = [prompts[0], prompts[1], prompts[0], prompts[0], prompts[1]]
+    for arch in ("llama", "gemma3"):
+        gen = _hf(tiny_models[arch])
+        real_prefill = gen._shared_prefill
+        monkeypatch.setattr(gen, "_shared_prefill", lambda ps: shared.append(ps) or real_prefill(ps))
+
+        def scores(batch: list[str]) -> torch.Tensor:
+            seen.clear()
+            gen.generate(batch, request)
+            return torch.stack(seen, dim=1)  # [rows, steps, vocab]
+
+        alone = {p: scores([p])[0] for p in prompts}
+        together = scores(chunk)
+        assert shared and shared[-1] == chunk, "the repeated prompts must go through the shared prefill"
+        for row, prompt in enumerate(chunk):
+            steps = min(together.shape[1], alone[prompt].shape[0])  # a batch stops early once every row ended
+            torch.testing.assert_close(together[row, :steps], alone[prompt][:steps], rtol=1e-4, atol=1e-4)
+
+
 class Scripted(Generator):
     """A deterministic stand-in that returns canned completions, to test the synthesizer's bookkeeping."""
 
@@ -85,6 +121,15 @@ class Scripted(Generator):
     def generate(self, prompts, request):
         self.prompts += prompts
         return [self.outputs.pop(0) for _ in prompts]
+
+
+def test_synthesizer_samples_several_completions_of_each_shuffled_prompt():
+    gen = Scripted([f" item {i}" for i in range(7)])
+    synth = Synthesizer(gen, ["a", "b", "c", "d"], SynthesisSpec(completions_per_prompt=3))
+    assert synth.draw(7) == [f"item {i}" for i in range(7)]
+    groups = [gen.prompts[0:3], gen.prompts[3:6], gen.prompts[6:]]
+    assert [len(set(g)) for g in groups] == [1, 1, 1] and synth.generated == 7
+    assert len({g[0] for g in groups}) == 3  # each group its own seed order
 
 
 def test_synthesizer_dedups_drops_seeds_and_respects_budget():

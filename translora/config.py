@@ -74,6 +74,9 @@ class SynthesisSpec(Section):
     temperature: float = Field(1.0, ge=0)
     top_p: float = Field(0.95, gt=0, le=1)
     batch_size: int = Field(16, ge=1)
+    # Completions sampled from each shuffled prompt. The hf backend reads a repeated prompt once per batch; on 2
+    # cores reading the 12-seed prompt cost more than writing the item (bench/results/synthesis.md).
+    completions_per_prompt: int = Field(1, ge=1)
 
 
 class DiscriminatorSpec(Section):

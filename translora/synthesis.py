@@ -88,8 +88,10 @@ class Synthesizer:
         )
 
     def draw(self, count: int) -> list[str]:
-        """Ask for `count` completions; return the new distinct items among them (possibly fewer)."""
-        prompts = [build_prompt(self.seeds, self._rng) for _ in range(count)]
+        """Ask for `count` completions, synthesis.completions_per_prompt from each prompt; return the new distinct
+        items among them (possibly fewer)."""
+        per = self.spec.completions_per_prompt
+        prompts = [p for _ in range(-(-count // per)) for p in [build_prompt(self.seeds, self._rng)] * per][:count]
         completions = self.generator.generate(prompts, self.request())
         self._calls += 1
         self.generated += count

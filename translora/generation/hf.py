@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import LogitsProcessor, LogitsProcessorList, TopPLogitsWarper
+from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList, TopPLogitsWarper
 
 from translora.errors import GenerationBackendError
 from translora.generation.base import GenerationRequest, Generator, cut_at_stop
@@ -66,6 +66,8 @@ class HFGenerator(Generator):
         model, inputs = self.model, dict(enc)
         if prompted is not None:
             model, inputs = self.model.base_model, dict(zip(("inputs_embeds", "attention_mask"), prompted))
+        elif len(set(prompts)) < len(prompts):
+            inputs = self._shared_prefill(prompts)
         ids = model.generate(
             **inputs,
             max_new_tokens=request.max_new_tokens,
@@ -75,9 +77,26 @@ class HFGenerator(Generator):
             stop_strings=list(request.stop) or None,
             tokenizer=tok if request.stop else None,
         )
-        new = ids if prompted is not None else ids[:, enc["input_ids"].shape[1]:]  # from embeddings: new tokens only
+        new = ids if prompted is not None else ids[:, inputs["input_ids"].shape[1]:]  # from embeddings: new tokens only
         texts = tok.batch_decode(new, skip_special_tokens=True)
         return [cut_at_stop(t, request.stop) for t in texts]
+
+    def _shared_prefill(self, prompts: list[str]) -> dict:
+        """generate's inputs for a chunk that repeats prompts, with each distinct prompt read once: its cache (all
+        but the last token, which generate reads itself) is copied to every row that asks for it. Synthesis asks
+        for several completions of each prompt, and on a CPU reading the prompt cost more than writing the item."""
+        distinct = list(dict.fromkeys(prompts))
+        rows = torch.tensor([distinct.index(p) for p in prompts], device=self.model.device)
+        enc = self.tokenizer(distinct, return_tensors="pt", padding=True).to(self.model.device)
+        ids, attention = enc["input_ids"], enc["attention_mask"]
+        if ids.shape[1] < 2:  # nothing to read ahead of generate
+            return {"input_ids": ids[rows], "attention_mask": attention[rows]}
+        cache = DynamicCache(config=self.model.config)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)  # as generate counts them under left padding
+        self.model(input_ids=ids[:, :-1], attention_mask=attention[:, :-1], position_ids=positions[:, :-1],
+                   cache=cache, use_cache=True, logits_to_keep=1)
+        cache.batch_select_indices(rows)
+        return {"input_ids": ids[rows], "attention_mask": attention[rows], "cache": cache}
 
     def close(self) -> None:
         self.model = None
