@@ -111,6 +111,13 @@ def test_repeated_prompts_share_one_prefill_and_score_as_if_alone(tiny_models, m
             torch.testing.assert_close(together[row, :steps], alone[prompt][:steps], rtol=1e-4, atol=1e-4)
 
 
+def test_copies_of_a_prompt_go_to_different_groups():
+    from translora.generation.vllm import copies
+
+    assert copies(["a", "b", "a", "a", "c", "b"]) == [[0, 1, 4], [2, 5], [3]]
+    assert copies(["a", "b"]) == [[0, 1]]
+
+
 class Scripted(Generator):
     """A deterministic stand-in that returns canned completions, to test the synthesizer's bookkeeping."""
 

@@ -90,3 +90,11 @@ def test_a_named_running_server_is_used_instead_of_starting_one(tiny_models, ser
     request = GenerationRequest(max_new_tokens=6)
     assert gen.generate(PROMPTS, request) == VLLMGenerator(server.url).generate(PROMPTS, request)
     assert not list(tmp_path.iterdir())  # no managed server, so no log
+
+
+def test_repeated_prompts_are_sampled_apart(server):
+    """Synthesis asks for several completions of each prompt. One request samples every prompt with the request's
+    seed, so copies of a prompt must go out in requests with different seeds, or they come back identical."""
+    request = GenerationRequest(max_new_tokens=12, temperature=1.0, top_p=1.0, seed=3, batch_size=8)
+    out = VLLMGenerator(server.url).generate([PROMPTS[1]] * 4 + [PROMPTS[0]] * 4, request)
+    assert len(set(out[:4])) == 4 and len(set(out[4:])) == 4, out

@@ -216,35 +216,55 @@ class VLLMGenerator(Generator):
         for start in tqdm(range(0, len(prompts), request.batch_size), desc=self.description, leave=False,
                           disable=len(prompts) <= request.batch_size):
             batch = prompts[start: start + request.batch_size]
-            body = {
-                "model": self.model,
-                "prompt": batch,
-                "max_tokens": request.max_new_tokens,
-                "temperature": request.temperature,
-                "top_p": request.top_p if request.temperature > 0 else 1.0,
-                "seed": request.seed,
-                "stop": list(request.stop) or None,
-            }
-            try:
-                response = self.client.post(f"{self.url}/v1/completions", json=body)
-                response.raise_for_status()
-            except httpx.TimeoutException as exc:
-                log = f"; see its log {self.server.log_file}" if self.server is not None else ""
-                raise GenerationBackendError(
-                    f"vLLM server at {self.url} did not answer within {self.request_timeout:g} s while "
-                    f"{self.description or 'generating'} (prompts {start + 1}-{start + len(batch)} of "
-                    f"{len(prompts)}): it hung or is overloaded{log}; raise generation.vllm.request_timeout if "
-                    "it is only slow") from exc
-            except httpx.HTTPError as exc:
-                raise GenerationBackendError(f"vLLM server at {self.url} failed: {exc}") from exc
-            choices = sorted(response.json()["choices"], key=lambda c: c["index"])
-            out.extend(cut_at_stop(c["text"], request.stop) for c in choices)
+            texts: dict[int, str] = {}
+            for copy, rows in enumerate(copies(batch)):
+                # One request samples every prompt with its seed: the same prompt twice would get the same text.
+                where = f"prompts {start + 1}-{start + len(batch)} of {len(prompts)}"
+                sent = self._complete([batch[i] for i in rows], request, request.seed + copy, where)
+                texts |= dict(zip(rows, sent))
+            out.extend(texts[i] for i in range(len(batch)))
         return out
+
+    def _complete(self, batch: list[str], request: GenerationRequest, seed: int, where: str) -> list[str]:
+        body = {
+            "model": self.model,
+            "prompt": batch,
+            "max_tokens": request.max_new_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p if request.temperature > 0 else 1.0,
+            "seed": seed,
+            "stop": list(request.stop) or None,
+        }
+        try:
+            response = self.client.post(f"{self.url}/v1/completions", json=body)
+            response.raise_for_status()
+        except httpx.TimeoutException as exc:
+            log = f"; see its log {self.server.log_file}" if self.server is not None else ""
+            raise GenerationBackendError(
+                f"vLLM server at {self.url} did not answer within {self.request_timeout:g} s while "
+                f"{self.description or 'generating'} ({where}): it hung or is overloaded{log}; raise "
+                "generation.vllm.request_timeout if it is only slow") from exc
+        except httpx.HTTPError as exc:
+            raise GenerationBackendError(f"vLLM server at {self.url} failed: {exc}") from exc
+        choices = sorted(response.json()["choices"], key=lambda c: c["index"])
+        return [cut_at_stop(c["text"], request.stop) for c in choices]
 
     def close(self) -> None:
         self.client.close()
         if self.server is not None:
             self.server.stop()
+
+
+def copies(prompts: list[str]) -> list[list[int]]:
+    """Row numbers grouped so that no group repeats a prompt: group j holds the (j+1)-th copy of each prompt."""
+    seen: dict[str, int] = {}
+    groups: list[list[int]] = []
+    for i, prompt in enumerate(prompts):
+        j = seen[prompt] = seen.get(prompt, -1) + 1
+        if j == len(groups):
+            groups.append([])
+        groups[j].append(i)
+    return groups
 
 
 def _auth(url: str) -> dict[str, str]:
