@@ -16,6 +16,23 @@ def _hf(path) -> HFGenerator:
     return HFGenerator(AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path))
 
 
+def recorded_scores(monkeypatch) -> list[torch.Tensor]:
+    """The scores HFGenerator's generate computes at each step, [rows, vocab] a step: the sampler is replaced by a
+    recorder that keeps the scores as they are (greedy)."""
+    seen: list[torch.Tensor] = []
+
+    class Recorder:
+        def __init__(self, *_):
+            pass
+
+        def __call__(self, input_ids, scores):
+            seen.append(scores.float().clone())
+            return scores
+
+    monkeypatch.setattr(hf, "InverseCDFSampler", Recorder)
+    return seen
+
+
 def test_numbered_list_prompt_and_parse():
     prompt = build_prompt(["a is", "b is", "c is"], random.Random(0))
     lines = prompt.split("\n")
@@ -45,17 +62,7 @@ def test_prompt_tuning_generation_scores_each_token_as_a_full_forward_pass(tiny_
     model, tok = AutoModelForCausalLM.from_pretrained(tiny_models["llama"]), AutoTokenizer.from_pretrained(
         tiny_models["llama"])
     peft_model = training.new_adapter(model, AdapterSpec(kind="prompt_tuning", num_virtual_tokens=4)).eval()
-    seen: list[torch.Tensor] = []
-
-    class Recorder:  # stands in for the sampler: records the scores generate computed, keeps them (greedy)
-        def __init__(self, *_):
-            pass
-
-        def __call__(self, input_ids, scores):
-            seen.append(scores.float().clone())
-            return scores
-
-    monkeypatch.setattr(hf, "InverseCDFSampler", Recorder)
+    seen = recorded_scores(monkeypatch)
     gen = HFGenerator(peft_model, tok)
     prompts = ["Q: not False is\nA:", "Q: ( True or False ) and not ( True ) is\nA:"]
     request = GenerationRequest(max_new_tokens=4, temperature=1.0, batch_size=2)
@@ -78,17 +85,7 @@ def test_prompt_tuning_generation_scores_each_token_as_a_full_forward_pass(tiny_
 def test_repeated_prompts_share_one_prefill_and_score_as_if_alone(tiny_models, monkeypatch):
     """A chunk that repeats prompts reads each once and copies its cache to the rows that ask for it: every row's
     scores at every step must equal those of its prompt generated alone, in the chunk's row order."""
-    seen: list[torch.Tensor] = []
-
-    class Recorder:  # stands in for the sampler: records what generate scored at each step, keeps it (greedy)
-        def __init__(self, *_):
-            pass
-
-        def __call__(self, input_ids, scores):
-            seen.append(scores.float().clone())
-            return scores
-
-    monkeypatch.setattr(hf, "InverseCDFSampler", Recorder)
+    seen = recorded_scores(monkeypatch)
     shared: list[list[str]] = []
     request = GenerationRequest(max_new_tokens=4, temperature=1.0, batch_size=8)
     prompts = ["1. not ( True ) and False is\n2. True or False is\n3.", "Q: True is\nA:"]
