@@ -17,6 +17,7 @@ from translora.synthesis import Synthesizer
 from translora.config import load_config
 from translora.errors import ArtifactError, FilterExhaustedError
 from translora.stage import execute
+from translora.stages.transfer import filter_threshold
 from translora.store import Store
 from tests.conftest import tiny_overrides
 
@@ -85,7 +86,9 @@ def test_transfer_reads_only_the_bundle_and_emits_a_chainable_bundle(finetuned, 
     metrics = read_manifest(filtered).metrics
     assert metrics["kept"] == cfg.filter.n_keep and 0 < metrics["acceptance_rate"] <= 1
     candidates = [json.loads(r) for r in (filtered / "candidates.jsonl").read_text().splitlines()]
-    assert all(c["margin"] > 0 for c in candidates if c["kept"])
+    # kept means above the threshold calibrated in stage 1 and shipped in the bundle, which may be below 0
+    assert metrics["threshold"] == filter_threshold(Bundle(bundle))
+    assert all(c["margin"] > metrics["threshold"] for c in candidates if c["kept"])
     # acceptance is the discriminator's verdict on every candidate, also those judged after n_keep was reached
     assert metrics["accepted"] == sum(c["margin"] > metrics["threshold"] for c in candidates) >= metrics["kept"]
     assert metrics["acceptance_rate"] == metrics["accepted"] / len(candidates)
