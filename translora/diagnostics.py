@@ -1,5 +1,6 @@
 """What a run measures about its own mechanism: discriminator AUC, filter precision and recall where a task can
-check its inputs, teacher label accuracy, bootstrap intervals, synthesis cost. Pure functions, no models.
+check its inputs, teacher label accuracy, bootstrap intervals, the performance gap recovered (PGR), synthesis cost.
+Pure functions, no models.
 
 A checker (translora.data.checker_for) is passed in as plain functions; the transfer itself never needs one.
 """
@@ -7,7 +8,7 @@ A checker (translora.data.checker_for) is passed in as plain functions; the tran
 from __future__ import annotations
 
 import bisect
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 from pydantic import BaseModel
@@ -34,6 +35,20 @@ class Interval(BaseModel):
     high: float
     level: float
     n: int
+
+
+class PGR(BaseModel):
+    """Performance gap recovered: (transferred - best) / (oracle - best), best = max(source + adapter, target base)
+    (Burns et al. 2023, arXiv 2312.09390). 0: no better than the best baseline; 1: as good as the oracle."""
+    estimate: float | None  # None when the oracle does not beat the best baseline on the test set (reason says so)
+    low: float | None  # percentile interval over the bootstrap samples that have a gap; None without any
+    high: float | None
+    level: float
+    n: int  # test examples
+    best: Literal["source", "target base"]  # the better baseline on the whole test set (source on a tie)
+    gap_skipped_samples: int  # bootstrap samples where oracle <= best: the ratio is undefined there
+    n_boot: int
+    reason: str | None = None  # why the estimate is None
 
 
 class SynthesisEfficiency(BaseModel):
@@ -83,10 +98,26 @@ def label_accuracy(rows: Sequence[tuple[str, str]], answer: Callable[[str], str 
                          n_invalid_inputs=len(rows) - checked)
 
 
-def _percentile_interval(samples: np.ndarray, mean: float, level: float, n: int) -> Interval:
+# A gap this small is float noise from averaging (e.g. fractional scores), not a gap: dividing by it would give
+# ratios of any size.
+_MIN_GAP = 1e-12
+
+
+def _percentiles(samples: np.ndarray, level: float) -> tuple[float, float]:
     tail = (1 - level) / 2
     low, high = np.quantile(samples, [tail, 1 - tail])
-    return Interval(mean=mean, low=float(low), high=float(high), level=level, n=n)
+    return float(low), float(high)
+
+
+def _percentile_interval(samples: np.ndarray, mean: float, level: float, n: int) -> Interval:
+    low, high = _percentiles(samples, level)
+    return Interval(mean=mean, low=low, high=high, level=level, n=n)
+
+
+def _resample(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """(n_boot, n) example indices drawn with replacement: one row per bootstrap sample. Paired statistics index
+    all their score lists with the same rows, which keeps the per-example correlation."""
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
 
 
 def bootstrap_interval(values: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> Interval:
@@ -94,8 +125,7 @@ def bootstrap_interval(values: Sequence[float], n_boot: int = 2000, seed: int = 
     x = np.asarray(values, dtype=float)
     if x.size == 0:
         raise ValueError("bootstrap_interval needs at least one value")
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
+    means = x[_resample(x.size, n_boot, seed)].mean(axis=1)
     return _percentile_interval(means, float(x.mean()), level, int(x.size))
 
 
@@ -106,6 +136,35 @@ def paired_bootstrap_difference(a: Sequence[float], b: Sequence[float], n_boot: 
     if len(a) != len(b):
         raise ValueError(f"paired scores must align: {len(a)} vs {len(b)}")
     return bootstrap_interval(np.asarray(a, dtype=float) - np.asarray(b, dtype=float), n_boot, seed, level)
+
+
+def pgr_bootstrap(source: Sequence[float], target_base: Sequence[float], transferred: Sequence[float],
+                  oracle: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> PGR:
+    """PGR with a percentile bootstrap interval, from per-example scores of the four models on the same test
+    examples in the same order. Each bootstrap sample resamples examples jointly for all four lists and takes best
+    as the larger of the two resampled baseline means, so which baseline is best may change between samples (a
+    fixed choice would understate the uncertainty when the two are close). Samples with oracle <= best have no
+    defined ratio and are skipped (counted); the interval is over the others."""
+    lengths = {len(source), len(target_base), len(transferred), len(oracle)}
+    if len(lengths) != 1 or 0 in lengths:
+        raise ValueError(f"pgr_bootstrap needs one score per test example for each model, got lengths {lengths}")
+    scores = np.asarray([source, target_base, transferred, oracle], dtype=float)  # (4, n)
+    n = scores.shape[1]
+    src, base, trans, orc = scores.mean(axis=1)
+    src_b, base_b, trans_b, orc_b = scores[:, _resample(n, n_boot, seed)].mean(axis=2)  # each (n_boot,)
+    best, best_b = max(src, base), np.maximum(src_b, base_b)
+    gap_b = orc_b - best_b
+    has_gap = gap_b > _MIN_GAP
+    shared = dict(level=level, n=n, best="source" if src >= base else "target base",
+                  gap_skipped_samples=int((~has_gap).sum()), n_boot=n_boot)
+    if orc - best <= _MIN_GAP:  # an interval around an undefined estimate would mislead: report neither
+        return PGR(estimate=None, low=None, high=None, **shared,
+                   reason=f"no gap to recover: the oracle ({orc:.3f}) does not beat the best baseline, "
+                          f"{shared['best']} ({best:.3f})")
+    # A positive full-sample gap leaves (almost always) some samples with a gap; without any, no interval.
+    ratios = (trans_b - best_b)[has_gap] / gap_b[has_gap]
+    low, high = _percentiles(ratios, level) if ratios.size else (None, None)
+    return PGR(estimate=float((trans - best) / (orc - best)), low=low, high=high, **shared)
 
 
 def synthesis_efficiency(generated_tokens: int, kept_valid: int, seconds: float) -> SynthesisEfficiency:

@@ -1,5 +1,6 @@
 """A run's results and its mechanism: accuracies with intervals, the paired difference the paper's claim rests on,
-the oracle, and what the discriminator, the filter and the teacher did.
+the oracle and the share of the gap to it that the transfer recovers (PGR), and what the discriminator, the filter
+and the teacher did.
 
 Where the task can check an input (a task source with a checker, e.g. boolean_expressions), the filter's precision
 and recall and the teacher's label accuracy are measured here, after the fact: the checker never reaches stage 2.
@@ -41,6 +42,7 @@ class Results(BaseModel):
     transferred_minus_target: diagnostics.Interval
     claim_holds: bool  # transferred >= max(source adapter, target base), point estimates
     claim_holds_within_interval: bool  # neither difference is significantly below 0
+    pgr: diagnostics.PGR | None = None  # gap to the oracle recovered; None without an oracle row (eval.oracle off)
     discriminator: dict[str, Any]  # held-out ROC AUC, threshold, accept rates (stage 1)
     filter: dict[str, Any]  # mode, generated, kept, acceptance; precision and recall where checkable
     labels: dict[str, Any]  # answer counts, confidence; label accuracy where checkable
@@ -75,6 +77,19 @@ class Results(BaseModel):
             label_line += f", correct on {_pct(lab['accuracy'])} of {lab['n_checked']} checkable inputs"
         return lines + [label_line]
 
+    def pgr_line(self) -> str:
+        head = "PGR (gap to the oracle recovered):"
+        p = self.pgr
+        if p is None:
+            return f"{head} n/a (no oracle: eval.oracle is off)"
+        if p.estimate is None:
+            return f"{head} n/a ({p.reason})"
+        interval = "no interval" if p.low is None else f"[{p.low:.2f}, {p.high:.2f}]"
+        best = "source adapter" if p.best == "source" else p.best
+        skipped = (f"; {p.gap_skipped_samples} of {p.n_boot} bootstrap samples without a gap skipped"
+                   if p.gap_skipped_samples else "")
+        return f"{head} {p.estimate:.2f} {interval} (best baseline: {best}{skipped})"
+
     def text(self) -> str:
         lines = [f"Trans-LoRA on {self.task}: {self.source_model} -> {self.target_model} "
                  f"({self.n_test} held-out test examples, lm-eval {self.metric}, 95% bootstrap intervals)", ""]
@@ -87,7 +102,8 @@ class Results(BaseModel):
                   f"  transferred - source adapter: {d1.mean:+.3f} [{d1.low:+.3f}, {d1.high:+.3f}] (paired)",
                   f"  transferred - target base:    {d2.mean:+.3f} [{d2.low:+.3f}, {d2.high:+.3f}] (paired)",
                   f"  transferred >= max(source adapter, target base): {'yes' if self.claim_holds else 'NO'}"
-                  f" (within the intervals: {'yes' if self.claim_holds_within_interval else 'NO'})", ""]
+                  f" (within the intervals: {'yes' if self.claim_holds_within_interval else 'NO'})",
+                  f"  {self.pgr_line()}", ""]
         return "\n".join(lines + [f"  {line}" for line in self.mechanism()])
 
     def markdown(self) -> str:
@@ -102,6 +118,7 @@ class Results(BaseModel):
             f"Transferred - source adapter: **{d1.mean:+.3f}** [{d1.low:+.3f}, {d1.high:+.3f}]; transferred - target "
             f"base: **{d2.mean:+.3f}** [{d2.low:+.3f}, {d2.high:+.3f}] (paired bootstrap)\n\n"
             f"Transferred >= max(source adapter, target base): **{'yes' if self.claim_holds else 'no'}**\n\n"
+            f"{self.pgr_line()}\n\n"
             f"## Mechanism\n\n{mechanism}\n\n| stage output | seconds |\n|---|---|\n{timings}\n"
         )
 
@@ -128,12 +145,15 @@ def collect(task: str, source_model: str, target_model: str, evals: dict[str, Pa
     vs_source = diagnostics.paired_bootstrap_difference(scores["transferred"], scores["source_adapter"])
     vs_target = diagnostics.paired_bootstrap_difference(scores["transferred"], scores["target_base"])
     acc = {k: r.accuracy for k, r in rows.items()}
+    pgr = None if "oracle" not in scores else diagnostics.pgr_bootstrap(
+        scores["source_adapter"], scores["target_base"], scores["transferred"], scores["oracle"])
     return Results(
         task=task, source_model=source_model, target_model=target_model, metric=metric,
         n_test=len(scores["transferred"]), rows=rows,
         transferred_minus_source=vs_source, transferred_minus_target=vs_target,
         claim_holds=acc["transferred"] >= max(acc["source_adapter"], acc["target_base"]),
         claim_holds_within_interval=vs_source.high >= 0 and vs_target.high >= 0,
+        pgr=pgr,
         discriminator=_discriminator(discriminator_filter),
         filter=_filter(task, filtered),
         labels=_labels(task, labelled),
