@@ -99,7 +99,7 @@ def main() -> None:
             with open_registry(url) as registry:
                 for i, bundle in enumerate(bundles):
                     registry.add(f"customer-{i}", f"owner-{i}", bundle)
-            state = upgrade(target, config, str(work / "upgrade"), url, f"bench-fleet-{backend}", return_state=True)
+            state = upgrade(target.id, config, str(work / "upgrade"), url, f"bench-fleet-{backend}", return_state=True)
             if not state.is_completed():
                 raise RuntimeError(f"the {backend} upgrade failed: {state.message}")
 

@@ -29,7 +29,10 @@ directory holds links into it. Any run whose inputs, settings and code match an 
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="cpu", choices=["cpu", "paper"], help="base settings (default: cpu)")
+    from translora.config import PROFILES
+
+    p.add_argument("--profile", choices=PROFILES,
+                   help=f"base settings (default: the config file's `profile`, else {PROFILES[0]})")
     p.add_argument("--config", type=Path, help="YAML file deep-merged over the profile")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override one setting, e.g. --set filter.n_keep=32 (repeatable)")
@@ -169,7 +172,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "upgrade":
         from flows.upgrade import upgrade
 
-        state = upgrade(cfg.target_model, cfg, str(run_dir), args.registry, args.concurrency_limit,
+        state = upgrade(cfg.target_model.id, cfg, str(run_dir), args.registry, args.concurrency_limit,
                         args.max_regression, return_state=True)
         if not state.is_completed():
             print(f"error: {state.message}", file=sys.stderr)
@@ -185,7 +188,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 def check_inputs(args: argparse.Namespace, cfg, run_dir: Path) -> None:
     """Refuse, before any flow starts, what would fail later: run directory and store, the operator's keys, task
     data, models, the bundle (intact, signed, made on the bases here), the adapter to evaluate, named vLLM servers."""
-    from translora.models import resolve, translora_home
+    from translora.models import check_model, translora_home
     from translora.store import RunIndex, Store
 
     if run_dir.exists() and not run_dir.is_dir():
@@ -206,22 +209,28 @@ def check_inputs(args: argparse.Namespace, cfg, run_dir: Path) -> None:
         load_task(cfg.task, cfg.seed, translora_home())
         for model in (cfg.source_model, cfg.discriminator_base) + ((cfg.target_model,) if args.command == "run"
                                                                    else ()):
-            resolve(model)
+            check_model(model)
         used = [cfg.source_model] + ([cfg.target_model] if args.command == "run" else [])
     elif args.command == "transfer":
         from translora.bundle import open_trusted
 
         bundle = open_trusted(args.bundle, cfg.trust)
-        resolve(cfg.target_model)
+        check_model(cfg.target_model)
         teacher_adapter = bundle.source_adapter
         used = [cfg.target_model, bundle.teacher_model(cfg.trust.remote_code_models)]
+    elif args.command == "upgrade":
+        from translora.registry import open_registry
+
+        check_model(cfg.target_model)
+        with open_registry(args.registry):  # an unknown or unreachable registry is refused before the flow
+            pass
     elif args.command == "evaluate":
-        from flows.evaluate import adapter_base
+        from flows.evaluate import adapter_base, distilled_from
         from translora.bundle import Bundle
 
-        resolve(adapter_base(args.adapter))
-        Bundle(args.bundle or run_dir / "bundle")
+        check_model(adapter_base(args.adapter))
         RunIndex(run_dir).slot("data")
+        distilled_from(RunIndex(run_dir), args.adapter, Bundle(args.bundle or run_dir / "bundle"))
     if cfg.generation.backend == "vllm":
         _check_vllm(cfg.generation.vllm, used, teacher_adapter)
 
@@ -299,15 +308,11 @@ def _gc(keep: list[Path]) -> int:
 
 def _prepare() -> int:
     from translora.data import bigbench
-    from translora.models import EMBEDDED, convert_embedded, translora_home
+    from translora.models import EMBEDDED, convert_embedded
 
     for name in EMBEDDED:
         print(f"model {name}: {convert_embedded(name)}")
-    home = translora_home()
-    if bigbench.sdist_path(home).exists():
-        print(f"BIG-bench tasks: {bigbench.extract_tasks(home)}")
-    else:
-        print(f"BIG-bench sdist not found at {bigbench.sdist_path(home)}; run scripts/setup.sh to fetch it")
+    print(f"BIG-Bench Hard tasks (vendored): {bigbench.DATA}")
     return 0
 
 

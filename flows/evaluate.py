@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from flows.transfer import transfer_scope
 from tasks.stage import run_stage
 from translora import models, report, stages
-from translora.artifacts import read_manifest, write_json
+from translora.artifacts import folder_hash, read_manifest, write_json
 from translora.bundle import Bundle
 from translora.config import Config, ModelSpec
 from translora.errors import ArtifactError
@@ -28,6 +28,23 @@ def adapter_base(adapter: Path) -> ModelSpec:
     return ModelSpec.model_validate(manifest.models["base"]["spec"])
 
 
+def distilled_from(run: RunIndex, adapter: Path, source: Bundle) -> dict[str, Path]:
+    """The filter and label outputs in `run` that `adapter` was distilled from (its manifest names their content
+    hashes). Checked before any evaluation: an adapter transferred in another run would be evaluated for minutes
+    and then have no diagnostics to report."""
+    scope = transfer_scope(source, adapter_base(adapter).id)
+    recorded = read_manifest(adapter).inputs
+    found = {}
+    for name in ("filtered", "labelled"):
+        slot = f"{scope}/{name}"
+        if slot not in run.entries() or folder_hash(run.root / slot) != recorded.get(name):
+            raise ArtifactError(f"run directory {run.root} does not hold the {name} inputs that adapter {adapter} "
+                                "was distilled from (it was transferred in another run, or with other settings); "
+                                "give the --run-dir of the run that transferred it")
+        found[name] = run.root / slot
+    return found
+
+
 @flow(name="translora-evaluate", log_prints=True)
 def evaluate(config: Config, run_dir: str, transferred_adapter: str, bundle: str) -> dict:
     """Run the lm-eval evaluations, write results.json and Prefect table + markdown artifacts."""
@@ -35,6 +52,7 @@ def evaluate(config: Config, run_dir: str, transferred_adapter: str, bundle: str
     source = Bundle(Path(bundle))
     target = adapter_base(Path(transferred_adapter))
     scope = transfer_scope(source, target.id)
+    inputs = distilled_from(run, Path(transferred_adapter), source)
     data = run.slot("data")
     jobs = {
         "source_adapter": (source.teacher_model(), source.source_adapter),
@@ -52,8 +70,8 @@ def evaluate(config: Config, run_dir: str, transferred_adapter: str, bundle: str
     slots = [s for s in run.entries() if not s.startswith("transfer/") or s.startswith(scope + "/")]
     stage_dirs = {slot: run.root / slot for slot in slots}
     results = report.collect(source.card.name, source.info.source_model.id, target.id, evals,
-                             source.discriminator / stages.FILTER_FILE, run.slot(f"{scope}/filtered"),
-                             run.slot(f"{scope}/labelled"), stage_dirs)
+                             source.discriminator / stages.FILTER_FILE, inputs["filtered"], inputs["labelled"],
+                             stage_dirs)
     write_json(run.root / scope / "results.json", results.model_dump())
     create_table_artifact(results.table(), key="translora-accuracy", description="Held-out accuracy")
     create_markdown_artifact(results.markdown(), key="translora-results", description="Trans-LoRA results")

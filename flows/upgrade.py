@@ -275,19 +275,20 @@ def _outcome(future: PrefectFuture, registration: Registration) -> BundleOutcome
 
 
 @flow(name="translora-upgrade", log_prints=True)
-def upgrade(target: ModelSpec, config: Config, run_dir: str, registry_url: str | None = None,
+def upgrade(target: str, config: Config, run_dir: str, registry_url: str | None = None,
             concurrency_limit: str = "translora-gpu", max_regression: float = 0.0) -> list[dict[str, Any]] | State:
-    """Move every active registration whose base is not `target` to `target`; returns one summary row per bundle,
+    """Move every active registration whose base is not `target` (a model id: it replaces target_model.id and keeps
+    the configured dtype, revision and trust settings) to it; returns one summary row per bundle,
     or a Failed state naming the bundles that failed or were refused (the others are transferred and registered).
     max_regression: how much accuracy (0-1) a transferred adapter may lose against the target base on the owner's
     evaluation set and still be registered."""
-    cfg = config.model_copy(update={"target_model": target})
+    cfg = config.with_target(target)
     with open_registry(registry_url) as registry:
-        todo = registry.outdated(target.id)
-    print(f"{len(todo)} registered bundles to move to {target.id}: {', '.join(r.id for r in todo) or 'none'}")
+        todo = registry.outdated(target)
+    print(f"{len(todo)} registered bundles to move to {target}: {', '.join(r.id for r in todo) or 'none'}")
     slots = ensure_concurrency_limit(concurrency_limit)
     progress = create_progress_artifact(0.0, key="translora-upgrade-progress",
-                                        description=f"Bundles moved to {target.id}")
+                                        description=f"Bundles moved to {target}")
     outcomes = []
     with shared_generation(cfg, todo, slots) as shared_cfg:  # its servers stop once every bundle is done
         futures = {upgrade_bundle.submit(reg, shared_cfg, run_dir, registry_url, concurrency_limit,
@@ -300,8 +301,8 @@ def upgrade(target: ModelSpec, config: Config, run_dir: str, registry_url: str |
         update_progress_artifact(progress, 100.0)
     outcomes.sort(key=lambda o: o.id)
     rows = summary_rows(outcomes)
-    create_table_artifact(rows or [{"bundle": "-", "status": f"every active bundle is already on {target.id}"}],
-                          key=SUMMARY_KEY, description=f"Upgrade to {target.id}: one row per registered bundle")
+    create_table_artifact(rows or [{"bundle": "-", "status": f"every active bundle is already on {target}"}],
+                          key=SUMMARY_KEY, description=f"Upgrade to {target}: one row per registered bundle")
     for row in rows:
         print(" | ".join(f"{k}: {v}" for k, v in row.items()))
     failed = [o.id for o in outcomes if o.status == "failed"]
@@ -311,5 +312,6 @@ def upgrade(target: ModelSpec, config: Config, run_dir: str, registry_url: str |
         why += [f"{len(refused)} refused, worse than the target base on their evaluation sets "
                 f"({', '.join(refused)}): they stay on their old base"] if refused else []
         return Failed(message="; ".join(why) + ". The others are registered. Retry this run to redo only the "
-                                               "failed and refused ones.")
+                                               "failed ones; a refused one is refused again unless --max-regression "
+                                               "allows its loss.")
     return [o.model_dump() for o in outcomes]

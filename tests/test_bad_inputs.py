@@ -134,6 +134,24 @@ def _adapter_without_data(e: Env) -> list[str]:
     return ["evaluate", "--run-dir", str(e.run), "--adapter", str(folder), "--bundle", str(e.bundle())]
 
 
+def _adapter_from_another_run(e: Env) -> list[str]:
+    """An adapter distilled in another run: its manifest names filter and label outputs this run does not hold."""
+    folder = e.folder("elsewhere")
+    write_manifest(folder, Manifest(stage="distill", models={"base": {"spec": {"id": str(e.models["gemma3"])}}},
+                                    inputs={"bundle": "b", "filtered": "f", "labelled": "l"}))
+    # a run directory with task data and nothing transferred in it
+    write_json(e.run / "index.json", {"slots": {"data": {"stage": "prepare-data", "key": "k", "path": "/nowhere",
+                                                         "recorded_at": 0}}})
+    return ["evaluate", "--run-dir", str(e.run), "--adapter", str(folder), "--bundle", str(e.bundle())]
+
+
+def _damaged_weights(e: Env) -> str:
+    folder = shutil.copytree(e.models["gemma3"], e.tmp / "damaged-target")
+    for weights in folder.glob("*.safetensors"):
+        _edit(weights, lambda d: b"\x07" * 8 + d[8:])  # a header length no file has
+    return str(folder)
+
+
 def _vllm(e: Env, mode: str, suffix: str = "") -> list[str]:
     server = fake_vllm.serve(mode)
     e.servers.append(server)
@@ -204,6 +222,19 @@ CASES: list[tuple[str, Callable[[Env], list[str]], str]] = [
      "model folder .*no-target does not exist"),
     ("target folder without config.json", lambda e: e.transfer(None, "--target", str(e.folder("t"))),
      "has no config.json"),
+    ("target weights damaged", lambda e: e.transfer(None, "--target", _damaged_weights(e)),
+     "damaged-target: model.safetensors is damaged .*copy the model's files again"),
+    ("hub model neither reachable nor pinned", lambda e: e.transfer(None, "--target", "org/never-downloaded"),
+     "cannot find which commit hub model 'org/never-downloaded' is at .*pin it with `revision: <commit sha>`"),
+    ("profile conflicts with the config file", lambda e: e.finetune(
+        "--profile", "cpu", "--config", str(e.file("c.yaml", "profile: paper\n"))),
+     "--profile cpu conflicts with profile: paper in the config; give one of them"),
+    # fleet upgrades
+    ("upgrade target missing", lambda e: ["upgrade", "--target", str(e.tmp / "no-target"), "--run-dir", str(e.run)],
+     "model folder .*no-target does not exist"),
+    ("upgrade registry URL unknown", lambda e: ["upgrade", "--target", str(e.models["gemma3"]), "--registry",
+                                                "nosuchdb://x", "--run-dir", str(e.run)],
+     "registry"),
     # bundles
     ("bundle folder missing", lambda e: e.transfer(e.tmp / "no-bundle"), "does not exist or is not a folder"),
     ("bundle is a file", lambda e: e.transfer(e.file("bundle.tar")), "does not exist or is not a folder"),
@@ -253,6 +284,8 @@ CASES: list[tuple[str, Callable[[Env], list[str]], str]] = [
     ("evaluate: adapter not translora's", _adapter_not_ours,
      "is not an adapter translora trained \\(its manifest names no base model\\)|manifest.json is missing"),
     ("evaluate: run without data", _adapter_without_data, "has no 'data' yet; run the command that produces it"),
+    ("evaluate: adapter from another run", _adapter_from_another_run,
+     "does not hold the filtered inputs that adapter .*elsewhere was distilled from .*give the --run-dir"),
     # generation settings
     ("unknown backend", lambda e: e.finetune("--set", "generation.backend=tensorrt"),
      "invalid config: generation.backend: Input should be 'hf' or 'vllm'"),

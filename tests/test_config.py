@@ -78,3 +78,46 @@ def test_flows_take_typed_parameters_validated_before_the_run():
     assert good["config"].filter.n_keep == 5 and good["config"].synthesis == load_config("cpu").synthesis
     with pytest.raises(ParameterTypeError):
         transfer.validate_parameters({"bundle": "b", "config": {"filter": {"n_keep": "many"}}, "run_dir": "r"})
+
+
+def test_profile_named_in_a_file_or_override_gets_that_profiles_values(tmp_path):
+    paper = load_config("paper")
+    path = tmp_path / "c.yaml"
+    path.write_text("profile: paper\nfilter: {n_keep: 7}\n")
+    from_file = load_config(path=path)
+    assert from_file.profile == "paper" and from_file.filter.n_keep == 7
+    assert from_file.source_train == paper.source_train and from_file.synthesis == paper.synthesis
+    from_override = load_config(overrides=["profile=paper"])
+    assert from_override == paper
+    assert load_config("paper", path) == from_file  # naming the same profile twice is fine
+
+
+def test_a_profile_flag_that_conflicts_with_the_file_is_refused(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("profile: paper\n")
+    with pytest.raises(ConfigError, match="--profile cpu conflicts with profile: paper"):
+        load_config("cpu", path)
+
+
+def test_a_new_target_id_keeps_the_targets_other_settings():
+    cfg = load_config(overrides=["target_model={id: old, dtype: bfloat16, revision: abc123}"])
+    moved = cfg.with_target("org/new")
+    assert moved.target_model.id == "org/new"
+    assert (moved.target_model.dtype, moved.target_model.revision) == ("bfloat16", "abc123")
+
+
+def test_the_upgrade_trigger_passes_the_target_id_only():
+    """The event's payload names a model; the deployment's config keeps the target's dtype, revision and trust."""
+    from pathlib import Path
+
+    import yaml
+
+    from flows.upgrade import upgrade
+
+    spec = yaml.safe_load((Path(__file__).parents[1] / "deployments" / "prefect.yaml").read_text())
+    triggers = [t for d in spec["deployments"] for t in d.get("triggers", [])]
+    assert triggers and all(t["parameters"]["target"] == "{{ event.payload.target }}" for t in triggers)
+    checked = upgrade.validate_parameters({"target": "org/new", "config": {"target_model": {"id": "x",
+                                                                                            "dtype": "bfloat16"}},
+                                           "run_dir": "r"})
+    assert checked["target"] == "org/new"

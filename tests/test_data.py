@@ -1,14 +1,13 @@
-import io
 import json
 import random
-import tarfile
 
 import pytest
 
 from translora.config import TaskSpec
+from translora.data import bigbench
 from translora.data import boolean_expressions as be
 from translora.data import load_task
-from translora.data.bigbench import SDIST
+from translora.data.records import choices_from_targets
 from translora.errors import DataError
 
 
@@ -54,35 +53,64 @@ def test_jsonl_task_and_its_errors(tmp_path):
         load_task(TaskSpec(name="squad"), 0, tmp_path)
 
 
-def _fake_sdist(home, task: str, examples: list[dict], prefix: str = ""):
-    (home / "downloads").mkdir(parents=True)
-    body = json.dumps({"description": "fake", "task_prefix": prefix, "examples": examples}).encode()
-    with tarfile.open(home / "downloads" / SDIST, "w:gz") as tar:
-        info = tarfile.TarInfo(f"bigbench-1.0.0/bigbench/benchmark_tasks/{task}/task.json")
-        info.size = len(body)
-        tar.addfile(info, io.BytesIO(body))
+# The vendored BIG-Bench Hard release: 27 tasks, 250 examples each except these three.
+BBH_COUNTS = {name: 250 for name in (
+    "boolean_expressions", "date_understanding", "disambiguation_qa", "dyck_languages", "formal_fallacies",
+    "geometric_shapes", "hyperbaton", "logical_deduction_five_objects", "logical_deduction_seven_objects",
+    "logical_deduction_three_objects", "movie_recommendation", "multistep_arithmetic_two", "navigate",
+    "object_counting", "reasoning_about_colored_objects", "ruin_names", "salient_translation_error_detection",
+    "sports_understanding", "temporal_sequences", "tracking_shuffled_objects_five_objects",
+    "tracking_shuffled_objects_seven_objects", "tracking_shuffled_objects_three_objects", "web_of_lies",
+    "word_sorting")} | {"causal_judgement": 187, "penguins_in_a_table": 146, "snarks": 178}
 
 
-def test_bigbench_reader_uses_target_scores(tmp_path):
-    examples = [{"input": f"s{i}", "target_scores": {"plausible": i % 2, "implausible": 1 - i % 2}}
-                for i in range(30)]
-    _fake_sdist(tmp_path, "sports_understanding", examples, prefix="Is it plausible?")
-    data = load_task(TaskSpec(name="bbh:sports_understanding", n_train=20, n_test=10), 0, tmp_path)
-    assert data.card.choices == ["implausible", "plausible"]
-    assert all(e.input.startswith("Is it plausible?\ns") for e in data.train)
-    by_input = {e.input.split("\n")[1]: e.target for e in data.train + data.test}
-    assert by_input["s1"] == "plausible" and by_input["s2"] == "implausible"
+def test_every_vendored_bbh_task_loads_with_its_example_count():
+    assert len(BBH_COUNTS) == 27 and bigbench.task_names() == sorted(BBH_COUNTS)
+    for name, count in BBH_COUNTS.items():
+        examples, _, description = bigbench.load(name)
+        assert len(examples) == count, name
+        assert all(e.input.strip() and e.target.strip() for e in examples), name
+        assert description.startswith("BIG-Bench Hard: ")
 
 
-def test_bigbench_missing_sdist_says_run_setup(tmp_path):
-    with pytest.raises(DataError, match="scripts/setup.sh"):
-        load_task(TaskSpec(name="bbh:navigate"), 0, tmp_path)
+def test_multiple_choice_bbh_task(tmp_path):
+    data = load_task(TaskSpec(name="bbh:temporal_sequences", n_train=200, n_test=50), 0, tmp_path)
+    assert data.card.choices == ["(A)", "(B)", "(C)", "(D)"]
+    assert all(e.target in data.card.choices for e in data.train + data.test)
+    assert data.card.name == "temporal_sequences" and "suzgunmirac/BIG-Bench-Hard" in data.card.source
+    assert data.card.for_bundle()["source"] == data.card.source  # not mistaken for a local file path
+    assert bigbench.load("causal_judgement")[1] == ["No", "Yes"]
+    assert bigbench.load("formal_fallacies")[1] == ["invalid", "valid"]
 
 
-@pytest.mark.real
-def test_real_bigbench_task_from_the_sdist():
-    from translora.models import translora_home
+@pytest.mark.parametrize("name", ["word_sorting", "dyck_languages", "object_counting", "multistep_arithmetic_two"])
+def test_free_form_bbh_task_has_no_choices(name):
+    assert bigbench.load(name)[1] is None
 
-    data = load_task(TaskSpec(name="bbh:sports_understanding", n_train=200, n_test=100), 0, translora_home())
-    assert data.card.choices == ["implausible", "plausible"]
-    assert len(data.train) == 200 and all(e.target in data.card.choices for e in data.train)
+
+def test_bbh_boolean_expressions_stays_generated(tmp_path):
+    data = load_task(TaskSpec(name="bbh:boolean_expressions", n_train=300, n_test=10), 0, tmp_path)
+    assert data.card.source.startswith("generated") and len(data.train) == 300  # the file has only 250
+
+
+def test_unknown_bbh_task_names_the_known_ones():
+    with pytest.raises(DataError, match="unknown BIG-Bench Hard task 'causal_judgment'; known tasks: "
+                                        "boolean_expressions, causal_judgement, .*, word_sorting$"):
+        bigbench.load("causal_judgment")
+
+
+def test_choices_rule_is_shared():
+    assert choices_from_targets(["b", "a", "b"]) == ["a", "b"]
+    assert choices_from_targets(str(i) for i in range(10)) is not None
+    assert choices_from_targets(str(i) for i in range(11)) is None
+
+
+@pytest.mark.parametrize("name", ["bbh:boolean_expressions", "bbh:navigate"])
+def test_the_train_split_does_not_move_with_n_test(name, tmp_path):
+    """Runs with another test size train the same source adapter on the same examples."""
+    small = load_task(TaskSpec(name=name, n_train=40, n_test=20), 0, tmp_path)
+    large = load_task(TaskSpec(name=name, n_train=40, n_test=80), 0, tmp_path)
+    assert small.train == large.train
+    assert large.test[:20] == small.test  # and a larger test split extends a smaller one
+    other_seed = load_task(TaskSpec(name=name, n_train=40, n_test=20), 1, tmp_path)
+    assert other_seed.train != small.train

@@ -190,3 +190,12 @@ def test_generated_labels_report_the_answers_cut_at_max_new_tokens(finetuned, ti
     kept = len((filtered / "kept.jsonl").read_text().splitlines())
     # a random tiny teacher never writes the newline that ends an answer: every answer runs to the 3-token cap
     assert metrics["cut_at_max_new_tokens"] == kept == metrics["labelled"] + metrics["dropped"]
+
+
+def test_a_recomputed_bundle_has_the_same_content_hash(finetuned, tmp_path):
+    """Bundles are content-addressed outputs: the same inputs give the same bytes (no wall-clock time inside)."""
+    cfg, store, _, bundle = finetuned
+    _, adapter, emitted = transfer(cfg, store, bundle)
+    again = execute(stages.EMIT_BUNDLE, cfg, {"bundle": bundle, "adapter": adapter}, {"target": cfg.target_model},
+                    Store(tmp_path / "other-store"))
+    assert not again.cached and Bundle(again.path).hash == Bundle(emitted).hash

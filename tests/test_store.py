@@ -167,3 +167,56 @@ def test_a_stage_keyed_on_one_field_ignores_the_rest_of_its_section(tiny_models)
 
     assert distillation("label.targets=hard") != distillation("label.targets=soft")
     assert distillation("label.temperature=0.25") != distillation()
+
+
+def test_a_stage_reads_only_the_config_it_declares():
+    """A read of an undeclared setting fails at once: the key would not cover it, so a cached output could be
+    served for another value of it."""
+    from translora.stage import ConfigView
+
+    view = ConfigView(load_config("cpu"), ("filter.n_keep", "seed", "generation"))
+    assert view.filter.n_keep == load_config("cpu").filter.n_keep and view.seed == 0
+    assert view.generation.dtype == "bfloat16"
+    with pytest.raises(AttributeError, match="config.filter.mode, which its Stage declaration does not name"):
+        view.filter.mode
+    with pytest.raises(AttributeError, match="config.task"):
+        view.task
+
+
+def test_negatives_do_not_depend_on_the_discriminators_training_settings():
+    from translora import stages
+
+    a = load_config("cpu")
+    b = load_config("cpu", overrides=["discriminator.train.lr=0.5", "discriminator.adapter.r=4"])
+    c = load_config("cpu", overrides=["discriminator.n_negatives=17"])
+    sections = stages.NEGATIVES.sections
+    assert a.section(*sections) == b.section(*sections) != c.section(*sections)
+
+
+def test_a_run_folder_that_is_not_a_link_is_refused_without_a_trace(tmp_path):
+    from translora.errors import ArtifactError
+
+    run = RunIndex(tmp_path / "run")
+    (run.root / "data").mkdir(parents=True)
+    with pytest.raises(ArtifactError, match="is a real folder"):
+        run.record("data", "prepare-data", "k", tmp_path)
+    assert sorted(p.name for p in run.root.iterdir()) == [".index.lock", "data"]  # no index entry, no stray link
+
+
+def test_hub_models_are_fingerprinted_by_the_commit_they_resolve_to(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from translora.errors import ModelNotFoundError
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(ModelNotFoundError, match="pin it with `revision: <commit sha>`"):
+        models.fingerprint(ModelSpec(id="org/model"))
+    pinned = models.fingerprint(ModelSpec(id="org/model", revision="a" * 40))
+    assert pinned != models.fingerprint(ModelSpec(id="org/model", revision="b" * 40))
+    refs = tmp_path / "models--org--model" / "refs"
+    refs.mkdir(parents=True)
+    (refs / "main").write_text("1" * 40)
+    first = models.fingerprint(ModelSpec(id="org/model"))
+    (refs / "main").write_text("2" * 40)  # the hub's main moved on: outputs made on the old weights are not reused
+    assert models.fingerprint(ModelSpec(id="org/model")) != first

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,8 +44,9 @@ class Hop(BaseModel):
     base_model: str
     base_model_hash: str
     adapter_hash: str
-    how: str  # "finetuned on the task data" | "transferred from <previous base>"
-    at: float
+    how: str  # "finetuned on the task data" | "imported from <where>" | "transferred from <previous base>"
+    # No time here: a bundle is a content-addressed output, so the same inputs must give the same bytes. When a hop
+    # was made is in the store's manifest.json beside the bundle (created_at). Older bundles' `at` is ignored.
 
 
 class BundleInfo(BaseModel):
@@ -226,7 +226,7 @@ def chain(previous: Bundle, adapter: Path, target: ModelSpec, target_hash: str, 
     """A bundle whose source is `adapter` on `target`, from the bundle it was transferred from."""
     adapter_hash = folder_hash(adapter)
     hop = Hop(base_model=target.id, base_model_hash=target_hash, adapter_hash=adapter_hash,
-              how=f"transferred from {previous.info.source_model.id}", at=time.time())
+              how=f"transferred from {previous.info.source_model.id}")
     info = previous.info.model_copy(update={
         "source_model": target, "source_model_hash": target_hash, "source_adapter_hash": adapter_hash,
         "provenance": [*previous.info.provenance, hop],

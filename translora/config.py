@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from translora.errors import ConfigError
 
-PROFILES = ("cpu", "paper")
+PROFILES = ("cpu", "paper")  # the first is the default
 
 
 class Section(BaseModel):
@@ -207,7 +207,7 @@ class Config(Section):
     the dict overrides it section by section, so a partial dict (Prefect deployment parameters, a form in the
     Prefect UI) is a full config, validated once."""
 
-    profile: Literal["cpu", "paper"] = "cpu"
+    profile: Literal[PROFILES] = PROFILES[0]  # type: ignore[valid-type]
     seed: int = 0
     source_model: ModelSpec = ModelSpec(id="embedded:smollm2-135m-instruct")
     target_model: ModelSpec = ModelSpec(id="embedded:gemma3-270m")
@@ -229,7 +229,7 @@ class Config(Section):
     @classmethod
     def _over_profile(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            return _deep_merge(profile_dict(data.get("profile", "cpu")), data)
+            return _deep_merge(profile_dict(data.get("profile", PROFILES[0])), data)
         return data
 
     @model_validator(mode="after")
@@ -237,6 +237,11 @@ class Config(Section):
         if self.filter.max_generated < self.filter.n_keep:
             raise ValueError("filter.max_generated must be at least filter.n_keep")
         return self
+
+    def with_target(self, model_id: str) -> "Config":
+        """This config moved to another target model: the id only, so the target's dtype, revision and trust
+        settings stay as configured (the CLI's --target and the upgrade trigger's payload name just a model)."""
+        return self.model_copy(update={"target_model": self.target_model.model_copy(update={"id": model_id})})
 
     @property
     def discriminator_base(self) -> ModelSpec:
@@ -303,47 +308,53 @@ def profile_dict(name: str) -> dict:
 
 
 def load_config(
-    profile: str = "cpu", path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()
+    profile: str | None = None, path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> Config:
-    data = profile_dict(profile)
-    if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"config file {path} does not exist; give an existing YAML file with --config")
-        if path.is_dir():
-            raise ConfigError(f"config path {path} is a directory; give the YAML file itself (--config FILE)")
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML") \
-                from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path} ({exc.strerror}); check its permissions") from None
-        try:
-            user = yaml.safe_load(text)
-        except yaml.YAMLError as exc:  # its own message spans several lines; one line names the problem
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ConfigError(f"config file {path} is not valid YAML{where}: "
-                              f"{getattr(exc, 'problem', None) or exc}; fix the file there") from None
-        if user is None:  # an empty file changes nothing
-            user = {}
-        if not isinstance(user, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of sections (e.g. `filter: {{n_keep: 32}}`), "
-                              f"not a {type(user).__name__}")
-        data = _deep_merge(data, user)
+    """profile <- the YAML file at `path` <- `section.field=value` overrides. The profile is decided first (the
+    file's or an override's `profile`, else `profile`, else cpu) and merged once, so `profile: paper` in a file
+    gets the paper profile's values, not the cpu profile's under the paper label."""
+    user: dict = _read_config_file(Path(path)) if path is not None else {}
     for item in overrides:
-        data = _deep_merge(data, _parse_override(item))
+        user = _deep_merge(user, _parse_override(item))
+    chosen = user.get("profile", profile) or PROFILES[0]
+    if profile is not None and chosen != profile:
+        raise ConfigError(f"--profile {profile} conflicts with profile: {chosen} in the config; give one of them")
     # pydantic would say only "Extra inputs are not permitted"; a misspelt section deserves a suggestion
     import difflib
 
-    for key in data:
+    for key in user:
         if key not in Config.model_fields:
             close = difflib.get_close_matches(key, Config.model_fields, n=1)
             raise ConfigError(f"unknown config section {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                               + f"; known sections: {', '.join(Config.model_fields)}")
-    data["profile"] = data.get("profile", profile)
-    return validate_config(data)
+    return validate_config(_deep_merge(profile_dict(chosen), user | {"profile": chosen}))
+
+
+def _read_config_file(path: Path) -> dict:
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist; give an existing YAML file with --config")
+    if path.is_dir():
+        raise ConfigError(f"config path {path} is a directory; give the YAML file itself (--config FILE)")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML") \
+            from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path} ({exc.strerror}); check its permissions") from None
+    try:
+        user = yaml.safe_load(text)
+    except yaml.YAMLError as exc:  # its own message spans several lines; one line names the problem
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}: "
+                          f"{getattr(exc, 'problem', None) or exc}; fix the file there") from None
+    if user is None:  # an empty file changes nothing
+        return {}
+    if not isinstance(user, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections (e.g. `filter: {{n_keep: 32}}`), "
+                          f"not a {type(user).__name__}")
+    return user
 
 
 def validate_config(data: dict) -> Config:

@@ -73,6 +73,7 @@ def evaluate(
     batch_size: int = 16,
     limit: int | None = None,
     trust_remote_code: bool = False,
+    revision: str | None = None,
 ) -> dict:
     """Accuracy of model (+ adapter) on the local task; returns {"accuracy", "stderr", "n", "samples"}."""
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -82,6 +83,8 @@ def evaluate(
     from translora.lm_eval_model import PromptAlignedHFLM
 
     model_args: dict = {"pretrained": model_path, "dtype": dtype, "trust_remote_code": trust_remote_code}
+    if revision:  # a pinned hub model is evaluated at the revision it was trained at
+        model_args["revision"] = revision
     if adapter is not None:
         model_args["peft"] = str(adapter)
     manager = TaskManager(include_path=str(task_dir), include_defaults=False)

@@ -118,12 +118,57 @@ def resolve(spec: ModelSpec) -> Path | str:
     return spec.id
 
 
+def check_model(spec: ModelSpec) -> Path | str:
+    """`resolve`, and for a local folder that each safetensors weights file opens (its header is read, not the
+    weights), so a damaged file is one clear error before any flow starts, not a SafetensorError inside one; for a
+    hub id, that the commit it is at can be found (`hub_commit`)."""
+    where = resolve(spec)
+    if isinstance(where, str):
+        hub_commit(where, spec.revision)
+    else:
+        from safetensors import safe_open
+
+        for file in sorted(where.glob("*.safetensors")):
+            try:
+                with safe_open(str(file), framework="pt") as weights:
+                    weights.keys()
+            except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for a damaged file
+                raise ModelNotFoundError(f"model folder {where}: {file.name} is damaged ({str(exc)[:200]}); copy "
+                                         "the model's files again") from None
+    return where
+
+
 def fingerprint(spec: ModelSpec) -> str:
     """A content hash of the model's weights and config, for store keys and manifests."""
     where = resolve(spec)
     if isinstance(where, Path):
         return folder_fingerprint(where)
-    return hash_json({"hub": where, "revision": spec.revision})
+    return hash_json({"hub": where, "commit": hub_commit(where, spec.revision)})
+
+
+def hub_commit(repo_id: str, revision: str | None) -> str:
+    """The commit a hub model's revision points at: asked of the hub, else read from the local hub cache (what
+    transformers would load offline). A hub model's weights can change under one name, so a key made of the name
+    alone would serve stale outputs; with neither answer, a pinned revision stands for itself and an unpinned
+    model is refused."""
+    from huggingface_hub import HfApi, constants
+
+    if not constants.HF_HUB_OFFLINE:
+        try:
+            sha = HfApi().model_info(repo_id, revision=revision).sha
+            if sha:
+                return sha
+        except Exception:  # noqa: BLE001 - unreachable hub, unknown repo: fall back to the cache and the pin
+            pass
+    ref = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "refs" / (revision or "main")
+    if ref.is_file():
+        return ref.read_text().strip()
+    if revision:
+        return revision
+    raise ModelNotFoundError(
+        f"cannot find which commit hub model {repo_id!r} is at (the hub is unreachable and it is not in the local "
+        "hub cache), so its outputs could not be told apart from another version's; pin it with "
+        f"`revision: <commit sha>` in its model settings, or download it first")
 
 
 def folder_fingerprint(folder: Path) -> str:

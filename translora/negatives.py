@@ -141,8 +141,8 @@ def corrupt(real_inputs: list[str], n: int, seed: int = 0) -> list[Negative]:
 
 def mix(synthetic: list[str], corrupted: list[Negative], real_inputs: list[str], n: int, seed: int = 0
         ) -> list[Negative]:
-    """Up to `n` distinct negatives, half model-written and half corrupted where both have enough, the other
-    filling in where one runs short; anything that duplicates a real input (whitespace-normalized) is dropped, since a
+    """Up to `n` distinct negatives: the model-written ones, then the corrupted ones (the caller sizes both from
+    discriminator.corrupted_fraction); anything that duplicates a real input (whitespace-normalized) is dropped, since a
     real input labelled "no" teaches the discriminator the opposite of the truth."""
     real = {exact(x) for x in real_inputs}
     seen: set[str] = set()
@@ -159,9 +159,6 @@ def mix(synthetic: list[str], corrupted: list[Negative], real_inputs: list[str],
     rng = random.Random(seed)
     model_written = fresh([Negative(input=x, source="synthetic") for x in synthetic])
     made = fresh(corrupted)
-    rng.shuffle(model_written)
-    rng.shuffle(made)
-    n_model = min(len(model_written), max(n // 2, n - len(made)))
-    chosen = model_written[:n_model] + made[: n - n_model]
+    chosen = (model_written + made)[:n]
     rng.shuffle(chosen)
     return chosen

@@ -19,9 +19,27 @@ from translora.store import Store, code_version, stage_key
 Progress = Callable[[float], None] | None
 
 
+class ConfigView:
+    """The parts of a Config one stage declared (whole sections, or `section.field`). Reading anything else raises,
+    because the stage's store key would not cover it: a cached output could then be served for another setting."""
+
+    def __init__(self, config: Any, declared: tuple[str, ...], prefix: str = ""):
+        self._config, self._declared, self._prefix = config, declared, prefix
+
+    def __getattr__(self, name: str) -> Any:
+        path = f"{self._prefix}{name}"
+        value = getattr(self._config, name)
+        if any(path == d or path.startswith(d + ".") for d in self._declared):
+            return value
+        if any(d.startswith(path + ".") for d in self._declared):  # some of its fields are declared
+            return ConfigView(value, self._declared, path + ".")
+        raise AttributeError(f"a stage read config.{path}, which its Stage declaration does not name, so its store "
+                             f"key would not cover it; add {path!r} to the stage's sections")
+
+
 @dataclass
 class StageContext:
-    config: Config
+    config: Any  # a ConfigView of the Config: the declared sections only
     inputs: dict[str, Path | None]  # input folders by declared name
     models: dict[str, ModelSpec]  # base models by declared name
     out: Path  # a temporary folder that becomes the output when the function returns
@@ -79,7 +97,7 @@ def execute(stage: Stage, config: Config, inputs: dict[str, Path | None], models
         work = store.work_dir(key)
         work.mkdir(parents=True, exist_ok=True)
         with store.writing(stage.name, key) as tmp:
-            metrics = stage.run(StageContext(config, inputs, models, tmp, store.path(stage.name, key), work,
+            metrics = stage.run(StageContext(ConfigView(config, stage.sections), inputs, models, tmp, store.path(stage.name, key), work,
                                              store.log_dir(key), progress))
             recorded = {"sha256": hash_json(sections)} if stage.private_config else sections
             write_manifest(tmp, Manifest(stage=stage.name, key=key, config=recorded, inputs=hashes, models=prints,

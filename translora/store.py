@@ -203,15 +203,15 @@ class RunIndex:
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".index.lock", "a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)  # concurrent tasks of one run record their slots one at a time
+            link = self.root / slot
+            if link.exists() and not link.is_symlink():  # refused before anything is written
+                raise ArtifactError(f"{link} is a real folder, not a link into the store; move it away")
             entries = self.entries()
             entries[slot] = IndexEntry(stage=stage, key=key, path=str(path), recorded_at=time.time())
             write_json(self.root / INDEX, {"slots": {s: e.model_dump() for s, e in sorted(entries.items())}})
-            link = self.root / slot
             link.parent.mkdir(parents=True, exist_ok=True)
             tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex[:8]}.link")
             os.symlink(path, tmp)
-            if link.exists() and not link.is_symlink():
-                raise ArtifactError(f"{link} is a real folder, not a link into the store; move it away")
             os.replace(tmp, link)
         return link
 

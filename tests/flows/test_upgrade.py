@@ -58,7 +58,7 @@ def test_upgrade_isolates_a_failed_bundle_registers_the_rest_and_a_rerun_redoes_
     config = load_config("cpu", overrides=base)
     run_dir = str(tmp_path / "upgrades")
     # max_regression 1.0: tiny random models score at chance either way; the gate has its own test below
-    first = upgrade(target, config, run_dir, url, "test-gpu", 1.0, return_state=True)
+    first = upgrade(target.id, config, run_dir, url, "test-gpu", 1.0, return_state=True)
     assert first.is_failed() and "globex" in first.message and "acme" not in first.message, first.message
 
     rows = {r["bundle"]: r for r in _summary()}
@@ -80,7 +80,7 @@ def test_upgrade_isolates_a_failed_bundle_registers_the_rest_and_a_rerun_redoes_
         assert [r.id for r in registry.outdated(target.id)] == ["globex"]
 
     shutil.move(hidden, globex_bundle)  # the operator fixes globex's bundle and retries
-    second = upgrade(target, config, run_dir, url, "test-gpu", 1.0, return_state=True)
+    second = upgrade(target.id, config, run_dir, url, "test-gpu", 1.0, return_state=True)
     assert second.is_completed(), second.message
     assert [r["id"] for r in second.result()] == ["globex"]  # acme was not transferred again
     with open_registry(url) as registry:
@@ -89,7 +89,7 @@ def test_upgrade_isolates_a_failed_bundle_registers_the_rest_and_a_rerun_redoes_
 
     # The next upgrade starts from the transferred bundles: gemma3 -> a second llama base.
     next_target = ModelSpec(id=str(tiny_models["llama-b"]))
-    third = upgrade(next_target, config, run_dir, url, "test-gpu", 1.0, return_state=True)
+    third = upgrade(next_target.id, config, run_dir, url, "test-gpu", 1.0, return_state=True)
     assert third.is_completed(), third.message
     with open_registry(url) as registry:
         chain = registry.lineage(child_id(child_id("acme", target.id), next_target.id))
@@ -106,7 +106,7 @@ def test_a_transfer_worse_than_the_target_base_is_refused_and_not_registered(tin
         registry.add("acme", "acme-corp", bundle, eval_set=str(eval_set))
     target = ModelSpec(id=str(tiny_models["gemma3"]))
     # max_regression -1: the adapter would have to beat the target base by 100 points, so it is refused
-    state = upgrade(target, load_config("cpu", overrides=base), str(tmp_path / "up"), url, "test-gpu", -1.0,
+    state = upgrade(target.id, load_config("cpu", overrides=base), str(tmp_path / "up"), url, "test-gpu", -1.0,
                     return_state=True)
     assert state.is_failed() and "1 refused" in state.message and "acme" in state.message, state.message
     row = _summary()[0]
@@ -141,6 +141,8 @@ def test_cli_upgrade_exits_non_zero_naming_the_failed_bundle(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'registry.db'}"
     with open_registry(url) as registry:
         registry.add("initech", "initech-llc", broken)
-    code = main(["upgrade", "--target", "org/new", "--registry", url, "--run-dir", str(tmp_path / "run"),
+    # a hub id pinned to a commit passes the input checks (nothing here can reach the hub); the bundle then fails
+    code = main(["upgrade", "--target", "org/new", "--set", f"target_model.revision={'0' * 40}", "--registry", url,
+                 "--run-dir", str(tmp_path / "run"),
                  "--concurrency-limit", "test-cli"])
     assert code == 1 and "1 of 1 bundles failed (initech)" in capsys.readouterr().err

@@ -54,7 +54,7 @@ def test_an_upgrade_runs_one_server_per_model_and_labels_every_bundle_on_one_mul
     # kept of what vLLM samples) cannot leave a bundle short of filter.n_keep.
     config = load_config("cpu", overrides=base + ["label.mode=generate", "filter.mode=none"]).model_copy(update={
         "generation": GenerationSpec(backend="vllm", vllm=VLLMSpec(max_model_len=512))})
-    state = upgrade(target, config, str(tmp_path / "upgrades"), url, "test-vllm-gpu", return_state=True)
+    state = upgrade(target.id, config, str(tmp_path / "upgrades"), url, "test-vllm-gpu", return_state=True)
     assert state.is_completed(), state.message
     assert sorted(row["id"] for row in state.result()) == ["acme", "globex"]
     with open_registry(url) as registry:

@@ -1,91 +1,66 @@
-"""BIG-bench tasks read from the bigbench 1.0.0 sdist (downloaded once by scripts/setup.sh, never installed)."""
+"""BIG-Bench Hard tasks read from the official release vendored in translora/data/bbh/ (see its README.md)."""
 
 from __future__ import annotations
 
 import json
-import tarfile
 from pathlib import Path
 
-from translora.artifacts import write_json
-from translora.data.records import Example
+from translora.data.records import Example, choices_from_targets
 from translora.errors import DataError
 
-SDIST = "bigbench-1.0.0.tar.gz"
-_MEMBER_PREFIX = "bigbench-1.0.0/bigbench/benchmark_tasks/"
+DATA = Path(__file__).with_name("bbh")
 
-# BBH tasks whose source data is in the sdist (boolean_expressions is generated instead; see boolean_expressions.py).
-BBH_TASKS = (
-    "causal_judgment", "date_understanding", "disambiguation_qa", "dyck_languages", "formal_fallacies",
-    "geometric_shapes", "hyperbaton", "logical_deduction", "movie_recommendation", "navigate", "object_counting",
-    "penguins_in_a_table", "reasoning_about_colored_objects", "ruin_names", "salient_translation_error_detection",
-    "snarks", "sports_understanding", "temporal_sequences", "tracking_shuffled_objects", "word_sorting",
-)
-
-
-def sdist_path(home: Path) -> Path:
-    return home / "downloads" / SDIST
-
-
-def extract_tasks(home: Path, names: tuple[str, ...] = BBH_TASKS) -> Path:
-    """Copy the task.json files of `names` out of the sdist into home/data/bigbench/ (one pass over the archive)."""
-    out = home / "data" / "bigbench"
-    missing = [n for n in names if not (out / n / "task.json").exists()]
-    if not missing:
-        return out
-    archive = sdist_path(home)
-    if not archive.exists():
-        raise DataError(f"the BIG-bench sdist is not at {archive}; run scripts/setup.sh (it downloads it once)")
-    with tarfile.open(archive) as tar:
-        for member in tar:
-            if not member.name.startswith(_MEMBER_PREFIX):
-                continue
-            rel = member.name[len(_MEMBER_PREFIX):]
-            _check_member(archive, member, out, rel)
-            if not member.isfile():
-                continue
-            task = rel.split("/", 1)[0]
-            if task in missing and rel.endswith("task.json"):
-                data = json.load(tar.extractfile(member))  # type: ignore[arg-type]
-                write_json(out / rel, data)
-    return out
+# One line per task family, from the release's bbh/README.md.
+_ABOUT = {
+    "boolean_expressions": "Evaluate the truth value of a random Boolean expression.",
+    "causal_judgement": "Given a short story, determine how a typical person would answer a causal question about it.",
+    "date_understanding": "Given a small set of sentences about a particular date, answer the question.",
+    "disambiguation_qa": "Determine the antecedent of an ambiguous pronoun, or that the sentence is ambiguous.",
+    "dyck_languages": "Predict the closing parentheses of a Dyck-4 word without its last few closing parentheses.",
+    "formal_fallacies": "Determine whether an argument can be logically deduced from the given statements.",
+    "geometric_shapes": "Name the geometric shape drawn by an SVG path element.",
+    "hyperbaton": "Given two English sentences, determine the one with the correct adjective order.",
+    "logical_deduction": "Deduce the order of a sequence of objects from clues about their positions.",
+    "movie_recommendation": "Given movies a user liked, recommend a new, relevant movie out of the choices.",
+    "multistep_arithmetic": "Solve a multi-step arithmetic expression.",
+    "navigate": "Given navigation steps, determine whether the agent ends up back at its starting point.",
+    "object_counting": "Count the objects of a given class among a person's possessions.",
+    "penguins_in_a_table": "Answer a question about the attributes of the penguins in a table.",
+    "reasoning_about_colored_objects": "Answer a simple question about the color of an object on a surface.",
+    "ruin_names": "Identify the one-character edit to an artist, band or movie name that makes it humorous.",
+    "salient_translation_error_detection": "Determine the type of error in an English translation of a German "
+                                           "sentence.",
+    "snarks": "Given two nearly-identical sentences, determine which one is sarcastic.",
+    "sports_understanding": "Determine whether a sentence about sports is plausible.",
+    "temporal_sequences": "Given a person's day, determine when they might have been free for another activity.",
+    "tracking_shuffled_objects": "Given objects' initial positions and pairwise swaps, determine their final "
+                                 "positions.",
+    "web_of_lies": "Evaluate the truth value of a Boolean function expressed as a word problem.",
+    "word_sorting": "Sort a list of words lexicographically.",
+}
 
 
-def _check_member(archive: Path, member: tarfile.TarInfo, out: Path, rel: str) -> None:
-    """Refuse a member that could write outside `out`: a link, an absolute path or one climbing out with `..`.
-    The published sdist has none, so such an archive was tampered with or is not that sdist."""
-    root = out.resolve()
-    target = (out / rel).resolve()
-    if member.issym() or member.islnk() or (target != root and root not in target.parents):
-        kind = f"a link to {member.linkname!r}" if member.issym() or member.islnk() else "a path outside the folder"
-        raise DataError(f"the BIG-bench sdist {archive} holds an unsafe member {member.name!r} ({kind}); it is not "
-                        "the published bigbench 1.0.0 archive: delete it and run scripts/setup.sh to download it again")
+def task_names() -> list[str]:
+    """The tasks of the vendored release (27)."""
+    return sorted(p.stem for p in DATA.glob("*.json"))
 
 
-def load(home: Path, name: str) -> tuple[list[Example], list[str] | None, str]:
-    """Examples, answer choices (None for free-form tasks) and the task description."""
-    root = extract_tasks(home, (name,))
-    files = sorted((root / name).rglob("task.json"))
-    if not files:
-        raise DataError(f"BIG-bench task {name!r} not found in the sdist; known BBH tasks: {', '.join(BBH_TASKS)}")
-    examples: list[Example] = []
-    choices: list[str] | None = None
-    description = ""
-    for file in files:  # tasks with subtasks (logical_deduction, ...) have one task.json per subtask
-        task = json.loads(file.read_text())
-        if "examples" not in task:
-            continue
-        description = description or task.get("description", "")
-        prefix = task.get("task_prefix", "")
-        for ex in task["examples"]:
-            if "target_scores" in ex:
-                scores = ex["target_scores"]
-                target = max(scores, key=scores.get)
-                options = list(scores)
-                choices = sorted(set(choices or []) | set(options))
-            else:
-                target = ex["target"] if isinstance(ex["target"], str) else ex["target"][0]
-            text = f"{prefix.strip()}\n{ex['input'].strip()}" if prefix.strip() else ex["input"].strip()
-            examples.append(Example(input=text, target=str(target)))
-    if not examples:
-        raise DataError(f"BIG-bench task {name!r} has no examples in the sdist (it may be generator-only)")
-    return examples, (choices if choices and len(choices) <= 10 else None), description
+def description(name: str) -> str:
+    about = next((text for family, text in _ABOUT.items() if name.startswith(family)), "")
+    return f"BIG-Bench Hard: {name.replace('_', ' ')}. {about}".strip()
+
+
+def load(name: str) -> tuple[list[Example], list[str] | None, str]:
+    """Examples, answer choices (None for free-form tasks) and a one-line description of a BIG-Bench Hard task."""
+    known = task_names()
+    if not known:
+        raise DataError(f"the vendored BIG-Bench Hard files are missing from {DATA}; reinstall translora")
+    if name not in known:
+        raise DataError(f"unknown BIG-Bench Hard task {name!r}; known tasks: {', '.join(known)}")
+    path = DATA / f"{name}.json"
+    try:
+        examples = [Example(input=ex["input"], target=ex["target"])
+                    for ex in json.loads(path.read_text(encoding="utf-8"))["examples"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DataError(f"the vendored BIG-Bench Hard file {path} is unreadable ({err}); reinstall translora") from err
+    return examples, choices_from_targets(e.target for e in examples), description(name)

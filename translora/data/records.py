@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pydantic import BaseModel, ConfigDict
+
+MAX_CHOICES = 10  # a task with more distinct targets than this is free-form
+BBH_SOURCE = "BIG-Bench Hard (suzgunmirac/BIG-Bench-Hard, vendored)"  # TaskCard.source of the bbh:<task> tasks
+
+
+def choices_from_targets(targets: Iterable[str]) -> list[str] | None:
+    """The answer choices of a task known only by its examples: its distinct targets, sorted, when there are at most
+    MAX_CHOICES of them; None (free-form generation) otherwise."""
+    distinct = sorted(set(targets))
+    return distinct if len(distinct) <= MAX_CHOICES else None
 
 
 class Example(BaseModel):
@@ -26,7 +38,8 @@ class TaskCard(BaseModel):
     def for_bundle(self) -> dict:
         """The card a bundle carries: the source's kind without its local path, and no count of the test split
         (stage 2 never sees the test split, so nothing derived from it leaves the run)."""
-        kind = "local jsonl file" if self.source.endswith(".jsonl") or "/" in self.source else self.source
+        local = self.source != BBH_SOURCE and (self.source.endswith(".jsonl") or "/" in self.source)
+        kind = "local jsonl file" if local else self.source
         return self.model_copy(update={"source": kind}).model_dump(exclude={"n_test"})
 
     def prompt(self, text: str) -> str:

@@ -12,20 +12,25 @@ from pydantic import ValidationError
 
 from translora.config import TaskSpec
 from translora.data import bigbench, boolean_expressions
-from translora.data.records import Example, TaskCard, TaskData
+from translora.data.records import BBH_SOURCE, Example, TaskCard, TaskData, choices_from_targets
 from translora.errors import DataError
 
 
-def _split(examples: list[Example], spec: TaskSpec, seed: int) -> tuple[list[Example], list[Example]]:
+def _split(loaded: "Loaded", spec: TaskSpec, seed: int) -> tuple[list[Example], list[Example]]:
+    """Train is the first n_train examples, test the next n_test, so the train split depends on n_train and the
+    seed only: runs with another n_test train the same source adapter. A fixed pool (a task file) is shuffled by
+    the seed first; a generator's sequence is already random and a longer one extends a shorter one."""
+    examples = loaded.examples
     need = spec.n_train + spec.n_test
     if len(examples) < need:
         raise DataError(
             f"task {spec.name!r} has {len(examples)} examples but n_train + n_test = {need}; lower task.n_train "
             "or task.n_test"
         )
-    shuffled = list(examples)
-    random.Random(seed).shuffle(shuffled)
-    return shuffled[spec.n_test: need], shuffled[: spec.n_test]
+    if not loaded.generated:
+        examples = list(examples)
+        random.Random(seed).shuffle(examples)
+    return examples[: spec.n_train], examples[spec.n_train: need]
 
 
 def _read_jsonl(path: Path) -> list[Example]:
@@ -72,6 +77,7 @@ class Loaded(NamedTuple):
     description: str
     source: str
     card_name: str
+    generated: bool = False  # a generator's sequence (not shuffled: its prefix is the same for any length)
 
 
 @dataclass(frozen=True)
@@ -85,20 +91,19 @@ class TaskSource:
 def _boolean_expressions(name: str, n: int, seed: int, home: Path) -> Loaded:
     return Loaded(boolean_expressions.generate(n, seed), ["True", "False"],
                   "Evaluate a random Boolean expression (BIG-bench generator rules).",
-                  "generated (BIG-bench boolean_expressions grammar)", name)
+                  "generated (BIG-bench boolean_expressions grammar)", name, generated=True)
 
 
 def _bbh(name: str, n: int, seed: int, home: Path) -> Loaded:
-    examples, choices, description = bigbench.load(home, name)
-    return Loaded(examples, choices, description, f"BIG-bench sdist {bigbench.SDIST}", name)
+    examples, choices, description = bigbench.load(name)
+    return Loaded(examples, choices, description, BBH_SOURCE, name)
 
 
 def _jsonl(name: str, n: int, seed: int, home: Path) -> Loaded:
     path = Path(name).expanduser()
     examples = _read_jsonl(path)
-    targets = sorted({e.target for e in examples})
-    return Loaded(examples, targets if len(targets) <= 10 else None, f"Local task from {path.name}", str(path),
-                  path.stem)
+    return Loaded(examples, choices_from_targets(e.target for e in examples), f"Local task from {path.name}",
+                  str(path), path.stem)
 
 
 # Exact task names first, then families by prefix; a new task source is one entry here.
@@ -128,7 +133,7 @@ def checker_for(task_name: str) -> Checker | None:
 
 def load_task(spec: TaskSpec, seed: int, home: Path) -> TaskData:
     loaded = task_source(spec.name).load(spec.name.partition(":")[2], spec.n_train + spec.n_test, seed, home)
-    train, test = _split(loaded.examples, spec, seed)
+    train, test = _split(loaded, spec, seed)
     card = TaskCard(
         name=loaded.card_name,
         description=loaded.description,

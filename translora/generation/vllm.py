@@ -73,11 +73,12 @@ class VLLMServer:
     """A vLLM OpenAI-compatible server for one model (+ optional LoRA), owned by the stage that starts it."""
 
     def __init__(self, spec: VLLMSpec, model_path: str, adapter: Path | None, log_file: Path,
-                 adapter_rank: int = 64, dtype: str = "float32", runtime_lora: bool = False, max_loras: int = 1):
+                 adapter_rank: int = 64, dtype: str = "float32", runtime_lora: bool = False, max_loras: int = 1,
+                 revision: str | None = None):
         """`runtime_lora`: LoRA enabled (ranks up to `adapter_rank`) for adapters loaded while it runs
         (/v1/load_lora_adapter), `max_loras` of them in one batch: one server labels for many bundles."""
         self.spec, self.model_path, self.adapter, self.log_file = spec, model_path, adapter, log_file
-        self.adapter_rank, self.dtype = adapter_rank, dtype
+        self.adapter_rank, self.dtype, self.revision = adapter_rank, dtype, revision
         self.runtime_lora, self.max_loras = runtime_lora, max_loras
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -91,6 +92,8 @@ class VLLMServer:
             "--dtype", self.dtype, "--max-model-len", str(self.spec.max_model_len),
             "--seed", "0",  # the server's default sampling seed; each request still sends its own
         ]
+        if self.revision:  # a hub model pinned to a revision is generated at that revision, as it is trained
+            cmd += ["--revision", self.revision, "--tokenizer-revision", self.revision]
         if self.spec.enforce_eager:
             cmd.append("--enforce-eager")
         if self.adapter is not None or self.runtime_lora:
@@ -178,7 +181,7 @@ def shared_servers(spec: VLLMSpec, shared: list[SharedModel], log_dir: Path) -> 
             server = VLLMServer(spec, str(resolve(item.model)), None,
                                 log_dir / f"vllm-{safe_name(item.model.id)}.log", item.lora_rank or LORA_RANKS[0],
                                 item.model.dtype, runtime_lora=item.lora_rank is not None,
-                                max_loras=item.max_loras)
+                                max_loras=item.max_loras, revision=item.model.revision)
             stack.callback(server.stop)  # registered first: a server that fails to start is stopped too
             urls[item.model.id] = server.start().url
         yield urls
@@ -207,7 +210,7 @@ class VLLMGenerator(Generator):
             return cls(url, name, description=description, request_timeout=spec.request_timeout)
         rank = adapter_rank(adapter) if adapter is not None else 64
         log = log_dir / f"vllm-{description.replace(' ', '-')}.log"
-        server = VLLMServer(spec, str(resolve(model)), adapter, log, rank, model.dtype).start()
+        server = VLLMServer(spec, str(resolve(model)), adapter, log, rank, model.dtype, revision=model.revision).start()
         return cls(server.url, ADAPTER_NAME if adapter is not None else BASE_NAME, server, description,
                    spec.request_timeout)
 

@@ -28,7 +28,8 @@ SOURCE_ADAPTER = Stage("train-source-adapter", train_source_adapter, ("source_ad
                        slot="finetune/source_adapter", inputs=("data",), models=("base",),
                        description="Training the source adapter")
 NEGATIVES = Stage("synthesize-negatives", synthesize_negatives,
-                  ("task", "synthesis", "discriminator", "seed", "generation"), slot="finetune/negatives",
+                  ("task", "synthesis", "discriminator.n_negatives", "discriminator.corrupted_fraction", "seed",
+                   "generation"), slot="finetune/negatives",
                   inputs=("data",), models=("base",), description="Synthesizing negatives on the source model")
 DISCRIMINATOR = Stage("train-discriminator", train_discriminator, ("discriminator", "seed"),
                       slot="finetune/discriminator", inputs=("data", "negatives"), models=("base",),

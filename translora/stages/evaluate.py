@@ -34,7 +34,7 @@ def evaluate(ctx: StageContext) -> dict:
     card, test = read_card(data), read_examples(data / "test.jsonl")
     name = evaluation.write_task(card, test, ctx.work / "lm_eval_task")
     result = evaluation.evaluate(str(models.resolve(model)), ctx.work / "lm_eval_task", name, adapter, model.dtype,
-                                 cfg.eval.batch_size, cfg.eval.limit, model.trust_remote_code)
+                                 cfg.eval.batch_size, cfg.eval.limit, model.trust_remote_code, model.revision)
     evaluation.write_task(card, test, ctx.out / "lm_eval_task", located_at=ctx.final / "lm_eval_task")
     shutil.rmtree(ctx.work / "lm_eval_task")
     write_jsonl(ctx.out / "samples.jsonl", result.pop("samples"))

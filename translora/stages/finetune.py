@@ -9,7 +9,7 @@ import random
 from translora import bundle as bundles
 from translora import discriminator as disc
 from translora import model_card, models, negatives
-from translora.artifacts import folder_hash, read_jsonl, read_manifest, write_json, write_jsonl
+from translora.artifacts import folder_hash, read_jsonl, write_json, write_jsonl
 from translora.data import load_task
 from translora.errors import DataError
 from translora.generation import open_generator
@@ -122,7 +122,7 @@ def write_bundle(ctx: StageContext) -> dict:
         source_adapter_hash=adapter_hash, discriminator_adapter_hash=folder_hash(discriminator),
         n_seeds=len(seeds),
         provenance=[bundles.Hop(base_model=source_model.id, base_model_hash=source_hash, adapter_hash=adapter_hash,
-                                how="finetuned on the task data", at=read_manifest(source).created_at)],
+                                how="finetuned on the task data")],
     )
     bundles.write(ctx.out, info, card, seeds, source, discriminator, ctx.config.trust.signing_key)
     return {"n_seeds": len(seeds)}

@@ -30,7 +30,7 @@ def synthesize_and_filter(ctx: StageContext) -> dict:
     bundle = bundles.Bundle(ctx.inputs["bundle"])
     mode, want, budget = cfg.filter.mode, cfg.filter.n_keep, cfg.filter.max_generated
     if mode in ("seeds_only", "random_text"):
-        inputs = bundle.seeds if mode == "seeds_only" else random_text(len(bundle.seeds), want, cfg.seed)
+        inputs = bundle.seeds if mode == "seeds_only" else random_text(bundle.seeds, want, cfg.seed)
         write_jsonl(ctx.out / "candidates.jsonl", [Candidate(input=x, margin=0.0, kept=True) for x in inputs])
         write_jsonl(ctx.out / "kept.jsonl", [{"input": x} for x in inputs])
         return {"mode": mode, "generated": 0, "distinct": len(inputs), "kept": len(inputs), "acceptance_rate": 1.0}
@@ -93,10 +93,13 @@ RANDOM_WORDS = ("time person year way day thing man world life hand part child e
                 "great little own other old right big high different small large next early young important").split()
 
 
-def random_text(n_words_hint: int, n: int, seed: int) -> list[str]:
-    """The paper's "random" ablation: word salad of a similar length, carrying nothing of the task."""
+def random_text(seeds: list[str], n: int, seed: int) -> list[str]:
+    """The paper's "random" ablation: word salad as long as the seed inputs (in words), carrying nothing of the
+    task."""
     rng = random.Random(seed)
-    return [" ".join(rng.choice(RANDOM_WORDS) for _ in range(rng.randint(5, 12 + n_words_hint))) for _ in range(n)]
+    lengths = [max(1, len(s.split())) for s in seeds]
+    return [" ".join(rng.choice(RANDOM_WORDS) for _ in range(rng.randint(min(lengths), max(lengths))))
+            for _ in range(n)]
 
 
 def label(ctx: StageContext) -> dict:
