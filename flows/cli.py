@@ -91,6 +91,12 @@ def parser() -> argparse.ArgumentParser:
     _store(gc)
     gc.add_argument("--keep", type=Path, action="append", default=[], metavar="RUN_DIR",
                     help="also keep what this run directory references (e.g. one moved since its last use)")
+    st = sub.add_parser("store", help="check the artifact store")
+    verify = st.add_subparsers(dest="store_command", required=True).add_parser(
+        "verify", help="check every store output against its manifest; prints the damaged ones and exits 1 if any")
+    _store(verify)
+    verify.add_argument("--repair", action="store_true",
+                        help="move damaged outputs aside (to <store>/damaged/) so the next run computes them again")
     sub.add_parser("prepare", help="convert the embedded models and extract BIG-bench data (done by setup)")
     key = sub.add_parser("keygen", help="make a key to sign bundles with (trust.signing_key) and to verify them "
                                         "(trust.trusted_keys)")
@@ -146,6 +152,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         os.environ["TRANSLORA_STORE"] = str(args.store.resolve())  # read by every stage task, in any process
     if args.command == "gc":
         return _gc(args.keep)
+    if args.command == "store":
+        return _store_cmd(args)
     cfg = command_config(args)
     if args.command == "config":
         print(dump_config(cfg), end="")
@@ -304,6 +312,31 @@ def _gc(keep: list[Path]) -> int:
     removed, freed = store.gc(keep)
     print(f"store {store.root}: removed {removed} unreferenced outputs, freed {freed / 2**20:.1f} MiB")
     return 0
+
+
+def _store_cmd(args: argparse.Namespace) -> int:
+    """`translora store verify [--repair]`: the checks are Store.verify's; this prints them."""
+    from translora.store import Store
+
+    store = Store()
+    if not store.root.is_dir():
+        raise ConfigError(f"{store.root} does not exist, so it is no store; give the store with --store or "
+                          "$TRANSLORA_STORE")
+    count = sum(1 for _ in store.entries())
+    checked = f"{count} output{'' if count == 1 else 's'} checked"
+    damaged = store.verify(repair=args.repair)
+    for d in damaged:
+        moved = f"; moved to {d.moved_to}" if d.moved_to else ""
+        print(f"damaged: {d.stage} {d.key} {d.path}: {d.problem}{moved}")
+    if not damaged:
+        print(f"store {store.root}: {checked}, all intact")
+    elif args.repair:
+        print(f"store {store.root}: {checked}, {len(damaged)} damaged and moved aside to "
+              f"{store.root / 'damaged'}; the next run that needs them computes them again")
+    else:
+        print(f"store {store.root}: {checked}, {len(damaged)} damaged; `translora store verify "
+              f"--repair --store {store.root}` moves them aside so the next run computes them again")
+    return 1 if damaged and not args.repair else 0
 
 
 def _prepare() -> int:

@@ -220,3 +220,113 @@ def test_hub_models_are_fingerprinted_by_the_commit_they_resolve_to(tmp_path, mo
     first = models.fingerprint(ModelSpec(id="org/model"))
     (refs / "main").write_text("2" * 40)  # the hub's main moved on: outputs made on the old weights are not reused
     assert models.fingerprint(ModelSpec(id="org/model")) != first
+
+
+def _counted(counter: Path):
+    """A stage that writes result.txt and counts its runs in `counter`."""
+
+    def run(ctx) -> dict:
+        with open(counter, "a") as fh:
+            fh.write("ran\n")
+        (ctx.out / "result.txt").write_text("intact")
+        return {}
+
+    return run
+
+
+def test_a_damaged_entry_is_moved_aside_and_computed_again_on_reuse(tmp_path, caplog):
+    """Issue 22: a run folder's slots are links into the store, so an edit through a `cp -r` copy of a run edits
+    the entry every run shares. Reusing it must not serve it, nor fail every later run: the damaged entry goes to
+    <store>/damaged/<stage>/ (kept as evidence) and the same key is computed again in place."""
+    store, cfg, counter = Store(tmp_path / "store"), load_config("cpu"), tmp_path / "runs.txt"
+    stage = Stage("counted", _counted(counter), (), slot="counted")
+    first = execute(stage, cfg, {}, {}, store)
+    RunIndex(tmp_path / "run").record("counted", "counted", first.key, first.path)
+    shutil.copytree(tmp_path / "run", tmp_path / "copy", symlinks=True)  # what `cp -r` does: the links are copied
+    (tmp_path / "copy" / "counted" / "result.txt").write_text("edited in the copy")
+    assert "changed since: result.txt" in store.problem("counted", first.key)
+
+    with caplog.at_level("WARNING", logger="translora.stage"):
+        again = execute(stage, cfg, {}, {}, store)
+    assert again.key == first.key and again.path == first.path and not again.cached
+    assert counter.read_text() == "ran\nran\n"
+    assert (again.path / "result.txt").read_text() == "intact" and store.problem("counted", again.key) is None
+    assert (tmp_path / "run" / "counted" / "result.txt").read_text() == "intact"  # every run's link sees the repair
+    [aside] = (tmp_path / "store" / "damaged" / "counted").iterdir()
+    assert aside.name.startswith(first.key + "-") and (aside / "result.txt").read_text() == "edited in the copy"
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert str(first.path) in warning.getMessage() and str(aside) in warning.getMessage()
+    assert execute(stage, cfg, {}, {}, store).cached and counter.read_text() == "ran\nran\n"  # intact: reused
+    assert store.gc([tmp_path / "run"]) == (0, 0) and aside.exists()  # gc keeps the evidence
+
+
+def test_an_entry_that_lost_its_manifest_is_computed_again(tmp_path):
+    store, cfg = Store(tmp_path / "store"), load_config("cpu")
+    stage = Stage("counted", _counted(tmp_path / "runs.txt"), (), slot="counted")
+    first = execute(stage, cfg, {}, {}, store)
+    (first.path / "manifest.json").unlink()
+    again = execute(stage, cfg, {}, {}, store)
+    assert not again.cached and store.problem("counted", again.key) is None
+    assert len(list((tmp_path / "store" / "damaged" / "counted").iterdir())) == 1
+
+
+def test_a_damaged_input_names_the_store_entry_and_the_repair(tmp_path):
+    """A downstream stage given a damaged entry through a run folder's link: the error names the entry itself (not
+    the link, whose deletion would change nothing) and `translora store verify --repair`."""
+    from translora.errors import ArtifactError
+
+    store, cfg = Store(tmp_path / "store"), load_config("cpu")
+    up = execute(Stage("up", _counted(tmp_path / "runs.txt"), (), slot="up"), cfg, {}, {}, store)
+    link = RunIndex(tmp_path / "run").record("up", "up", up.key, up.path)
+    (link / "result.txt").write_text("edited")
+    down = Stage("down", lambda ctx: {}, (), slot="down", inputs=("data",))
+    with pytest.raises(ArtifactError, match="changed after it was written") as err:
+        execute(down, cfg, {"data": link}, {}, store)
+    message = str(err.value)
+    assert f"a link to {up.path}" in message
+    assert f"translora store verify --repair --store {store.root}" in message
+
+
+def test_verify_finds_damaged_entries_and_repair_moves_only_those_aside(tmp_path):
+    store, cfg = Store(tmp_path / "store"), load_config("cpu")
+    intact, edited, emptied = (execute(Stage(n, _counted(tmp_path / "runs.txt"), (), slot=n), cfg, {}, {}, store)
+                               for n in ("intact", "edited", "emptied"))
+    (edited.path / "result.txt").write_text("edited")
+    (emptied.path / "manifest.json").unlink()
+    assert store.verify() == store.verify(repair=False)
+    found = {d.stage: d for d in store.verify()}
+    assert set(found) == {"edited", "emptied"}
+    assert found["edited"].key == edited.key and found["edited"].path == edited.path
+    assert "changed since: result.txt" in found["edited"].problem and "no manifest.json" in found["emptied"].problem
+    assert edited.path.exists() and found["edited"].moved_to is None  # without repair, nothing moves
+
+    repaired = store.verify(repair=True)
+    assert {d.stage for d in repaired} == {"edited", "emptied"}
+    for d in repaired:
+        assert not d.path.exists() and d.moved_to.parent == tmp_path / "store" / "damaged" / d.stage
+    assert (repaired[0].moved_to / "result.txt").exists()
+    assert store.verify() == [] and intact.path.exists() and store.problem("intact", intact.key) is None
+    again = execute(Stage("edited", _counted(tmp_path / "runs.txt"), (), slot="edited"), cfg, {}, {}, store)
+    assert again.path == edited.path and not again.cached and store.verify() == []
+
+
+def test_the_store_verify_command_exits_1_on_damage_and_0_after_repair(tmp_path, monkeypatch, capsys):
+    from flows.cli import main
+
+    monkeypatch.setenv("TRANSLORA_STORE", str(tmp_path / "elsewhere"))  # --store must win; restored afterwards
+    store = Store(tmp_path / "store")
+    out = execute(Stage("s", _counted(tmp_path / "runs.txt"), (), slot="s"), load_config("cpu"), {}, {}, store)
+    verify = ["store", "verify", "--store", str(tmp_path / "store")]
+    assert main(verify) == 0
+    assert "1 output checked, all intact" in capsys.readouterr().out
+
+    (out.path / "result.txt").write_text("edited")
+    assert main(verify) == 1
+    printed = capsys.readouterr().out
+    assert f"damaged: s {out.key} {out.path}: " in printed and "1 damaged" in printed and "--repair" in printed
+    assert main(verify + ["--repair"]) == 0
+    printed = capsys.readouterr().out
+    assert f"moved to {tmp_path / 'store' / 'damaged' / 's'}" in printed and "moved aside" in printed
+    assert main(verify) == 0 and not out.path.exists()
+    assert main(["store", "verify", "--store", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err

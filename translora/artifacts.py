@@ -155,9 +155,17 @@ def folder_hash(folder: Path, verify: bool = True) -> str:
             return recorded
         actual = hash_path(folder)
         if recorded and recorded != actual:
+            manifest, real = read_manifest(folder), folder.resolve()
+            where = f"{folder} (a link to {real})" if real != folder.absolute() else str(folder)
+            if manifest.key and (real.parent.name, real.name) == (manifest.stage, manifest.key):  # a store entry
+                advice = (f"every run that links to it sees the edit, and deleting a run folder's link leaves it in "
+                          f"the store: run `translora store verify --repair --store {real.parent.parent}` to move "
+                          "it aside, then re-run the command that made it")
+            else:
+                advice = "delete the folder and re-run its stage"
             raise ArtifactError(
-                f"{folder} was changed after it was written (hash {actual[:12]} != manifest {recorded[:12]}); "
-                "delete the folder and re-run its stage."
+                f"{where} was changed after it was written (hash {actual[:12]} != manifest {recorded[:12]}); "
+                f"{advice}."
             )
         return actual
     return hash_path(folder)

@@ -7,6 +7,7 @@ the store key, the manifest, the Prefect task (tasks/stage.py) and the run layou
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from translora.config import Config, ModelSpec
 from translora.store import Store, code_version, stage_key
 
 Progress = Callable[[float], None] | None
+log = logging.getLogger(__name__)
 
 
 class ConfigView:
@@ -85,21 +87,29 @@ def key_material(stage: Stage, config: Config, inputs: dict[str, Path | None],
 
 def execute(stage: Stage, config: Config, inputs: dict[str, Path | None], models: dict[str, ModelSpec],
             store: Store, progress: Progress = None) -> Outcome:
-    """The stage's output from the store, computed first if no run has made it yet."""
+    """The stage's output from the store, computed first if no run has made it yet. An output whose files no longer
+    match its manifest (edited through a run folder's link) is never served: it is moved aside and computed again
+    under the same key, so every run that links to it gets the intact one."""
     sections, hashes, prints = key_material(stage, config, inputs, models)
     key = stage_key(stage.name, sections, hashes, prints)
-    if store.has(stage.name, key):
-        return Outcome(store.path(stage.name, key), key, cached=True)
+    final = store.path(stage.name, key)
+    if store.has(stage.name, key) and store.problem(stage.name, key) is None:
+        return Outcome(final, key, cached=True)
     with store.lock(key):
-        if store.has(stage.name, key):  # another process made it while we waited for the lock
-            return Outcome(store.path(stage.name, key), key, cached=True)
+        if final.exists():  # made by another process while we waited for the lock, or damaged
+            problem = store.problem(stage.name, key)
+            if problem is None:
+                return Outcome(final, key, cached=True)
+            aside = store.set_aside(stage.name, key)
+            log.warning("store entry %s is damaged (%s): moved it to %s and computing it again", final, problem,
+                        aside)
         start = time.time()
         work = store.work_dir(key)
         work.mkdir(parents=True, exist_ok=True)
         with store.writing(stage.name, key) as tmp:
-            metrics = stage.run(StageContext(ConfigView(config, stage.sections), inputs, models, tmp, store.path(stage.name, key), work,
+            metrics = stage.run(StageContext(ConfigView(config, stage.sections), inputs, models, tmp, final, work,
                                              store.log_dir(key), progress))
             recorded = {"sha256": hash_json(sections)} if stage.private_config else sections
             write_manifest(tmp, Manifest(stage=stage.name, key=key, config=recorded, inputs=hashes, models=prints,
                                          code=code_version(), seconds=time.time() - start, metrics=metrics))
-    return Outcome(store.path(stage.name, key), key, cached=False)
+    return Outcome(final, key, cached=False)

@@ -11,6 +11,12 @@ can be copied or moved and still reuses everything. `gc` frees what no registere
 Concurrency: one writer per key (an flock on `<store>/locks/<key>`). A second process computing the same output
 waits, then reuses the first one's result. A killed writer's lock dies with it; its temporary folder is swept by the
 next writer of that key, and its `work/<key>` folder (checkpoints, partial results) is resumed from.
+
+Damage: every entry's manifest records the hash of its files. A run folder's slots are links, so an edit through one
+(or through a `cp -r` copy of it, which copies the links) changes the entry for every run that shares it. A damaged
+entry is never served: `stage.execute` checks an entry before reusing it, and `verify` checks them all. Either moves
+a damaged entry aside to `damaged/<stage>/<key>-<time>` (kept for inspection, never deleted by translora; remove it
+by hand) so that the same key is computed again in its place.
 """
 
 from __future__ import annotations
@@ -23,18 +29,21 @@ import shutil
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
 from pydantic import BaseModel
 
-from translora.artifacts import read_json, versions, write_json
+from translora.artifacts import MANIFEST, hash_path, read_json, read_manifest, versions, write_json
 from translora.errors import ArtifactError
 
 INDEX = "index.json"
 # Libraries whose version can change a stage's output (numerics, tokenization, training, scoring).
 RESULT_LIBRARIES = ("torch", "transformers", "peft", "tokenizers", "accelerate", "datasets", "lm_eval")
+# Top-level folders of the store that are not stages.
+RESERVED = frozenset({"locks", "logs", "runs", "tmp", "work", "damaged"})
 
 
 def default_root() -> Path:
@@ -62,6 +71,17 @@ def stage_key(stage: str, config: dict[str, Any], inputs: dict[str, str], models
     material = {"stage": stage, "config": config, "inputs": inputs, "models": models,
                 "code": code_version(), "libraries": library_versions()}
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Damage:
+    """A store entry whose files no longer match its manifest."""
+
+    stage: str
+    key: str
+    path: Path
+    problem: str  # what differs, in words
+    moved_to: Path | None = None  # where `verify(repair=True)` put it
 
 
 class Store:
@@ -111,6 +131,73 @@ class Store:
             shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(self.work_dir(key), ignore_errors=True)
 
+    # -------------------------------------------------------------- damaged entries
+
+    def entries(self) -> Iterator[tuple[str, str, Path]]:
+        """(stage, key, path) of every output folder in the store."""
+        if not self.root.is_dir():
+            return
+        for stage_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name not in RESERVED):
+            for entry in sorted(p for p in stage_dir.iterdir() if p.is_dir()):
+                yield stage_dir.name, entry.name, entry
+
+    def problem(self, stage: str, key: str) -> str | None:
+        """What is wrong with the entry `stage/key` (its files against its manifest), or None when it is intact."""
+        folder = self.path(stage, key)
+        manifest_file = folder / MANIFEST
+        if not manifest_file.is_file():
+            return f"it has no {MANIFEST} (emptied or left half-written)"
+        try:
+            manifest = read_manifest(folder)
+        except (OSError, ValueError, ArtifactError) as exc:  # not JSON, or not a manifest
+            return f"its {MANIFEST} is unreadable ({str(exc).splitlines()[0]})"
+        if manifest.stage != stage or (manifest.key and manifest.key != key):
+            return f"its {MANIFEST} is that of {manifest.stage}/{manifest.key[:12]} (the folder was moved)"
+        if not manifest.content_hash:
+            return f"its {MANIFEST} records no content hash"
+        try:
+            actual = hash_path(folder)
+        except (OSError, ArtifactError) as exc:
+            return f"its files cannot be read ({exc})"
+        if actual == manifest.content_hash:
+            return None
+        try:  # the files touched after the manifest was written: the edit, most likely
+            written = manifest_file.stat().st_mtime_ns
+            newer = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                           if p.is_file() and p.name != MANIFEST and p.stat().st_mtime_ns > written)
+        except OSError:
+            newer = []
+        hint = f"; changed since: {', '.join(newer[:5])}{' ...' if len(newer) > 5 else ''}" if newer else ""
+        return f"its files hash to {actual[:12]}, its manifest records {manifest.content_hash[:12]}{hint}"
+
+    def set_aside(self, stage: str, key: str) -> Path:
+        """Move the entry to `damaged/<stage>/<key>-<time>`, where no run finds it; the key is then free to be
+        computed again. Call under `lock(key)`."""
+        aside = self.root / "damaged" / stage / f"{key}-{time.strftime('%Y%m%d-%H%M%S')}"
+        while aside.exists():
+            aside = aside.with_name(f"{key}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}")
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path(stage, key), aside)
+        return aside
+
+    def verify(self, repair: bool = False) -> list[Damage]:
+        """Check every entry's files against its manifest; returns the damaged ones. With `repair`, each is moved
+        aside (`set_aside`), so the next run that needs it computes it again."""
+        found = []
+        for stage, key, path in self.entries():
+            problem = self.problem(stage, key)
+            if problem is None:
+                continue
+            if not repair:
+                if path.exists():  # not removed (by gc, or set aside by a run) while it was read
+                    found.append(Damage(stage, key, path, problem))
+                continue
+            with self.lock(key):  # a run may be repairing it now: look again once it is done
+                problem = self.problem(stage, key) if path.exists() else None
+                if problem is not None:
+                    found.append(Damage(stage, key, path, problem, self.set_aside(stage, key)))
+        return found
+
     # -------------------------------------------------------------- runs and garbage collection
 
     def register_run(self, run_dir: Path) -> None:
@@ -138,8 +225,7 @@ class Store:
             return 0, 0
         keep = self.referenced_keys(extra_runs)
         removed, freed = 0, 0
-        skip = {"locks", "logs", "runs", "tmp", "work"}
-        for stage_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name not in skip):
+        for stage_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name not in RESERVED):
             for obj in sorted(stage_dir.iterdir()):
                 if obj.name in keep:
                     continue
