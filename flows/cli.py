@@ -62,6 +62,12 @@ def parser() -> argparse.ArgumentParser:
         _config_args(p)
         _run_dir(p)
         _store(p)
+    for p in (run, fin):
+        p.add_argument("--source-adapter", metavar="PATH_OR_HUB_ID",
+                       help="import this existing peft adapter (LoRA, DoRA or prompt tuning) for source_model instead "
+                            "of training one; only the discriminator is trained (sets import_adapter.id)")
+        p.add_argument("--source-adapter-revision", metavar="REV",
+                       help="the hub revision of --source-adapter (a commit sha pins it)")
     tr.add_argument("--bundle", type=Path, required=True,
                     help="a bundle folder written by `translora finetune` or by an earlier transfer")
     tr.add_argument("--target", help="target model: embedded:<name>, a local folder or a hub id; sets "
@@ -215,6 +221,11 @@ def check_inputs(args: argparse.Namespace, cfg, run_dir: Path) -> None:
         from translora.data import load_task
 
         load_task(cfg.task, cfg.seed, translora_home())
+        if cfg.import_adapter:
+            from translora import adapters
+
+            adapters.check_against_base(adapters.fetch(cfg.import_adapter), cfg.source_model,
+                                        cfg.trust.allow_base_mismatch)
         for model in (cfg.source_model, cfg.discriminator_base) + ((cfg.target_model,) if args.command == "run"
                                                                    else ()):
             check_model(model)
@@ -295,14 +306,21 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def command_config(args: argparse.Namespace):
-    """The config a command runs with: profile <- --config <- --set, and for `transfer`, --target as the target
-    model's id only (its dtype, revision and trust_remote_code stay as configured)."""
+    """The config a command runs with: profile <- --config <- --set; --target as the target model's id only (its
+    dtype, revision and trust_remote_code stay as configured); --source-adapter as import_adapter."""
     from translora.config import load_config
 
-    overrides = list(args.overrides)
+    from translora.config import ImportSpec
+
+    cfg = load_config(args.profile, args.config, args.overrides)
     if getattr(args, "target", None):
-        overrides.append(f"target_model.id={args.target}")
-    return load_config(args.profile, args.config, overrides)
+        cfg = cfg.with_target(args.target)
+    if getattr(args, "source_adapter", None):
+        cfg = cfg.model_copy(update={"import_adapter": ImportSpec(id=args.source_adapter,
+                                                                  revision=args.source_adapter_revision)})
+    elif getattr(args, "source_adapter_revision", None):
+        raise ConfigError("--source-adapter-revision needs --source-adapter (the hub id it is a revision of)")
+    return cfg
 
 
 def _gc(keep: list[Path]) -> int:

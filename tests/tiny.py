@@ -32,8 +32,9 @@ def train_tokenizer(folder: Path):
     return fast
 
 
-def build(folder: Path, arch: str, seed: int = 0) -> Path:
-    """Save a tiny random `arch` model ("llama" or "gemma3") with its tokenizer into `folder`."""
+def build(folder: Path, arch: str, seed: int = 0, **sizes) -> Path:
+    """Save a tiny random `arch` model ("llama" or "gemma3") with its tokenizer into `folder`; `sizes` overrides
+    its config (e.g. hidden_size=32 for a base whose layers have other shapes)."""
     import torch
     from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig
 
@@ -41,7 +42,7 @@ def build(folder: Path, arch: str, seed: int = 0) -> Path:
     tok = train_tokenizer(folder)
     common = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                   num_attention_heads=2, num_key_value_heads=1, head_dim=32, max_position_embeddings=512,
-                  pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+                  pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id) | sizes
     if arch == "llama":
         config = LlamaConfig(**common, tie_word_embeddings=True)
     elif arch == "gemma3":

@@ -49,6 +49,13 @@ class Hop(BaseModel):
     # was made is in the store's manifest.json beside the bundle (created_at). Older bundles' `at` is ignored.
 
 
+class Imported(BaseModel):
+    """A source adapter trained outside translora: where it was imported from, and the sha256 of its files then."""
+
+    where: str  # a local folder or hub id[@revision]
+    sha256: str
+
+
 class BundleInfo(BaseModel):
     """bundle.json: what a transfer needs to know besides the adapters."""
 
@@ -59,6 +66,7 @@ class BundleInfo(BaseModel):
     source_adapter_hash: str
     discriminator_adapter_hash: str
     n_seeds: int
+    imported: Imported | None = None  # the first hop's adapter was imported, not trained by translora
     provenance: list[Hop] = []
 
 

@@ -53,6 +53,14 @@ class AdapterSpec(Section):
     num_virtual_tokens: int = Field(20, ge=1)  # prompt tuning only
 
 
+class ImportSpec(Section):
+    """An existing peft adapter for the source model (LoRA, DoRA or prompt tuning, trained outside translora):
+    stage 1 imports it instead of training one, and trains only the discriminator."""
+
+    id: str = Field(description="a local adapter folder (what peft's save_pretrained wrote) or a hub id")
+    revision: str | None = Field(None, description="the hub revision (a commit sha pins it); local folders: unused")
+
+
 class TrainSpec(Section):
     """AdamW with a linear schedule; loss on completion tokens only."""
 
@@ -213,6 +221,7 @@ class Config(Section):
     target_model: ModelSpec = ModelSpec(id="embedded:gemma3-270m")
     discriminator_model: ModelSpec | None = None  # None: the source model
     task: TaskSpec = TaskSpec()
+    import_adapter: ImportSpec | None = None  # set: stage 1 imports this adapter instead of training source_adapter
     source_adapter: AdapterSpec = AdapterSpec()
     source_train: TrainSpec = TrainSpec()
     synthesis: SynthesisSpec = SynthesisSpec()

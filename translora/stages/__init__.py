@@ -16,8 +16,8 @@ from __future__ import annotations
 from translora.stage import Stage
 from translora.stages.common import FILTER_FILE, Candidate, token_counter
 from translora.stages.evaluate import evaluate, train_oracle
-from translora.stages.finetune import (prepare_data, synthesize_negatives, train_discriminator, train_source_adapter,
-                                       write_bundle)
+from translora.stages.finetune import (import_source_adapter, prepare_data, synthesize_negatives, train_discriminator,
+                                       train_source_adapter, write_bundle)
 from translora.stages.transfer import distill, emit_bundle, label, synthesize_and_filter
 
 __all__ = ["FILTER_FILE", "Candidate", "token_counter", "STAGES"]
@@ -27,6 +27,10 @@ PREPARE_DATA = Stage("prepare-data", prepare_data, ("task", "seed"), slot="data"
 SOURCE_ADAPTER = Stage("train-source-adapter", train_source_adapter, ("source_adapter", "source_train"),
                        slot="finetune/source_adapter", inputs=("data",), models=("base",),
                        description="Training the source adapter")
+# Instead of training one: an existing peft adapter (config.import_adapter), checked against the source base.
+IMPORT_ADAPTER = Stage("import-source-adapter", import_source_adapter, ("import_adapter", "trust.allow_base_mismatch"),
+                       slot="finetune/source_adapter", inputs=("adapter",), models=("base",),
+                       description="Importing the source adapter")
 NEGATIVES = Stage("synthesize-negatives", synthesize_negatives,
                   ("task", "synthesis", "discriminator.n_negatives", "discriminator.corrupted_fraction", "seed",
                    "generation"), slot="finetune/negatives",
@@ -58,5 +62,5 @@ ORACLE = Stage("train-oracle", train_oracle, ("target_adapter", "distill_train",
 EVALUATE = Stage("evaluate", evaluate, ("eval.batch_size", "eval.limit"), slot="eval", inputs=("data", "adapter"),
                  models=("model",), description="Evaluating on the held-out test split")
 
-STAGES = (PREPARE_DATA, SOURCE_ADAPTER, NEGATIVES, DISCRIMINATOR, BUNDLE, FILTER, LABEL, DISTILL, EMIT_BUNDLE,
+STAGES = (PREPARE_DATA, SOURCE_ADAPTER, IMPORT_ADAPTER, NEGATIVES, DISCRIMINATOR, BUNDLE, FILTER, LABEL, DISTILL, EMIT_BUNDLE,
           ORACLE, EVALUATE)

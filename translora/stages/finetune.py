@@ -4,12 +4,13 @@ synthesize-negatives -> train-discriminator -> write-bundle."""
 from __future__ import annotations
 
 import random
+import shutil
 
-
+from translora import adapters
 from translora import bundle as bundles
 from translora import discriminator as disc
 from translora import model_card, models, negatives
-from translora.artifacts import folder_hash, read_jsonl, write_json, write_jsonl
+from translora.artifacts import folder_hash, read_jsonl, read_manifest, write_json, write_jsonl
 from translora.data import load_task
 from translora.errors import DataError
 from translora.generation import open_generator
@@ -39,6 +40,22 @@ def train_source_adapter(ctx: StageContext) -> dict:
                      f"task {card.name} (stage 1).",
                      {"task": card.name, "train examples": len(pairs), "final loss": result.final_loss})
     return result.metrics()
+
+
+def import_source_adapter(ctx: StageContext) -> dict:
+    """An adapter trained outside translora, checked against the source base and copied in (config and safetensors
+    weights only), with a model card that says where it came from and its hash."""
+    spec, folder, base = ctx.config.import_adapter, ctx.inputs["adapter"], ctx.models["base"]
+    facts = adapters.check_against_base(folder, base, ctx.config.trust.allow_base_mismatch)
+    for name in adapters.FILES:
+        shutil.copyfile(folder / name, ctx.out / name)
+    sha = adapters.content_sha256(ctx.out)
+    where = spec.id + (f"@{spec.revision}" if spec.revision else "")
+    model_card.write(ctx.out, "Source adapter (imported)", base,
+                     f"A {facts.kind} adapter trained outside translora, imported from {where}.",
+                     {"imported from": where, "sha256": sha, "kind": facts.kind,
+                      "base named by the adapter": facts.base_model or "-"})
+    return {"imported_from": where, "sha256": sha, "kind": facts.kind}
 
 
 def synthesize_negatives(ctx: StageContext) -> dict:
@@ -116,13 +133,16 @@ def write_bundle(ctx: StageContext) -> dict:
     seeds = [e.input for e in read_examples(data / "train.jsonl")[: ctx.config.task.n_seeds]]
     source_model, disc_model = ctx.models["source"], ctx.models["discriminator"]
     source_hash, adapter_hash = models.fingerprint(source_model), folder_hash(source)
+    made = read_manifest(source)
+    imported = bundles.Imported(where=made.metrics["imported_from"], sha256=made.metrics["sha256"]) \
+        if made.stage == "import-source-adapter" else None
     info = bundles.BundleInfo(
         source_model=source_model, source_model_hash=source_hash,
         discriminator_model=disc_model, discriminator_model_hash=models.fingerprint(disc_model),
         source_adapter_hash=adapter_hash, discriminator_adapter_hash=folder_hash(discriminator),
-        n_seeds=len(seeds),
+        n_seeds=len(seeds), imported=imported,
         provenance=[bundles.Hop(base_model=source_model.id, base_model_hash=source_hash, adapter_hash=adapter_hash,
-                                how="finetuned on the task data")],
+                                how=f"imported from {imported.where}" if imported else "finetuned on the task data")],
     )
     bundles.write(ctx.out, info, card, seeds, source, discriminator, ctx.config.trust.signing_key)
     return {"n_seeds": len(seeds)}
