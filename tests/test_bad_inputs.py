@@ -145,6 +145,17 @@ def _adapter_from_another_run(e: Env) -> list[str]:
     return ["evaluate", "--run-dir", str(e.run), "--adapter", str(folder), "--bundle", str(e.bundle())]
 
 
+def _adapter_copy(e: Env, change: Callable[[Path], None]) -> str:
+    folder = shutil.copytree(e.adapter, e.tmp / "customer-adapter")
+    change(folder)
+    return str(folder)
+
+
+def _peft_type(folder: Path, kind: str) -> None:
+    config = json.loads((folder / "adapter_config.json").read_text())
+    (folder / "adapter_config.json").write_text(json.dumps(config | {"peft_type": kind}))
+
+
 def _damaged_weights(e: Env) -> str:
     folder = shutil.copytree(e.models["gemma3"], e.tmp / "damaged-target")
     for weights in folder.glob("*.safetensors"):
@@ -229,6 +240,19 @@ CASES: list[tuple[str, Callable[[Env], list[str]], str]] = [
     ("profile conflicts with the config file", lambda e: e.finetune(
         "--profile", "cpu", "--config", str(e.file("c.yaml", "profile: paper\n"))),
      "--profile cpu conflicts with profile: paper in the config; give one of them"),
+    # imported adapters
+    ("import: adapter for another base", lambda e: e.finetune("--source-adapter", str(e.adapter), "--set",
+                                                              f"source_model.id={e.models['llama-b']}"),
+     "was trained on .*llama.*not on the source model .*llama-b; set source_model.id to its base"),
+    ("import: no adapter_config.json", lambda e: e.finetune("--source-adapter", _adapter_copy(
+        e, lambda f: (f / "adapter_config.json").unlink())),
+     "customer-adapter has no adapter_config.json, so it is not a peft adapter folder"),
+    ("import: unknown PEFT kind", lambda e: e.finetune("--source-adapter", _adapter_copy(
+        e, lambda f: _peft_type(f, "IA3"))), "holds a IA3 adapter .*translora moves LoRA, DoRA and prompt-tuning"),
+    ("import: adapter folder missing", lambda e: e.finetune("--source-adapter", str(e.tmp / "no-adapter")),
+     "adapter folder .*no-adapter does not exist or is not a folder"),
+    ("import: revision without adapter", lambda e: e.finetune("--source-adapter-revision", "abc"),
+     "--source-adapter-revision needs --source-adapter"),
     # fleet upgrades
     ("upgrade target missing", lambda e: ["upgrade", "--target", str(e.tmp / "no-target"), "--run-dir", str(e.run)],
      "model folder .*no-target does not exist"),
