@@ -11,6 +11,7 @@ rerun, so a variant costs one distillation and one evaluation (about 2-5 minutes
 A variant is `targets[@temperature]:min_confidence[:n_keep[:epochs]]` (soft@0.5: soft targets sharpened at
 temperature 0.5, label.temperature): n_keep teaches from the first n kept inputs only (what
 filter.n_keep=n keeps, since synthesis runs in order; empty for all), epochs overrides distill_train.epochs.
+`+aux=C` turns on the weak-to-strong auxiliary confidence loss at weight C (distill_train.aux_confidence).
 `+ratio` weights each input by the discriminator's odds that it is real (exp of its margin, clipped to [1/4, 4],
 scaled to at most 1): an importance weight that moves the synthetic inputs toward the real ones' distribution.
 Writes bench/results/labels.json and labels.md.
@@ -63,13 +64,18 @@ def run_config(run: Path, overrides: list[str]):
     return load_config("cpu", overrides=overrides)
 
 
-def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, bool]:
-    """`targets[@temperature]:min_confidence[:n_keep[:epochs]][+ratio]` -> (label settings, n_keep, epochs, ratio),
-    checked by the config's own rules, so a bad variant stops the bench before the teacher runs."""
+def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, bool, float]:
+    """`targets[@temperature]:min_confidence[:n_keep[:epochs]][+ratio][+aux=C]` -> (label settings, n_keep, epochs,
+    ratio, aux confidence), checked by the config's own rules, so a bad variant stops the bench before the teacher
+    runs."""
     try:
-        body, plus, extra = variant.partition("+")
-        if plus and extra != "ratio":
-            raise ValueError(f"unknown suffix +{extra} (only +ratio)")
+        body, *suffixes = variant.split("+")
+        ratio, aux = "ratio" in suffixes, 0.0
+        for extra in suffixes:
+            if extra.startswith("aux="):
+                aux = float(extra[4:])
+            elif extra != "ratio":
+                raise ValueError(f"unknown suffix +{extra} (+ratio or +aux=C)")
         kind, cut, *rest = body.split(":")
         targets, _, temperature = kind.partition("@")
         label = LabelSpec(targets=targets, min_confidence=float(cut), temperature=float(temperature or 1))
@@ -77,8 +83,8 @@ def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, bo
         epochs = float(rest[1]) if len(rest) > 1 else None
     except (ValueError, ValidationError) as exc:
         raise SystemExit(f"bad variant {variant!r} (want targets[@temperature]:min_confidence[:n_keep[:epochs]]"
-                         f"[+ratio], e.g. soft@0.5:0:128): {exc}") from None
-    return label, n_keep, epochs, bool(plus)
+                         f"[+ratio][+aux=C], e.g. soft@0.5:0:128+aux=0.5): {exc}") from None
+    return label, n_keep, epochs, ratio, aux
 
 
 def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[dict]:
@@ -100,10 +106,10 @@ def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[d
     del teacher, model
     rows = []
     for variant in variants:
-        label, n_keep, epochs, ratio = parse_variant(variant)
+        label, n_keep, epochs, ratio, aux = parse_variant(variant)
         # The first n kept inputs are exactly what filter.n_keep=n would have kept: synthesis runs in order.
         first = scored[:n_keep] if n_keep else scored
-        spec = cfg.distill_train.model_copy(update={"epochs": epochs} if epochs else {})
+        spec = cfg.distill_train.model_copy(update={"aux_confidence": aux} | ({"epochs": epochs} if epochs else {}))
         chosen = labelling.select(first, label.min_confidence, cfg.label.balance, cfg.seed)
         labelled = labelling.as_labelled(chosen, len(bundle.card.choices), label.targets)
         pairs, weights, answers = labelling.student_data(labelled, label.targets, bundle.card, label.temperature)

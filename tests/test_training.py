@@ -222,3 +222,40 @@ def test_a_left_padded_batch_gives_each_row_its_unpadded_loss(tiny_models, kind)
     both = training.completion_loss(peft_model, batch)
     mean = (per_row * torch.tensor([short.n, long.n])).sum() / (short.n + long.n)
     torch.testing.assert_close(both, mean, rtol=1e-6, atol=1e-6)  # the old prompt tuning was 4.5e-5 off
+
+
+def test_the_aux_confidence_weight_rises_over_the_warm_up_without_a_jump():
+    spec = TrainSpec(aux_confidence=0.5, aux_warmup=0.2)
+    weights = [training.aux_coefficient(spec, step, 20) for step in range(20)]
+    assert weights[0] == 0 and weights[2] == pytest.approx(0.25) and weights[4:] == [0.5] * 16
+    assert all(b - a <= 0.125 + 1e-9 for a, b in zip(weights, weights[1:]))  # at most one warm-up step's rise
+    assert training.aux_coefficient(TrainSpec(), 10, 20) == 0
+
+
+def test_confident_targets_mix_in_the_students_own_class_balanced_answers():
+    # 4 rows, one answer position each with 2 options, then a hard token (one option) after it
+    logp = torch.log(torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.6, 0.4], [1.0, 0.0]]))
+    teacher = torch.tensor([[0.5, 0.5], [0.5, 0.5], [0.5, 0.5], [0.5, 0.5], [1.0, 0.0]])
+    mask = torch.tensor([[True, True]] * 4 + [[True, False]])
+    out = training.confident_targets(logp, teacher, mask, 0.5)
+    # the student favours option 0 everywhere; matched to the teacher's 50/50, its two surest rows answer 0
+    assert out[:4].tolist() == [[0.75, 0.25], [0.75, 0.25], [0.25, 0.75], [0.25, 0.75]]
+    assert out[4].tolist() == [1.0, 0.0]  # not an answer position: unchanged
+    assert torch.equal(training.confident_targets(logp, teacher, mask, 0.0)[:4], teacher[:4])
+
+
+def test_the_aux_confidence_loss_changes_what_the_student_learns(tiny_models):
+    model_dir = tiny_models["llama"]
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    pairs = [(f"Q: {i} and {i % 3}\nA:", " True") for i in range(8)]
+    answers = [{" True": 0.6, " False": 0.4}] * 8
+
+    def trained(aux: float) -> list[torch.Tensor]:
+        model = training.new_adapter(AutoModelForCausalLM.from_pretrained(model_dir), AdapterSpec(), seed=0)
+        training.train(model, tok, pairs, TrainSpec(max_steps=4, batch_size=4, lr=1e-2, aux_confidence=aux,
+                                                    aux_warmup=0.5), answers=answers)
+        return [p.detach().clone() for p in model.parameters() if p.requires_grad]
+
+    off, on, off_again = trained(0.0), trained(0.5), trained(0.0)
+    assert all(torch.equal(a, b) for a, b in zip(off, off_again))
+    assert not all(torch.equal(a, b) for a, b in zip(off, on))

@@ -73,6 +73,11 @@ class TrainSpec(Section):
     max_steps: int | None = Field(None, ge=1)
     seed: int = 0
     checkpoint_every_s: float = Field(60, ge=0)  # a kill costs at most this much training; 0: every step
+    # Weak-to-strong auxiliary confidence loss (Burns et al. 2023), for soft targets over answer choices: the answer
+    # token's target becomes (1 - c) * the teacher's distribution + c * the student's own hardened answer, c rising
+    # linearly to this value over the first aux_warmup of the steps. 0: off (plain distillation).
+    aux_confidence: float = Field(0.0, ge=0, lt=1)
+    aux_warmup: float = Field(0.2, gt=0, le=1)
 
 
 class SynthesisSpec(Section):

@@ -160,10 +160,12 @@ def collate(encoded: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
         m = max(len(options) for rows in targets for options in rows)
         batch["soft_ids"] = torch.zeros((len(encoded), k, m), dtype=torch.long)
         batch["soft_probs"] = torch.zeros((len(encoded), k, m))
+        batch["soft_mask"] = torch.zeros((len(encoded), k, m), dtype=torch.bool)  # which options are real
         for row, (e, rows) in enumerate(zip(encoded, targets)):
             for j, options in enumerate(rows):
                 for i, (token, p) in enumerate(options):
                     batch["soft_ids"][row, k - e.n + j, i], batch["soft_probs"][row, k - e.n + j, i] = token, p
+                    batch["soft_mask"][row, k - e.n + j, i] = True
     return batch
 
 
@@ -196,10 +198,12 @@ def tail_logits(model, input_ids: torch.Tensor, attention: torch.Tensor, n: int)
     return out.logits[:, -n:, :].float()
 
 
-def completion_loss(model, batch: dict[str, torch.Tensor], weights: torch.Tensor | None = None) -> torch.Tensor:
+def completion_loss(model, batch: dict[str, torch.Tensor], weights: torch.Tensor | None = None,
+                    aux: float = 0.0) -> torch.Tensor:
     """Mean cross-entropy over completion tokens, computing logits only where they are needed; against soft
     targets where the batch has them (see collate); with `weights` (one per row) a weighted mean, each row's tokens
-    counting that much."""
+    counting that much; with `aux` > 0, soft targets mixed with the student's own hardened answers
+    (`confident_targets`)."""
     labels = batch["labels"]
     k = labels.shape[1]
     logits = tail_logits(model, batch["input_ids"], batch["attention_mask"], k + 1)[:, :-1, :]
@@ -209,7 +213,10 @@ def completion_loss(model, batch: dict[str, torch.Tensor], weights: torch.Tensor
     if "soft_ids" in batch:
         m = batch["soft_ids"].shape[-1]
         logp = torch.log_softmax(flat_logits, -1).gather(-1, batch["soft_ids"].reshape(-1, m))
-        per_token = -(logp * batch["soft_probs"].reshape(-1, m).to(logp.dtype)).sum(-1)
+        targets = batch["soft_probs"].reshape(-1, m).to(logp.dtype)
+        if aux > 0:
+            targets = confident_targets(logp.detach(), targets, batch["soft_mask"].reshape(-1, m), aux)
+        per_token = -(logp * targets).sum(-1)
     else:
         per_token = torch.nn.functional.cross_entropy(flat_logits, flat_labels, ignore_index=-100, reduction="none")
     token_weights = (labels != -100).to(per_token.dtype)
@@ -218,8 +225,33 @@ def completion_loss(model, batch: dict[str, torch.Tensor], weights: torch.Tensor
     return (per_token.view(labels.shape) * token_weights).sum() / token_weights.sum().clamp(min=1e-8)
 
 
+def confident_targets(logp: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor, coef: float) -> torch.Tensor:
+    """Burns et al.'s auxiliary confidence target at the answer positions (those with more than one option):
+    (1 - coef) * the teacher's distribution + coef * the student's own answer as a one-hot. The student's answer is
+    its argmax after matching the batch's answer frequencies to the teacher's (log q - log mean q + log mean t; the
+    paper's quantile threshold for two classes), so a student that starts out always answering one way is not
+    pulled further that way. Other positions keep their targets."""
+    answer = mask.sum(-1) > 1
+    if not answer.any():
+        return teacher
+    q = torch.softmax(logp[answer].masked_fill(~mask[answer], float("-inf")), -1)
+    t = teacher[answer]
+    prior = torch.log(t.mean(0).clamp(min=1e-6)) - torch.log(q.mean(0).clamp(min=1e-6))
+    own = torch.log(q.clamp(min=1e-12)) + prior
+    hard = torch.nn.functional.one_hot(own.masked_fill(~mask[answer], float("-inf")).argmax(-1), t.shape[-1])
+    out = teacher.clone()
+    out[answer] = (1 - coef) * t + coef * hard.to(t.dtype)
+    return out
+
+
+def aux_coefficient(spec: TrainSpec, step: int, total: int) -> float:
+    """The auxiliary confidence loss's weight at `step`: rising linearly over the warm-up, then constant (no jump
+    at the warm-up's end, the bug in openai/weak-to-strong's loss, its PR #33)."""
+    return spec.aux_confidence * min(1.0, step / max(1.0, spec.aux_warmup * total))
+
+
 def _accumulate(peft_model, rows: list[Encoded], weights: list[float] | None, pad_id: int, device,
-                micro: int) -> float:
+                micro: int, aux: float = 0.0) -> float:
     """Forward and backward one batch in pieces of `micro` rows. Each piece's mean loss is weighted by its share of
     the batch's (weighted) completion tokens, so the gradient (and the returned loss) is that of the whole batch at
     once."""
@@ -230,7 +262,7 @@ def _accumulate(peft_model, rows: list[Encoded], weights: list[float] | None, pa
         piece = rows[start: start + micro]
         batch = {k: v.to(device) for k, v in collate(piece, pad_id).items()}
         piece_weights = None if weights is None else torch.tensor(weights[start: start + micro])
-        loss = completion_loss(peft_model, batch, piece_weights)
+        loss = completion_loss(peft_model, batch, piece_weights, aux)
         if micro < len(rows):  # a whole batch keeps its loss untouched, bit for bit
             loss = loss * (sum(mass[start: start + micro]) / max(sum(mass), 1e-8))
         loss.backward()
@@ -368,7 +400,7 @@ def train(
         while True:
             try:
                 value = _accumulate(peft_model, rows, row_weights, tokenizer.pad_token_id, device,
-                                    result.micro_batch_size)
+                                    result.micro_batch_size, aux_coefficient(spec, step, total))
                 break
             except torch.OutOfMemoryError as exc:
                 if result.micro_batch_size == 1:
