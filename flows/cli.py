@@ -112,6 +112,7 @@ def parser() -> argparse.ArgumentParser:
                       help="a key pair: sign with ed25519:PRIVATE, verify with ed25519-pub:PUBLIC")
     cfg = sub.add_parser("config", help="print the resolved config as YAML")
     _config_args(cfg)
+    cfg.add_argument("--explain", action="store_true", help="print every setting with its value and what it does")
     registry_cli.add_parser(sub)
     return ap
 
@@ -135,14 +136,33 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizers warns after every fork otherwise
     for name in ("prefect.task_runs", "prefect.flow_runs"):
         logging.getLogger(name).addFilter(_HideUserErrorTracebacks())
-    try:
-        return _dispatch(args)
-    except TransloraError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished stages are kept and reused by the next run", file=sys.stderr)
-        return 130
+    import signal
+
+    from translora.processes import PromptExitOnSignals
+
+    # Exit status 128 + signal, as a shell reports a process the signal killed: 130 for SIGINT (Ctrl-C), 143 for
+    # SIGTERM. Issue 22: a signal to the whole process group (Ctrl-C, systemd's stop) also ended the temporary
+    # Prefect server, and Prefect, reporting the crash and then draining its log and event queues at exit,
+    # retried every request against the dead server (2+4+8+16+32 s each) while the server was left a zombie.
+    # The server now has a session of its own (`_start_prefect_server`), and whatever still hangs (the server
+    # killed by a signal sent to every process: systemd's default) is cut short after 10 s: see the class.
+    guard = PromptExitOnSignals(grace_s=10, announce=lambda sig: print(
+        f"interrupted by {signal.Signals(sig).name}; finished stages are kept and reused by the next run of the "
+        "same command, an unfinished one resumes from its saved work", file=sys.stderr, flush=True))
+    with guard:
+        try:
+            return _dispatch(args)
+        except TransloraError as exc:
+            if guard.signal is None:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            guard.announce_once()
+            return 128 + guard.signal
+        except BaseException as exc:  # KeyboardInterrupt, or Prefect's TerminationSignal on SIGTERM in a flow
+            if guard.signal is None and not isinstance(exc, KeyboardInterrupt):
+                raise
+            guard.announce_once()
+            return 128 + (guard.signal or signal.SIGINT)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -162,7 +182,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _store_cmd(args)
     cfg = command_config(args)
     if args.command == "config":
-        print(dump_config(cfg), end="")
+        from translora.config import explain_config
+
+        print(explain_config(cfg) if args.explain else dump_config(cfg), end="")
         return 0
     run_dir = (args.run_dir or _default_run_dir()).resolve()
     check_inputs(args, cfg, run_dir)  # every error that can be known now, before anything is written or started
@@ -279,7 +301,9 @@ def _check_vllm(spec, models: list, adapter: Path | None) -> None:
 def _start_prefect_server() -> None:
     """Without a configured API, Prefect starts a temporary server (uvicorn) on first use, which a SIGKILLed
     command would leave behind. Start that same server here, from the main thread (which lives as long as this
-    process), as a child the kernel kills with this process."""
+    process), as a child the kernel kills with this process. In a session of its own: a signal to this command's
+    process group (Ctrl-C) must not end it before this process has reported the interrupted runs to it (issue 22);
+    Prefect's exit hook stops and reaps it."""
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL
 
@@ -287,7 +311,7 @@ def _start_prefect_server() -> None:
 
     if PREFECT_API_URL.value():
         return
-    with children_die_with_parent():
+    with children_die_with_parent(new_session=True):
         SubprocessASGIServer().start()  # Prefect's own clients reuse this instance (one per process)
 
 

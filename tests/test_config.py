@@ -121,3 +121,29 @@ def test_the_upgrade_trigger_passes_the_target_id_only():
                                                                                             "dtype": "bfloat16"}},
                                            "run_dir": "r"})
     assert checked["target"] == "org/new"
+
+
+def _fields_without_description(model: type, prefix: str = "") -> list[str]:
+    import typing
+
+    from pydantic import BaseModel
+
+    missing = []
+    for name, field in model.model_fields.items():
+        if not field.description:
+            missing.append(prefix + name)
+        for kind in typing.get_args(field.annotation) or (field.annotation,):
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                missing += _fields_without_description(kind, f"{prefix}{name}.")
+    return missing
+
+
+def test_every_setting_says_what_it_does(capsys):
+    """The Prefect UI's run form and `translora config --explain` show these descriptions."""
+    from flows.cli import main
+    from translora.config import Config
+
+    assert _fields_without_description(Config) == []
+    assert main(["config", "--explain", "--set", "filter.n_keep=7"]) == 0
+    out = capsys.readouterr().out
+    assert "filter.n_keep = 7  # synthetic inputs to keep (the distillation data)" in out.splitlines()

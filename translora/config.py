@@ -28,29 +28,35 @@ Dtype = Literal["float32", "bfloat16", "float16"]
 class ModelSpec(Section):
     """A base model: `embedded:<name>` (shipped in a PyPI package), a local folder, or a hub id."""
 
-    id: str
-    revision: str | None = None
-    trust_remote_code: bool = False
-    dtype: Dtype = "float32"
+    id: str = Field(description="embedded:<name> (smollm2-135m-instruct, gemma3-270m), a local transformers "
+                                "folder, or a hub id")
+    revision: str | None = Field(None, description="hub revision to load (a commit sha pins it); local folders: "
+                                                   "unused")
+    trust_remote_code: bool = Field(False, description="let transformers run the model's own code; a bundle can "
+                                                       "never turn this on (see trust.remote_code_models)")
+    dtype: Dtype = Field("float32", description="precision the model is loaded in for training and evaluation")
 
 
 class TaskSpec(Section):
-    """`bbh:<task>` (boolean_expressions is generated; the others are read from the BIG-bench sdist) or
-    `jsonl:<path>` (one {"input", "target"} object a line)."""
+    """The task and its split: train (stage 1 only) and a held-out test split (evaluation only)."""
 
-    name: str = "bbh:boolean_expressions"
-    n_train: int = Field(200, ge=10)
-    n_test: int = Field(100, ge=1)
-    n_seeds: int = Field(5, ge=1, le=20)
+    name: str = Field("bbh:boolean_expressions", description="bbh:<task> (BIG-Bench Hard, vendored; "
+                      "boolean_expressions is generated) or jsonl:<path> (one {\"input\", \"target\"} object a line)")
+    n_train: int = Field(200, ge=10, description="train examples: the source adapter's data and the discriminator's "
+                                                 "real inputs; the first n_seeds go into the bundle")
+    n_test: int = Field(100, ge=1, description="held-out test examples for evaluation; never seen by stage 2")
+    n_seeds: int = Field(5, ge=1, le=20, description="train inputs (inputs only) the bundle keeps as synthesis seeds")
 
 
 class AdapterSpec(Section):
-    kind: Literal["lora", "dora", "prompt_tuning"] = "lora"
-    r: int = Field(8, ge=1)
-    alpha: int = Field(16, ge=1)
-    dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: list[str] = ["q_proj", "v_proj"]
-    num_virtual_tokens: int = Field(20, ge=1)  # prompt tuning only
+    """A PEFT adapter to train: LoRA, DoRA or prompt tuning."""
+
+    kind: Literal["lora", "dora", "prompt_tuning"] = Field("lora", description="the PEFT method")
+    r: int = Field(8, ge=1, description="LoRA / DoRA rank")
+    alpha: int = Field(16, ge=1, description="LoRA / DoRA scaling numerator (the update is scaled by alpha / r)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA / DoRA dropout")
+    target_modules: list[str] = Field(["q_proj", "v_proj"], description="module names the LoRA / DoRA adapts")
+    num_virtual_tokens: int = Field(20, ge=1, description="prompt tuning only: learnt tokens put in front")
 
 
 class ImportSpec(Section):
@@ -64,78 +70,86 @@ class ImportSpec(Section):
 class TrainSpec(Section):
     """AdamW with a linear schedule; loss on completion tokens only."""
 
-    epochs: float = Field(1, gt=0)
-    batch_size: int = Field(8, ge=1)
-    lr: float = Field(2e-4, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    max_length: int = Field(256, ge=16)
-    max_steps: int | None = Field(None, ge=1)
-    seed: int = 0
-    checkpoint_every_s: float = Field(60, ge=0)  # a kill costs at most this much training; 0: every step
-    # Weak-to-strong auxiliary confidence loss (Burns et al. 2023), for soft targets over answer choices: the answer
-    # token's target becomes (1 - c) * the teacher's distribution + c * the student's own hardened answer, c rising
-    # linearly to this value over the first aux_warmup of the steps. 0: off (plain distillation).
-    aux_confidence: float = Field(0.0, ge=0, lt=1)
-    aux_warmup: float = Field(0.2, gt=0, le=1)
+    epochs: float = Field(1, gt=0, description="passes over the training data (max_steps overrides)")
+    batch_size: int = Field(8, ge=1, description="examples per optimizer step (halved into micro-batches on out of "
+                                                 "memory, same effective batch)")
+    lr: float = Field(2e-4, gt=0, description="peak learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of steps with a linear learning-rate warm-up")
+    max_length: int = Field(256, ge=16, description="tokens per example; the prompt is cut from the left")
+    max_steps: int | None = Field(None, ge=1, description="optimizer steps; None: from epochs")
+    seed: int = Field(0, description="adapter initialization and data order")
+    checkpoint_every_s: float = Field(60, ge=0, description="seconds between training checkpoints (a kill costs at "
+                                                            "most this much training); 0: every step")
+    aux_confidence: float = Field(0.0, ge=0, lt=1, description=(
+        "weak-to-strong auxiliary confidence loss (Burns et al. 2023), soft targets only: the answer token's target "
+        "becomes (1 - c) * the teacher's distribution + c * the student's own class-balanced answer; 0: off"))
+    aux_warmup: float = Field(0.2, gt=0, le=1, description="share of steps over which aux_confidence rises to its "
+                                                           "value")
 
 
 class SynthesisSpec(Section):
     """Numbered-list prompting: the seeds as `1. …` … `5. …`, then `6.` left open."""
 
-    max_new_tokens: int = Field(64, ge=4)
-    temperature: float = Field(1.0, ge=0)
-    top_p: float = Field(0.95, gt=0, le=1)
-    batch_size: int = Field(16, ge=1)
-    # Completions sampled from each shuffled prompt. The hf backend reads a repeated prompt once per batch; on 2
-    # cores reading the 12-seed prompt cost more than writing the item (bench/results/synthesis.md).
-    completions_per_prompt: int = Field(1, ge=1)
+    max_new_tokens: int = Field(64, ge=4, description="cap on one synthetic input's tokens (an item also stops at "
+                                                      "1.5x the longest seed)")
+    temperature: float = Field(1.0, ge=0, description="sampling temperature")
+    top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling (1.0 skips the vocabulary sort)")
+    batch_size: int = Field(16, ge=1, description="prompts per generation batch")
+    completions_per_prompt: int = Field(1, ge=1, description=(
+        "completions sampled from each shuffled seed prompt; the hf backend reads a repeated prompt once per batch"))
 
 
 class DiscriminatorSpec(Section):
-    n_negatives: int = Field(100, ge=2)
-    # Share of the negatives made by corrupting real train inputs (truncated, shuffled, prose spliced in, chatter
-    # around them): what a weaker target writes, which the source model's own samples rarely show.
-    corrupted_fraction: float = Field(0.5, ge=0, le=1)
-    # The filter's threshold on log p(yes) - log p(no): the one that rejects the most held-out synthetic inputs
-    # while accepting at least this share of held-out real ones. 0 disables calibration (threshold 0).
-    min_real_accept: float = Field(0.9, ge=0, le=1)
-    adapter: AdapterSpec = AdapterSpec()
-    train: TrainSpec = TrainSpec()
+    """The filter's judge: a LoRA on the discriminator base answering yes (real input) or no (synthetic)."""
+
+    n_negatives: int = Field(100, ge=2, description="'no' examples it trains on")
+    corrupted_fraction: float = Field(0.5, ge=0, le=1, description=(
+        "share of the negatives made by corrupting real train inputs (truncated, shuffled, prose spliced in, "
+        "chatter around them); the rest are the source model's own samples (the paper's negatives)"))
+    min_real_accept: float = Field(0.9, ge=0, le=1, description=(
+        "threshold calibration: the threshold on log p(yes) - log p(no) rejects the most held-out synthetic inputs "
+        "while accepting at least this share of held-out real ones; 0: threshold 0, the paper's p(yes) > p(no)"))
+    adapter: AdapterSpec = Field(AdapterSpec(), description="the discriminator's adapter")
+    train: TrainSpec = Field(TrainSpec(), description="the discriminator's training")
 
 
 class FilterSpec(Section):
-    # discriminator: Trans-LoRA. The paper's ablations: none (every synthetic input), seeds_only (the bundle's
-    # seed inputs alone), random_text (random word sequences instead of synthetic inputs).
-    mode: Literal["discriminator", "none", "seeds_only", "random_text"] = "discriminator"
-    n_keep: int = Field(64, ge=1)
-    max_generated: int = Field(512, ge=1)  # generation budget: give up after this many candidates
-    batch_size: int = Field(16, ge=1)
+    """Stage 2's synthesize-and-filter loop on the target model."""
+
+    mode: Literal["discriminator", "none", "seeds_only", "random_text"] = Field("discriminator", description=(
+        "discriminator: Trans-LoRA; the paper's ablations: none (every synthetic input), seeds_only (the bundle's "
+        "seed inputs alone), random_text (random word sequences)"))
+    n_keep: int = Field(64, ge=1, description="synthetic inputs to keep (the distillation data)")
+    max_generated: int = Field(512, ge=1, description="generation budget: give up after this many candidates")
+    batch_size: int = Field(16, ge=1, description="candidates generated and judged per batch")
 
 
 class LabelSpec(Section):
-    # choices: on multiple-choice tasks the teacher scores each answer choice as lm-eval does and the best one is
-    # the label (never a non-answer), with its probability kept; generate: greedy completion (free-form tasks
-    # always use it).
-    mode: Literal["choices", "generate"] = "choices"
-    min_confidence: float = Field(0.0, ge=0, le=1)  # drop labels the teacher is less sure of
-    balance: bool = False  # down-sample the majority answers to the rarest one's count
-    # How the student learns a choice label: hard (the teacher's answer), weighted (the answer, its loss scaled by
-    # the teacher's probability above chance) or soft (the teacher's distribution over the answers).
-    targets: Literal["hard", "weighted", "soft"] = "hard"
-    # Soft targets are the teacher's probabilities p^(1 / temperature), renormalized: below 1 sharpens them toward
-    # its answer (0 would be hard labels), so the student copies less of the teacher's doubt.
-    temperature: float = Field(1.0, gt=0)
-    max_new_tokens: int = Field(16, ge=1)
-    batch_size: int = Field(16, ge=1)
+    """How the teacher (source model + source adapter) labels the kept inputs, and how the student learns them."""
+
+    mode: Literal["choices", "generate"] = Field("choices", description=(
+        "choices: on multiple-choice tasks the teacher scores each answer choice as lm-eval does and the best one is "
+        "the label, with its probability kept; generate: greedy completion (free-form tasks always use it)"))
+    min_confidence: float = Field(0.0, ge=0, le=1, description="drop labels the teacher is less sure of")
+    balance: bool = Field(False, description="down-sample the majority answers to the rarest one's count")
+    targets: Literal["hard", "weighted", "soft"] = Field("hard", description=(
+        "how the student learns a choice label: hard (the teacher's answer), weighted (the answer, its loss scaled "
+        "by the teacher's probability above chance) or soft (the teacher's distribution over the answers)"))
+    temperature: float = Field(1.0, gt=0, description=(
+        "soft targets are the teacher's p^(1/temperature), renormalized: below 1 sharpens them toward its answer"))
+    max_new_tokens: int = Field(16, ge=1, description="cap on a generated label's tokens (free-form tasks)")
+    batch_size: int = Field(16, ge=1, description="inputs the teacher labels per batch")
 
 
 class EvalSpec(Section):
-    batch_size: int = Field(16, ge=1)
-    limit: int | None = Field(None, ge=1)
-    # The oracle row: the target plus an adapter trained on filter.n_keep real train examples with the distillation
-    # settings. It only measures what the target can reach; stage 2 never sees it.
-    oracle: bool = True
+    """Evaluation on the held-out test split with lm-eval."""
+
+    batch_size: int = Field(16, ge=1, description="lm-eval batch size")
+    limit: int | None = Field(None, ge=1, description="evaluate only the first N test examples (None: all)")
+    oracle: bool = Field(True, description=(
+        "also train and score the oracle: the target plus an adapter trained on filter.n_keep real train examples "
+        "with the distillation settings; it only measures what the target can reach, stage 2 never sees it"))
 
 
 MANAGED_SERVER_FLAGS = ("--host", "--port", "--api-key", "--uds")
@@ -144,20 +158,23 @@ MANAGED_SERVER_FLAGS = ("--host", "--port", "--api-key", "--uds")
 class VLLMSpec(Section):
     """Where vLLM servers come from: running ones named per model (`servers`), else one started per stage."""
 
-    # model id (as in source_model.id / target_model.id) -> base URL of a running vLLM server for that model.
-    # Adapters are loaded into it at run time (the server needs --enable-lora and
-    # VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, and must see the adapter's path).
-    servers: dict[str, str] = {}
-    # None: `python -m vllm.entrypoints.openai.api_server` with $TRANSLORA_VLLM_PYTHON, else the repository's
-    # .venv-vllm/bin/python (scripts/setup-vllm.sh makes it); translora appends --model, --port and the rest
-    command: list[str] | None = None
-    extra_args: list[str] = []
-    startup_timeout: float = Field(300, gt=0)
-    max_model_len: int = Field(2048, ge=64)
-    cpu_kvcache_gib: int = Field(1, ge=1)  # VLLM_CPU_KVCACHE_SPACE; without it vLLM asks for 90% of RAM
-    enforce_eager: bool = True  # CUDA-graph / compile warm-up costs ~40 s and gains nothing on CPU
-    # Seconds a server may go without answering one request before the stage fails, naming what hung.
-    request_timeout: float = Field(600, gt=0)
+    servers: dict[str, str] = Field({}, description=(
+        "model id (as in source_model.id / target_model.id) -> base URL of a running vLLM server for that model; "
+        "adapters are loaded into it at run time (it needs --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, "
+        "and must see the adapter's path)"))
+    command: list[str] | None = Field(None, description=(
+        "how to start a managed server; None: python -m vllm.entrypoints.openai.api_server with "
+        "$TRANSLORA_VLLM_PYTHON, else .venv-vllm/bin/python (scripts/setup-vllm.sh); translora appends --model, "
+        "--port and the rest"))
+    extra_args: list[str] = Field([], description="more arguments for a managed server")
+    startup_timeout: float = Field(300, gt=0, description="seconds a managed server may take to answer")
+    max_model_len: int = Field(2048, ge=64, description="vLLM --max-model-len")
+    cpu_kvcache_gib: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE on CPU (without it vLLM asks for 90% "
+                                                      "of RAM)")
+    enforce_eager: bool = Field(True, description="vLLM --enforce-eager: CUDA graphs and compilation off (on CPU "
+                                                  "the warm-up costs ~40 s and gains nothing)")
+    request_timeout: float = Field(600, gt=0, description=(
+        "seconds a server may go without answering one request before the stage fails, naming what hung"))
 
     @field_validator("command", "extra_args")
     @classmethod
@@ -173,10 +190,13 @@ class VLLMSpec(Section):
 
 
 class GenerationSpec(Section):
-    backend: Literal["hf", "vllm"] = "hf"
-    vllm: VLLMSpec = VLLMSpec()
-    # the precision generation loads a model in (training and evaluation keep the model's own); None: the model's
-    dtype: Dtype | None = None
+    """The generation backend for synthesis and free-form labels."""
+
+    backend: Literal["hf", "vllm"] = Field("hf", description="hf: transformers in this process; vllm: vLLM's "
+                                                             "OpenAI-compatible server")
+    vllm: VLLMSpec = Field(VLLMSpec(), description="vLLM servers")
+    dtype: Dtype | None = Field(None, description=(
+        "the precision generation loads a model in (training and evaluation keep the model's own); None: the model's"))
 
     def as_loaded(self, spec: ModelSpec) -> ModelSpec:
         """`spec` as generation loads it."""
@@ -189,15 +209,16 @@ KEY_KINDS = ("hmac:", "ed25519:", "ed25519-pub:")
 class TrustSpec(Section):
     """What only the operator decides, never a bundle: remote code, bundle signatures, base-model checks."""
 
-    # model ids whose own code may run (transformers trust_remote_code) when a bundle names them as teacher or
-    # discriminator base; a bundle's own trust_remote_code flag is always ignored
-    remote_code_models: list[str] = []
-    # sign the bundles this platform writes: hmac:SECRET_FILE or ed25519:PRIVATE.pem
-    signing_key: str | None = None
-    # when any are given, a bundle must be signed by one of them: hmac:SECRET_FILE or ed25519-pub:PUBLIC.pem
-    trusted_keys: list[str] = []
-    # use a bundle even when its teacher or discriminator base here differs from the one it was made on
-    allow_base_mismatch: bool = False
+    remote_code_models: list[str] = Field([], description=(
+        "model ids whose own code may run (transformers trust_remote_code) when a bundle names them as teacher or "
+        "discriminator base; a bundle's own trust_remote_code flag is always ignored"))
+    signing_key: str | None = Field(None, description="sign the bundles this platform writes: hmac:SECRET_FILE or "
+                                                      "ed25519:PRIVATE.pem")
+    trusted_keys: list[str] = Field([], description=(
+        "when any are given, a bundle must be signed by one of them: hmac:SECRET_FILE or ed25519-pub:PUBLIC.pem"))
+    allow_base_mismatch: bool = Field(False, description=(
+        "use a bundle whose teacher or discriminator base here differs from the one it was made on, or import an "
+        "adapter that names another base (its module names and shapes are still checked)"))
 
     @field_validator("signing_key")
     @classmethod
@@ -220,24 +241,29 @@ class Config(Section):
     the dict overrides it section by section, so a partial dict (Prefect deployment parameters, a form in the
     Prefect UI) is a full config, validated once."""
 
-    profile: Literal[PROFILES] = PROFILES[0]  # type: ignore[valid-type]
-    seed: int = 0
-    source_model: ModelSpec = ModelSpec(id="embedded:smollm2-135m-instruct")
-    target_model: ModelSpec = ModelSpec(id="embedded:gemma3-270m")
-    discriminator_model: ModelSpec | None = None  # None: the source model
-    task: TaskSpec = TaskSpec()
-    import_adapter: ImportSpec | None = None  # set: stage 1 imports this adapter instead of training source_adapter
-    source_adapter: AdapterSpec = AdapterSpec()
-    source_train: TrainSpec = TrainSpec()
-    synthesis: SynthesisSpec = SynthesisSpec()
-    discriminator: DiscriminatorSpec = DiscriminatorSpec()
-    filter: FilterSpec = FilterSpec()
-    label: LabelSpec = LabelSpec()
-    target_adapter: AdapterSpec = AdapterSpec()
-    distill_train: TrainSpec = TrainSpec()
-    eval: EvalSpec = EvalSpec()
-    generation: GenerationSpec = GenerationSpec()
-    trust: TrustSpec = TrustSpec()
+    profile: Literal[PROFILES] = Field(PROFILES[0], description=(  # type: ignore[valid-type]
+        "base settings every other field overrides: cpu (sized for 2 cores) or paper (the paper's settings, GPUs)"))
+    seed: int = Field(0, description="the task split, synthesis sampling, negatives and label selection")
+    source_model: ModelSpec = Field(ModelSpec(id="embedded:smollm2-135m-instruct"),
+                                    description="the base the source adapter is for (the teacher's base)")
+    target_model: ModelSpec = Field(ModelSpec(id="embedded:gemma3-270m"), description="the new base to transfer to")
+    discriminator_model: ModelSpec | None = Field(None, description="the discriminator's base; None: the source "
+                                                                    "model")
+    task: TaskSpec = Field(TaskSpec(), description="the task and its split")
+    import_adapter: ImportSpec | None = Field(None, description=(
+        "an existing peft adapter to import instead of training source_adapter (translora finetune "
+        "--source-adapter)"))
+    source_adapter: AdapterSpec = Field(AdapterSpec(), description="the source adapter stage 1 trains")
+    source_train: TrainSpec = Field(TrainSpec(), description="the source adapter's training")
+    synthesis: SynthesisSpec = Field(SynthesisSpec(), description="synthetic inputs from the seeds")
+    discriminator: DiscriminatorSpec = Field(DiscriminatorSpec(), description="the filter's discriminator")
+    filter: FilterSpec = Field(FilterSpec(), description="stage 2's synthesize-and-filter loop")
+    label: LabelSpec = Field(LabelSpec(), description="the teacher's labels and how the student learns them")
+    target_adapter: AdapterSpec = Field(AdapterSpec(), description="the adapter stage 2 trains on the target")
+    distill_train: TrainSpec = Field(TrainSpec(), description="the distillation (and the oracle's) training")
+    eval: EvalSpec = Field(EvalSpec(), description="evaluation on the held-out test split")
+    generation: GenerationSpec = Field(GenerationSpec(), description="the generation backend")
+    trust: TrustSpec = Field(TrustSpec(), description="what only the operator decides: remote code, signatures")
 
     @model_validator(mode="before")
     @classmethod
@@ -383,3 +409,22 @@ def validate_config(data: dict) -> Config:
 
 def dump_config(config: Config) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def explain_config(config: Config) -> str:
+    """Every setting with its value and what it does (`translora config --explain`), from the fields' descriptions,
+    which the Prefect UI's run form shows too."""
+    lines: list[str] = []
+
+    def walk(model: BaseModel, prefix: str) -> None:
+        for name, field in type(model).model_fields.items():
+            value, path = getattr(model, name), f"{prefix}{name}"
+            if isinstance(value, BaseModel):
+                lines.append(f"{path}: {field.description or ''}")
+                walk(value, path + ".")
+            else:
+                shown = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
+                lines.append(f"{path} = {shown}  # {field.description or ''}")
+
+    walk(config, "")
+    return "\n".join(lines) + "\n"
