@@ -13,17 +13,18 @@ generation.vllm.servers, one managed server runs for the whole upgrade (the targ
 each source base for the labels of all its bundles, their source adapters loaded into it as LoRA modules), and every
 transfer is handed its URL in generation.vllm.servers. Store keys do not see those URLs, so a transfer here is the
 same output as the same transfer run alone.
+
+The decisions that need no Prefect (ids, the evaluation set, refusals, shared models, the summary) are in
+translora/fleet.py; this module runs them as tasks and a flow.
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlparse
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
@@ -36,58 +37,20 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
 from prefect.settings import get_current_settings
 from prefect.states import Failed, State
-from pydantic import BaseModel
 
 from flows.transfer import transfer, transfer_scope
 from tasks.stage import run_stage
 from translora import stages
-from translora.artifacts import read_json, read_jsonl, read_manifest, safe_name, write_json, write_jsonl
+from translora.artifacts import read_json, read_manifest
 from translora.bundle import Bundle
 from translora.config import Config, ModelSpec
-from translora.data import Example
-from translora.errors import ArtifactError, ConfigError, DataError
-from translora.generation.vllm import SharedModel, adapter_rank, shared_servers
+from translora.errors import DataError
+from translora.fleet import BundleOutcome, eval_data_folder, models_to_share, refuse, register_transfer, summary_rows
+from translora.generation.vllm import shared_servers
 from translora.registry import Registration, open_registry
 from translora.store import Store
 
 SUMMARY_KEY = "translora-upgrade-summary"
-
-
-class BundleOutcome(BaseModel):
-    """One row of the summary: what happened to one registered bundle."""
-
-    id: str
-    owner: str
-    task: str
-    source_base: str
-    status: Literal["transferred", "refused", "failed"]
-    new_id: str | None = None
-    subflow_run_id: str | None = None
-    error: str | None = None
-    filter: dict[str, Any] = {}  # generated, distinct, kept, acceptance_rate (the filter stage's manifest)
-    labels: dict[str, Any] = {}  # labelled, dropped, answers (the label stage's manifest)
-    accuracy_before: float | None = None  # source base + source adapter on the owner's evaluation set
-    accuracy_after: float | None = None  # target + transferred adapter on the same set
-    accuracy_target_base: float | None = None  # the target alone on the same set: the floor a transfer must hold
-    eval_note: str | None = None  # why there is no accuracy
-
-
-def child_id(parent_id: str, target: str) -> str:
-    """Registration id of a transfer: the parent's id and the target's short name (`acme@gemma3-270m`)."""
-    return f"{parent_id}@{safe_name(target.rstrip('/').rsplit('/', 1)[-1].split(':')[-1])}"
-
-
-def eval_data_folder(eval_set: str, bundle: Bundle, out: Path) -> Path:
-    """An evaluation stage's data folder (test.jsonl + task_card.json) from the owner's jsonl of {input, target}."""
-    parsed = urlparse(eval_set)
-    if parsed.scheme not in ("", "file"):
-        raise DataError(f"evaluation set {eval_set} is not a local file; copy it to the worker and register the path")
-    rows = [Example.model_validate(r) for r in read_jsonl(Path(parsed.path if parsed.scheme else eval_set))]
-    if not rows:
-        raise DataError(f"evaluation set {eval_set} is empty")
-    write_jsonl(out / "test.jsonl", rows)
-    write_json(out / "task_card.json", bundle.card.model_dump())
-    return out
 
 
 def _accuracy(config: Config, run_dir: Path, scope: str, slot: str, data: Path, model: ModelSpec,
@@ -98,12 +61,8 @@ def _accuracy(config: Config, run_dir: Path, scope: str, slot: str, data: Path, 
 
 
 def _register(registry_url: str | None, parent: Registration, new_bundle: Path, target: str) -> str:
-    """Register the transferred bundle, once: a transfer of this parent to this target already there is reused."""
     with open_registry(registry_url) as registry:
-        for existing in registry.find(source_base=target):
-            if existing.parent_id == parent.id:
-                return existing.id
-        return registry.add_transferred(child_id(parent.id, target), new_bundle, parent.id).id
+        return register_transfer(registry, parent, new_bundle, target)
 
 
 @task(name="upgrade-bundle", task_run_name="upgrade {registration.id}", cache_policy=NO_CACHE, persist_result=False)
@@ -126,12 +85,7 @@ def upgrade_bundle(registration: Registration, config: Config, run_dir: str, reg
             outcome.filter = read_manifest(Path(outputs["filtered"])).metrics
             outcome.labels = read_manifest(Path(outputs["labelled"])).metrics
             _evaluate(registration, config, run_dir, outputs, outcome)
-        scored = outcome.accuracy_after is not None and outcome.accuracy_target_base is not None
-        if scored and outcome.accuracy_after < outcome.accuracy_target_base - max_regression:
-            outcome.status = "refused"
-            outcome.error = (f"the transferred adapter scores {_percent(outcome.accuracy_after)} on the owner's "
-                             f"evaluation set, below the target base alone ({_percent(outcome.accuracy_target_base)}"
-                             f"): not registered, the bundle stays on {registration.source_base}")
+        if refuse(outcome, max_regression):
             return Failed(message=f"{registration.id}: {outcome.error}", data=outcome)
         outcome.new_id = _register(registry_url, registration, Path(outputs["bundle"]), config.target_model.id)
     except Exception as exc:  # this bundle's failure is its own row, never the fleet's
@@ -183,37 +137,6 @@ def ensure_concurrency_limit(name: str) -> int:
     return 1
 
 
-def models_to_share(config: Config, todo: list[Registration], slots: int) -> list[SharedModel]:
-    """The models the transfers of `todo` generate with, one entry per model id not already named in
-    generation.vllm.servers: the target (synthesis) and each teacher that labels by generation, with the rank and
-    number of the source adapters it will serve. A bundle that cannot be read or served here is left out: its own
-    transfer fails with the reason, the others go on."""
-    named = config.generation.vllm.servers
-    shared: list[SharedModel] = []
-    if config.filter.mode in ("discriminator", "none") and config.target_model.id not in named:  # they synthesize
-        shared.append(SharedModel(config.generation.as_loaded(config.target_model)))
-    teachers: dict[str, list[tuple[ModelSpec, int]]] = {}
-    for registration in todo:
-        try:
-            bundle = Bundle(Path(registration.bundle))
-            # as the label stage decides: choice scoring runs on torch, only generated labels need a server
-            if bundle.card.choices and config.label.mode == "choices":
-                continue
-            teacher = config.generation.as_loaded(bundle.teacher_model(config.trust.remote_code_models))
-            rank = adapter_rank(bundle.source_adapter)
-        except (ArtifactError, ConfigError):
-            continue
-        if teacher.id not in named:
-            teachers.setdefault(teacher.id, []).append((teacher, rank))
-    for entries in teachers.values():
-        specs = {spec for spec, _ in entries}
-        if len(specs) > 1:  # one id, two loadings (dtype, revision): one server cannot stand for both
-            continue
-        shared.append(SharedModel(entries[0][0], lora_rank=max(rank for _, rank in entries),
-                                  max_loras=max(1, min(len(entries), slots))))
-    return shared
-
-
 @contextmanager
 def shared_generation(config: Config, todo: list[Registration], slots: int) -> Iterator[Config]:
     """`config` with generation.vllm.servers naming one server per shared model, started for the block and stopped
@@ -236,30 +159,6 @@ def run_url(flow_run_id: str | None) -> str:
     if flow_run_id is None:
         return "-"
     return f"{ui.rstrip('/')}/runs/flow-run/{flow_run_id}" if ui else flow_run_id
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
-def summary_rows(outcomes: list[BundleOutcome]) -> list[dict[str, str]]:
-    rows = []
-    for o in outcomes:
-        f, lab = o.filter, o.labels
-        rows.append({
-            "bundle": o.id, "owner": o.owner, "task": o.task, "from": o.source_base,
-            "new registration": o.new_id or "-", "acceptance": _percent(f.get("acceptance_rate")),
-            "filter (kept/distinct/generated)": "/".join(str(f.get(k, "?")) for k in ("kept", "distinct",
-                                                                                      "generated")) if f else "-",
-            "labels": (f"{lab.get('labelled', '?')} labelled, {lab.get('dropped', '?')} dropped; answers "
-                       + json.dumps(lab.get("answers", {}), sort_keys=True)) if lab else "-",
-            "accuracy before -> after": (f"{_percent(o.accuracy_before)} -> {_percent(o.accuracy_after)}"
-                                         if o.accuracy_after is not None else o.eval_note or "-"),
-            "target base": _percent(o.accuracy_target_base),
-            "status": o.status if o.error is None else f"{o.status}: {o.error}",
-            "transfer run": run_url(o.subflow_run_id),
-        })
-    return rows
 
 
 def _outcome(future: PrefectFuture, registration: Registration) -> BundleOutcome:
@@ -300,7 +199,7 @@ def upgrade(target: str, config: Config, run_dir: str, registry_url: str | None 
     if not todo:
         update_progress_artifact(progress, 100.0)
     outcomes.sort(key=lambda o: o.id)
-    rows = summary_rows(outcomes)
+    rows = summary_rows(outcomes, run_url)
     create_table_artifact(rows or [{"bundle": "-", "status": f"every active bundle is already on {target}"}],
                           key=SUMMARY_KEY, description=f"Upgrade to {target}: one row per registered bundle")
     for row in rows:

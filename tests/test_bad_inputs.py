@@ -17,44 +17,10 @@ import pytest
 
 from flows import cli
 from tests import fake_vllm
-from tests.conftest import tiny_overrides
-from translora import bundle as bundles
-from translora import training
-from translora.artifacts import Manifest, hash_path, write_json, write_manifest
-from translora.config import AdapterSpec, ModelSpec
-from translora.data import TaskCard, boolean_expressions
-from translora.models import fingerprint
+from tests.helpers import make_adapter, make_bundle, relist, tiny_overrides
+from translora.artifacts import Manifest, write_json, write_manifest
+from translora.data import boolean_expressions
 from translora.signing import generate_ed25519_keypair, generate_hmac_key
-
-
-def make_adapter(model_dir: Path, out: Path, kind: str = "lora") -> Path:
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    training.save_adapter(training.new_adapter(model, AdapterSpec(kind=kind, target_modules=["q_proj", "v_proj"])),
-                          out)
-    return out
-
-
-def make_bundle(out: Path, adapter: Path, source: Path, made_on: Path | None = None,
-                signing_key: str | None = None) -> Path:
-    """A bundle of untrained adapters on `source`, as `translora finetune` writes one; `made_on` names the model
-    whose content hash bundle.json records (another base: a bundle made elsewhere)."""
-    spec = ModelSpec(id=str(source))
-    recorded = fingerprint(ModelSpec(id=str(made_on or source)))
-    info = bundles.BundleInfo(source_model=spec, source_model_hash=recorded, discriminator_model=spec,
-                              discriminator_model_hash=fingerprint(spec), source_adapter_hash=hash_path(adapter),
-                              discriminator_adapter_hash=hash_path(adapter), n_seeds=3)
-    card = TaskCard(name="boolean_expressions", description="Evaluate a Boolean expression.",
-                    choices=["True", "False"], source="/data/private/task.jsonl", n_train=24, n_test=12)
-    seeds = [e.input for e in boolean_expressions.generate(3, seed=5)]
-    bundles.write(out, info, card, seeds, adapter, adapter, signing_key)
-    return out
-
-
-def relist(folder: Path) -> None:
-    """Rewrite files.json as a buggy maker would: the bundle is consistent, its content is not."""
-    write_json(folder / bundles.FILES, {"files": bundles._listing(folder)})
 
 
 @dataclass

@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.conftest import tiny_overrides
+from tests.helpers import tiny_overrides
 from translora.config import load_config
 from translora.data import boolean_expressions
 

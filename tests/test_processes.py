@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from tests import fake_vllm
-from tests.conftest import tiny_overrides
+from tests.helpers import tiny_overrides
 from translora.config import VLLMSpec
 from translora.errors import GenerationBackendError
 from translora.generation.base import GenerationRequest

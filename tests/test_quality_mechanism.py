@@ -6,20 +6,16 @@ from dataclasses import replace
 
 import pytest
 
-from tests.conftest import tiny_overrides
-from tests.test_stages import finetune, run, transfer
+from tests.helpers import run_stage as run, transfer_stages as transfer
 from translora import report, stages
 from translora.bundle import Bundle
-from translora.config import load_config
 from translora.data import sources
 from translora.store import Store
 
 
-@pytest.fixture(scope="module")
-def bundle(tiny_models, tmp_path_factory):
-    cfg = load_config("cpu", overrides=tiny_overrides(tiny_models))
-    store = Store(tmp_path_factory.mktemp("store"))
-    _, bundle_dir = finetune(cfg, store)
+@pytest.fixture()
+def bundle(finetuned):
+    cfg, store, _, bundle_dir = finetuned
     return cfg, store, bundle_dir
 
 

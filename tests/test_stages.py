@@ -19,43 +19,7 @@ from translora.errors import ArtifactError, FilterExhaustedError
 from translora.stage import execute
 from translora.stages.transfer import filter_threshold
 from translora.store import Store
-from tests.conftest import tiny_overrides
-
-
-def run(stage, cfg, store, **kw):
-    return execute(stage, cfg, kw.get("inputs", {}), kw.get("models", {}), store).path
-
-
-def finetune(cfg, store):
-    data = run(stages.PREPARE_DATA, cfg, store)
-    source = run(stages.SOURCE_ADAPTER, cfg, store, inputs={"data": data}, models={"base": cfg.source_model})
-    negatives = run(stages.NEGATIVES, cfg, store, inputs={"data": data}, models={"base": cfg.source_model})
-    disc = run(stages.DISCRIMINATOR, cfg, store, inputs={"data": data, "negatives": negatives},
-               models={"base": cfg.discriminator_base})
-    bundle = run(stages.BUNDLE, cfg, store, inputs={"data": data, "source_adapter": source, "discriminator": disc},
-                 models={"source": cfg.source_model, "discriminator": cfg.discriminator_base})
-    return data, bundle
-
-
-def transfer(cfg, store, bundle_dir):
-    bundle = Bundle(bundle_dir)
-    filtered = run(stages.FILTER, cfg, store, inputs={"bundle": bundle_dir},
-                   models={"target": cfg.target_model, "discriminator": bundle.discriminator_model()})
-    labelled = run(stages.LABEL, cfg, store, inputs={"bundle": bundle_dir, "filtered": filtered},
-                   models={"teacher": bundle.teacher_model()})
-    adapter = run(stages.DISTILL, cfg, store, inputs={"bundle": bundle_dir, "filtered": filtered,
-                                                      "labelled": labelled}, models={"base": cfg.target_model})
-    new_bundle = run(stages.EMIT_BUNDLE, cfg, store, inputs={"bundle": bundle_dir, "adapter": adapter},
-                     models={"target": cfg.target_model})
-    return filtered, adapter, new_bundle
-
-
-@pytest.fixture(scope="module")
-def finetuned(tiny_models, tmp_path_factory):
-    cfg = load_config("cpu", overrides=tiny_overrides(tiny_models))
-    store = Store(tmp_path_factory.mktemp("store"))
-    data, bundle = finetune(cfg, store)
-    return cfg, store, data, bundle
+from tests.helpers import run_stage as run, tiny_overrides, transfer_stages as transfer
 
 
 def test_bundle_holds_adapters_seed_inputs_and_card_only(finetuned):

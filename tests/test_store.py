@@ -141,7 +141,7 @@ def test_a_stage_keyed_on_one_field_ignores_the_rest_of_its_section(tiny_models)
     """The oracle reads filter.n_keep only: an ablation's filter.mode must not retrain it, and eval.oracle must not
     re-run the evaluations; the distillation reads label.targets and label.temperature, which its input does not
     show."""
-    from tests.conftest import tiny_overrides
+    from tests.helpers import tiny_overrides
     from translora import stages
     from translora.config import load_config
     from translora.stage import key_material

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.test_bad_inputs import make_adapter, make_bundle, relist
+from tests.helpers import make_adapter, make_bundle, relist
 from translora import bundle as bundles
 from translora.config import ModelSpec, TrustSpec
 from translora.errors import AdapterMismatchError
@@ -70,7 +70,7 @@ def test_the_bundle_stages_sign_with_the_operators_key(tiny_models, adapter, tmp
     from translora.config import load_config
     from translora.stage import execute
     from translora.store import Store
-    from tests.conftest import tiny_overrides
+    from tests.helpers import tiny_overrides
 
     generate_hmac_key(tmp_path / "k")
     key = f"hmac:{tmp_path / 'k'}"

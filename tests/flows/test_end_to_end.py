@@ -13,7 +13,7 @@ from flows.end_to_end import trans_lora
 from flows.finetune import finetune
 from flows.transfer import transfer
 from tasks.stage import retry_transient
-from tests.conftest import tiny_overrides
+from tests.helpers import tiny_overrides
 from translora.artifacts import read_manifest
 from translora.bundle import Bundle
 from translora.config import load_config

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from flows.cli import main
-from tests.conftest import tiny_overrides
+from tests.helpers import tiny_overrides
 from tests.helpers import plain_peft_adapter
 from translora import adapters
 from translora.bundle import Bundle

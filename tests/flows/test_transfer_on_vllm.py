@@ -7,7 +7,7 @@ import pytest
 
 from flows.finetune import finetune
 from flows.transfer import transfer
-from tests.conftest import tiny_overrides
+from tests.helpers import tiny_overrides
 from tests.vllm_env import VLLM, require_vllm
 from translora.artifacts import read_manifest
 from translora.store import Store

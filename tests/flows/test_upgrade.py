@@ -13,8 +13,9 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.settings import get_current_settings
 
 from flows.finetune import finetune
-from flows.upgrade import SUMMARY_KEY, _register, child_id, upgrade
-from tests.conftest import tiny_overrides
+from flows.upgrade import SUMMARY_KEY, _register, upgrade
+from translora.fleet import child_id
+from tests.helpers import tiny_overrides
 from translora.artifacts import read_jsonl, write_jsonl
 from translora.config import ModelSpec, load_config
 from translora.registry import open_registry

@@ -10,8 +10,9 @@ import psutil
 import pytest
 
 from flows.finetune import finetune
-from flows.upgrade import child_id, upgrade
-from tests.conftest import tiny_overrides
+from flows.upgrade import upgrade
+from translora.fleet import child_id
+from tests.helpers import tiny_overrides
 from tests.vllm_env import require_vllm
 from translora.artifacts import safe_name
 from translora.config import GenerationSpec, ModelSpec, VLLMSpec, load_config

@@ -39,8 +39,9 @@ from prefect.states import AwaitingRetry
 from websockets.sync.client import connect
 
 from flows.finetune import finetune
-from flows.upgrade import SUMMARY_KEY, child_id
-from tests.conftest import tiny_overrides
+from flows.upgrade import SUMMARY_KEY
+from translora.fleet import child_id
+from tests.helpers import tiny_overrides
 from translora.artifacts import read_jsonl, write_jsonl
 from translora.config import load_config
 from translora.registry import open_registry

@@ -29,7 +29,7 @@ def synthesize_and_filter(ctx: StageContext) -> dict:
     cfg = ctx.config
     bundle = bundles.Bundle(ctx.inputs["bundle"])
     mode, want, budget = cfg.filter.mode, cfg.filter.n_keep, cfg.filter.max_generated
-    if mode in ("seeds_only", "random_text"):
+    if not synthesizes(cfg.filter):
         inputs = bundle.seeds if mode == "seeds_only" else random_text(bundle.seeds, want, cfg.seed)
         write_jsonl(ctx.out / "candidates.jsonl", [Candidate(input=x, margin=0.0, kept=True) for x in inputs])
         write_jsonl(ctx.out / "kept.jsonl", [{"input": x} for x in inputs])
@@ -102,6 +102,17 @@ def random_text(seeds: list[str], n: int, seed: int) -> list[str]:
             for _ in range(n)]
 
 
+def synthesizes(filter_spec) -> bool:
+    """Whether stage 2 generates synthetic inputs on the target (the ablations seeds_only and random_text do not)."""
+    return filter_spec.mode in ("discriminator", "none")
+
+
+def labels_by_generation(card, label_spec) -> bool:
+    """Whether the teacher labels by generating (free-form tasks, or label.mode=generate); otherwise it scores the
+    answer choices on torch. The fleet's shared vLLM servers follow the same rule."""
+    return not (card.choices and label_spec.mode == "choices")
+
+
 def label(ctx: StageContext) -> dict:
     """The teacher (source model + source adapter) labels each kept input: on multiple-choice tasks by scoring every
     answer choice (label.mode=choices; the probability is kept, unsure labels can be dropped, classes balanced),
@@ -110,7 +121,7 @@ def label(ctx: StageContext) -> dict:
     bundle = bundles.Bundle(ctx.inputs["bundle"])
     inputs = [r["input"] for r in read_jsonl(ctx.inputs["filtered"] / "kept.jsonl")]
     cut = 0  # generated answers that reached label.max_new_tokens
-    if bundle.card.choices and cfg.label.mode == "choices":
+    if not labels_by_generation(bundle.card, cfg.label):
         model, tok = models.load_model(ctx.models["teacher"])
         teacher = training.attach_adapter(model, bundle.source_adapter)
         scored = labelling.label_choices(teacher, tok, inputs, bundle.card.choices, bundle.card.prompt_template,
