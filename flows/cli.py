@@ -43,7 +43,7 @@ def _run_dir(p: argparse.ArgumentParser) -> None:
 
 
 def _store(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", type=Path, help="the artifact store (default: $TRANSLORA_STORE, else "
+    p.add_argument("--store", help="the artifact store: a folder or s3://bucket/prefix (default: $TRANSLORA_STORE, else "
                                               "$TRANSLORA_HOME/store)")
 
 
@@ -175,7 +175,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "keygen":
         return _keygen(args)
     if getattr(args, "store", None):
-        os.environ["TRANSLORA_STORE"] = str(args.store.resolve())  # read by every stage task, in any process
+        # read by every stage task, in any process
+        os.environ["TRANSLORA_STORE"] = args.store if "://" in args.store else str(Path(args.store).resolve())
     if args.command == "gc":
         return _gc(args.keep)
     if args.command == "store":
@@ -352,7 +353,8 @@ def _gc(keep: list[Path]) -> int:
 
     store = Store()
     removed, freed = store.gc(keep)
-    print(f"store {store.root}: removed {removed} unreferenced outputs, freed {freed / 2**20:.1f} MiB")
+    where = "" if store.url == str(store.root) else f" (this machine's cache of {store.url})"
+    print(f"store {store.root}{where}: removed {removed} unreferenced outputs, freed {freed / 2**20:.1f} MiB")
     return 0
 
 
@@ -361,7 +363,7 @@ def _store_cmd(args: argparse.Namespace) -> int:
     from translora.store import Store
 
     store = Store()
-    if not store.root.is_dir():
+    if store.url == str(store.root) and not store.root.is_dir():  # a local store (an S3 one checks its cache)
         raise ConfigError(f"{store.root} does not exist, so it is no store; give the store with --store or "
                           "$TRANSLORA_STORE")
     count = sum(1 for _ in store.entries())
@@ -371,13 +373,13 @@ def _store_cmd(args: argparse.Namespace) -> int:
         moved = f"; moved to {d.moved_to}" if d.moved_to else ""
         print(f"damaged: {d.stage} {d.key} {d.path}: {d.problem}{moved}")
     if not damaged:
-        print(f"store {store.root}: {checked}, all intact")
+        print(f"store {store.url}: {checked}, all intact")
     elif args.repair:
-        print(f"store {store.root}: {checked}, {len(damaged)} damaged and moved aside to "
-              f"{store.root / 'damaged'}; the next run that needs them computes them again")
+        print(f"store {store.url}: {checked}, {len(damaged)} damaged and moved aside to "
+              f"{store.url}/damaged; the next run that needs them computes them again")
     else:
-        print(f"store {store.root}: {checked}, {len(damaged)} damaged; `translora store verify "
-              f"--repair --store {store.root}` moves them aside so the next run computes them again")
+        print(f"store {store.url}: {checked}, {len(damaged)} damaged; `translora store verify "
+              f"--repair --store {store.url}` moves them aside so the next run computes them again")
     return 1 if damaged and not args.repair else 0
 
 

@@ -89,14 +89,20 @@ def execute(stage: Stage, config: Config, inputs: dict[str, Path | None], models
             store: Store, progress: Progress = None) -> Outcome:
     """The stage's output from the store, computed first if no run has made it yet. An output whose files no longer
     match its manifest (edited through a run folder's link) is never served: it is moved aside and computed again
-    under the same key, so every run that links to it gets the intact one."""
+    under the same key, so every run that links to it gets the intact one.
+
+    The same steps hold for an S3 store (translora/objectstore.py): `path` is then in this machine's read cache,
+    which `problem` fills from the bucket (digest-checked); `lock` is a lease in the bucket; `writing` publishes
+    the output with a create-only write."""
+    for path in inputs.values():
+        store.ensure_local(path)  # an input made on another machine is downloaded into the read cache first
     sections, hashes, prints = key_material(stage, config, inputs, models)
     key = stage_key(stage.name, sections, hashes, prints)
     final = store.path(stage.name, key)
     if store.has(stage.name, key) and store.problem(stage.name, key) is None:
         return Outcome(final, key, cached=True)
     with store.lock(key):
-        if final.exists():  # made by another process while we waited for the lock, or damaged
+        if store.exists(stage.name, key):  # made by another process while we waited for the lock, or damaged
             problem = store.problem(stage.name, key)
             if problem is None:
                 return Outcome(final, key, cached=True)

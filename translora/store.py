@@ -17,6 +17,10 @@ Damage: every entry's manifest records the hash of its files. A run folder's slo
 entry is never served: `stage.execute` checks an entry before reusing it, and `verify` checks them all. Either moves
 a damaged entry aside to `damaged/<stage>/<key>-<time>` (kept for inspection, never deleted by translora; remove it
 by hand) so that the same key is computed again in its place.
+
+The store is a URL: a local folder (this module) or `s3://bucket/prefix` (translora/objectstore.py, which keeps
+the same interface and a local read cache, so that run folders, gc and every stage still see local paths).
+`Store(url)` returns the class the URL names.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from typing import Any, Iterator
 from pydantic import BaseModel
 
 from translora.artifacts import MANIFEST, hash_path, read_json, read_manifest, versions, write_json
-from translora.errors import ArtifactError
+from translora.errors import ArtifactError, ConfigError
 
 INDEX = "index.json"
 # Libraries whose version can change a stage's output (numerics, tokenization, training, scoring).
@@ -46,10 +50,14 @@ RESULT_LIBRARIES = ("torch", "transformers", "peft", "tokenizers", "accelerate",
 RESERVED = frozenset({"locks", "logs", "runs", "tmp", "work", "damaged"})
 
 
-def default_root() -> Path:
+def default_root() -> Path | str:
+    """$TRANSLORA_STORE (a folder or a URL such as s3://bucket/prefix), else $TRANSLORA_HOME/store."""
     from translora.models import translora_home
 
-    return Path(os.environ.get("TRANSLORA_STORE") or translora_home() / "store")
+    configured = os.environ.get("TRANSLORA_STORE")
+    if configured and "://" in configured:
+        return configured  # Path() would fold the // of a URL
+    return Path(configured or translora_home() / "store")
 
 
 @lru_cache(maxsize=1)
@@ -81,18 +89,43 @@ class Damage:
     key: str
     path: Path
     problem: str  # what differs, in words
-    moved_to: Path | None = None  # where `verify(repair=True)` put it
+    moved_to: Path | str | None = None  # where `verify(repair=True)` put it (an s3:// URL for an S3 store)
 
 
 class Store:
+    """A store in a local folder; `Store("s3://bucket/prefix")` is an objectstore.S3Store with the same interface."""
+
+    def __new__(cls, root: Path | str | None = None, **settings: Any):
+        # Every caller opens the store as `Store(url)` or `Store()` (tasks, flows, CLI): the URL picks the class.
+        url = str(root or default_root())
+        if cls is not Store or "://" not in url:
+            return super().__new__(cls)
+        if not url.startswith("s3://"):
+            raise ConfigError(f"store {url}: give a local folder or s3://bucket/prefix")
+        from translora.objectstore import S3Store
+
+        return super().__new__(S3Store)
+
     def __init__(self, root: Path | str | None = None):
         self.root = Path(root or default_root()).resolve()
+        self.url = str(self.root)
 
     def path(self, stage: str, key: str) -> Path:
+        """Where the output `stage/key` is (or will be) on this machine."""
         return self.root / stage / key
 
     def has(self, stage: str, key: str) -> bool:
+        """Whether the output was published (complete; not necessarily intact: see `problem`)."""
         return (self.path(stage, key) / "manifest.json").exists()
+
+    def exists(self, stage: str, key: str) -> bool:
+        """Whether anything is there under the key, intact or damaged (a folder without a manifest is a damaged
+        entry to set aside, not a missing one)."""
+        return self.path(stage, key).exists()
+
+    def ensure_local(self, path: Path | None) -> None:
+        """Make an input folder readable here. A local store's outputs already are; an S3 store downloads one of
+        its outputs into its read cache."""
 
     def work_dir(self, key: str) -> Path:
         """Survives a kill: checkpoints and partial results of an unfinished output live here until it is done."""
@@ -103,10 +136,17 @@ class Store:
 
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:
+        """One writer per key (a second one waits here)."""
+        with self._local_lock(key):
+            yield
+
+    @contextmanager
+    def _local_lock(self, name: str) -> Iterator[None]:
+        """An flock on `locks/<name>`: between the processes of this machine."""
         locks = self.root / "locks"
         locks.mkdir(parents=True, exist_ok=True)
-        with open(locks / key, "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)  # a second writer of the same key waits here
+        with open(locks / name, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
             finally:
@@ -116,12 +156,7 @@ class Store:
     def writing(self, stage: str, key: str) -> Iterator[Path]:
         """Yield a temporary folder that becomes `path(stage, key)` in one rename when the block succeeds.
         Call under `lock(key)`. Stale temporary folders of this key (a killed writer's) are removed first."""
-        tmp_root = self.root / "tmp"
-        tmp_root.mkdir(parents=True, exist_ok=True)
-        for stale in tmp_root.glob(f"{key}.*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = tmp_root / f"{key}.{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
+        tmp = self._temporary(key)
         try:
             yield tmp
             final = self.path(stage, key)
@@ -130,6 +165,16 @@ class Store:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(self.work_dir(key), ignore_errors=True)
+
+    def _temporary(self, name: str) -> Path:
+        """A new `tmp/<name>.<random>` folder; earlier ones of the same name (a killed process's) are removed."""
+        tmp_root = self.root / "tmp"
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        for stale in tmp_root.glob(f"{name}.*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = tmp_root / f"{name}.{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        return tmp
 
     # -------------------------------------------------------------- damaged entries
 
@@ -170,7 +215,7 @@ class Store:
         hint = f"; changed since: {', '.join(newer[:5])}{' ...' if len(newer) > 5 else ''}" if newer else ""
         return f"its files hash to {actual[:12]}, its manifest records {manifest.content_hash[:12]}{hint}"
 
-    def set_aside(self, stage: str, key: str) -> Path:
+    def set_aside(self, stage: str, key: str) -> Path | str:
         """Move the entry to `damaged/<stage>/<key>-<time>`, where no run finds it; the key is then free to be
         computed again. Call under `lock(key)`."""
         aside = self.root / "damaged" / stage / f"{key}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -229,7 +274,7 @@ class Store:
             for obj in sorted(stage_dir.iterdir()):
                 if obj.name in keep:
                     continue
-                with self.lock(obj.name):
+                with self._local_lock(obj.name):  # an S3 store's gc frees its local cache only
                     freed += folder_size(obj)
                     shutil.rmtree(obj)
                     removed += 1
