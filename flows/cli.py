@@ -23,7 +23,7 @@ examples:
   translora upgrade --target embedded:gemma3-270m # move every registered bundle to a new base
   translora keygen --ed25519 sign.pem verify.pem  # a key pair for trust.signing_key / trust.trusted_keys
 
-Config = profile (cpu | paper) <- --config YAML <- --set section.field=value (repeatable).
+Config = profile (cpu | gpu | paper) <- --config YAML <- --set section.field=value (repeatable).
 Every stage output lives in a content-addressed store ($TRANSLORA_STORE, default $TRANSLORA_HOME/store); a run
 directory holds links into it. Any run whose inputs, settings and code match an earlier one reuses its outputs."""
 

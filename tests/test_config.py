@@ -38,7 +38,7 @@ def test_bad_values_name_the_field(override, field):
 
 def test_bad_inputs_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown profile"):
-        load_config("gpu")
+        load_config("tpu")
     with pytest.raises(ConfigError, match="does not exist"):
         load_config("cpu", tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
@@ -147,3 +147,20 @@ def test_every_setting_says_what_it_does(capsys):
     assert main(["config", "--explain", "--set", "filter.n_keep=7"]) == 0
     out = capsys.readouterr().out
     assert "filter.n_keep = 7  # synthetic inputs to keep (the distillation data)" in out.splitlines()
+
+
+def test_the_gpu_profiles_use_cuda_graphs_and_the_paper_keeps_its_filter_rules(tmp_path):
+    from translora.config import VLLMSpec
+    from translora.generation.vllm import VLLMServer
+
+    cpu, gpu, paper = load_config("cpu"), load_config("gpu"), load_config("paper")
+    assert cpu.generation.vllm.enforce_eager and not gpu.generation.vllm.enforce_eager
+    assert paper.discriminator.corrupted_fraction == 0 and paper.discriminator.min_real_accept == 0  # the paper's
+    for cfg in (gpu, paper):
+        assert cfg.generation.backend == "vllm" and cfg.target_model.dtype == "bfloat16"
+        spec: VLLMSpec = cfg.generation.vllm
+        command = VLLMServer(spec, "/models/m", None, tmp_path / "log", dtype="bfloat16").command()
+        assert "--enforce-eager" not in command
+        assert command[command.index("--gpu-memory-utilization") + 1] == str(spec.gpu_memory_utilization)
+        assert command[command.index("--dtype") + 1] == "bfloat16"
+    assert "--enforce-eager" in VLLMServer(cpu.generation.vllm, "/models/m", None, tmp_path / "log").command()

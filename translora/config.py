@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from translora.errors import ConfigError
 
-PROFILES = ("cpu", "paper")  # the first is the default
+PROFILES = ("cpu", "gpu", "paper")  # the first is the default
 
 
 class Section(BaseModel):
@@ -169,10 +169,13 @@ class VLLMSpec(Section):
     extra_args: list[str] = Field([], description="more arguments for a managed server")
     startup_timeout: float = Field(300, gt=0, description="seconds a managed server may take to answer")
     max_model_len: int = Field(2048, ge=64, description="vLLM --max-model-len")
-    cpu_kvcache_gib: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE on CPU (without it vLLM asks for 90% "
-                                                      "of RAM)")
-    enforce_eager: bool = Field(True, description="vLLM --enforce-eager: CUDA graphs and compilation off (on CPU "
-                                                  "the warm-up costs ~40 s and gains nothing)")
+    cpu_kvcache_gib: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE for vLLM's CPU build (without it it "
+                                                      "asks for 90% of RAM); the GPU build ignores it")
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description=(
+        "vLLM --gpu-memory-utilization: the share of GPU memory a server may take (weights + KV cache); None: "
+        "vLLM's default (0.9). Lower it when training shares the GPU with a server"))
+    enforce_eager: bool = Field(False, description="vLLM --enforce-eager: CUDA graphs and compilation off (the cpu "
+                                                   "profile sets it: on CPU the warm-up costs ~40 s and gains nothing)")
     request_timeout: float = Field(600, gt=0, description=(
         "seconds a server may go without answering one request before the stage fails, naming what hung"))
 
@@ -242,7 +245,8 @@ class Config(Section):
     Prefect UI) is a full config, validated once."""
 
     profile: Literal[PROFILES] = Field(PROFILES[0], description=(  # type: ignore[valid-type]
-        "base settings every other field overrides: cpu (sized for 2 cores) or paper (the paper's settings, GPUs)"))
+        "base settings every other field overrides: cpu (sized for 2 cores), gpu (one CUDA GPU, vLLM) or paper (the "
+        "paper's settings and filter rules, GPUs)"))
     seed: int = Field(0, description="the task split, synthesis sampling, negatives and label selection")
     source_model: ModelSpec = Field(ModelSpec(id="embedded:smollm2-135m-instruct"),
                                     description="the base the source adapter is for (the teacher's base)")

@@ -96,6 +96,8 @@ class VLLMServer:
             cmd += ["--revision", self.revision, "--tokenizer-revision", self.revision]
         if self.spec.enforce_eager:
             cmd.append("--enforce-eager")
+        if self.spec.gpu_memory_utilization is not None:
+            cmd += ["--gpu-memory-utilization", str(self.spec.gpu_memory_utilization)]
         if self.adapter is not None or self.runtime_lora:
             cmd += ["--enable-lora", "--max-lora-rank", str(self.adapter_rank), "--max-loras", str(self.max_loras)]
         if self.adapter is not None:
