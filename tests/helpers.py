@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from translora import bundle as bundles
@@ -119,3 +120,11 @@ def plain_peft_adapter(base: Path, out: Path, kind: str = "lora", steps: int = 4
         optimizer.zero_grad()
     peft_model.save_pretrained(out)
     return out
+
+
+def registry_bundle(folder: Path, base: str = "org/base-a", task: str = "bbh:boolean_expressions") -> Path:
+    """The two files of a bundle the registry reads (a real bundle also holds the adapters)."""
+    folder.mkdir(parents=True)
+    (folder / "bundle.json").write_text(json.dumps({"source_model": {"id": base}, "source_model_hash": f"h-{base}"}))
+    (folder / "task_card.json").write_text(json.dumps({"name": task}))
+    return folder

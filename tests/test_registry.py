@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from flows.cli import main
+from tests.helpers import registry_bundle
 from translora.errors import UserError
 from translora.registry import (
     DuplicateRegistrationError,
@@ -25,14 +26,6 @@ from translora.registry import (
     UnknownRegistrationError,
     open_registry,
 )
-
-
-def make_bundle(folder: Path, base: str = "org/base-a", task: str = "bbh:boolean_expressions") -> Path:
-    """The two files of a bundle the registry reads (a real bundle also holds the adapters)."""
-    folder.mkdir(parents=True)
-    (folder / "bundle.json").write_text(json.dumps({"source_model": {"id": base}, "source_model_hash": f"h-{base}"}))
-    (folder / "task_card.json").write_text(json.dumps({"name": task}))
-    return folder
 
 
 def _pg_bin() -> Path | None:
@@ -88,7 +81,7 @@ def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_add_get_and_list(registry_url: str, tmp_path: Path) -> None:
-    bundle = make_bundle(tmp_path / "b1")
+    bundle = registry_bundle(tmp_path / "b1")
     with open_registry(registry_url) as reg:
         added = reg.add("acme-bool", "acme", bundle, eval_set="s3://acme/eval.jsonl")
         assert reg.get("acme-bool") == added
@@ -103,9 +96,9 @@ def test_add_get_and_list(registry_url: str, tmp_path: Path) -> None:
 
 def test_duplicate_id_is_refused(registry_url: str, tmp_path: Path) -> None:
     with open_registry(registry_url) as reg:
-        reg.add("x", "acme", make_bundle(tmp_path / "b1"))
+        reg.add("x", "acme", registry_bundle(tmp_path / "b1"))
         with pytest.raises(DuplicateRegistrationError, match="'x' already exists; pick another id"):
-            reg.add("x", "globex", make_bundle(tmp_path / "b2", base="org/base-b"))
+            reg.add("x", "globex", registry_bundle(tmp_path / "b2", base="org/base-b"))
         assert reg.get("x").owner == "acme"
         assert issubclass(DuplicateRegistrationError, UserError)
 
@@ -129,9 +122,9 @@ def test_not_a_bundle_is_refused(registry_url: str, tmp_path: Path) -> None:
 
 def test_filter_by_owner_and_base(registry_url: str, tmp_path: Path) -> None:
     with open_registry(registry_url) as reg:
-        reg.add("a1", "acme", make_bundle(tmp_path / "a1", base="org/base-a"))
-        reg.add("a2", "acme", make_bundle(tmp_path / "a2", base="org/base-b"))
-        reg.add("g1", "globex", make_bundle(tmp_path / "g1", base="org/base-a"))
+        reg.add("a1", "acme", registry_bundle(tmp_path / "a1", base="org/base-a"))
+        reg.add("a2", "acme", registry_bundle(tmp_path / "a2", base="org/base-b"))
+        reg.add("g1", "globex", registry_bundle(tmp_path / "g1", base="org/base-a"))
         assert [r.id for r in reg.find(owner="acme")] == ["a1", "a2"]
         assert [r.id for r in reg.find(source_base="org/base-a")] == ["a1", "g1"]
         assert [r.id for r in reg.find(owner="acme", source_base="org/base-b")] == ["a2"]
@@ -140,10 +133,10 @@ def test_filter_by_owner_and_base(registry_url: str, tmp_path: Path) -> None:
 
 def test_provenance_chain(registry_url: str, tmp_path: Path) -> None:
     with open_registry(registry_url) as reg:
-        reg.add("v1", "acme", make_bundle(tmp_path / "v1", base="org/base-a"), eval_set="/acme/eval.jsonl")
-        v2 = reg.add_transferred("v2", make_bundle(tmp_path / "v2", base="org/base-b"), parent_id="v1")
+        reg.add("v1", "acme", registry_bundle(tmp_path / "v1", base="org/base-a"), eval_set="/acme/eval.jsonl")
+        v2 = reg.add_transferred("v2", registry_bundle(tmp_path / "v2", base="org/base-b"), parent_id="v1")
         assert (v2.owner, v2.eval_set, v2.parent_id) == ("acme", "/acme/eval.jsonl", "v1")
-        reg.add_transferred("v3", make_bundle(tmp_path / "v3", base="org/base-c"), parent_id="v2")
+        reg.add_transferred("v3", registry_bundle(tmp_path / "v3", base="org/base-c"), parent_id="v2")
         assert [(r.id, r.source_base) for r in reg.lineage("v3")] == [
             ("v3", "org/base-c"), ("v2", "org/base-b"), ("v1", "org/base-a")]
         # an upgrade starts from the newest of a line, not again from the ones already transferred
@@ -151,15 +144,25 @@ def test_provenance_chain(registry_url: str, tmp_path: Path) -> None:
         assert [r.id for r in reg.outdated("org/base-d")] == ["v3"]
         assert reg.outdated("org/base-c") == []
         with pytest.raises(UnknownRegistrationError):
-            reg.add_transferred("v4", make_bundle(tmp_path / "v4"), parent_id="missing")
+            reg.add_transferred("v4", registry_bundle(tmp_path / "v4"), parent_id="missing")
         assert len(reg.find()) == 3
+
+
+def test_a_retired_registration_is_never_moved_again(registry_url: str, tmp_path: Path) -> None:
+    with open_registry(registry_url) as reg:
+        reg.add("a1", "acme", registry_bundle(tmp_path / "a1", base="org/base-a"))
+        reg.add("g1", "globex", registry_bundle(tmp_path / "g1", base="org/base-a"))
+        assert reg.retire("a1").status == "retired" and reg.get("a1").status == "retired"
+        assert [r.id for r in reg.outdated("org/base-b")] == ["g1"]
+        with pytest.raises(UnknownRegistrationError):
+            reg.retire("missing")
 
 
 def test_default_url_lives_under_translora_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("TRANSLORA_REGISTRY_URL", raising=False)
     monkeypatch.setenv("TRANSLORA_HOME", str(tmp_path / "home"))
     with open_registry() as reg:
-        reg.add("x", "acme", make_bundle(tmp_path / "b"))
+        reg.add("x", "acme", registry_bundle(tmp_path / "b"))
     assert (tmp_path / "home" / "registry.db").is_file()
     monkeypatch.setenv("TRANSLORA_REGISTRY_URL", f"sqlite:///{tmp_path / 'other.db'}")
     with open_registry() as reg:
@@ -184,7 +187,7 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 
 def test_cli_add_list_show(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'r.db'}"
-    b1, b2 = make_bundle(tmp_path / "b1"), make_bundle(tmp_path / "b2", base="org/base-b", task="bbh:navigate")
+    b1, b2 = registry_bundle(tmp_path / "b1"), registry_bundle(tmp_path / "b2", base="org/base-b", task="bbh:navigate")
     code, out, _ = _cli(capsys, "--registry", url, "add", "--id", "one", "--owner", "acme", "--bundle", str(b1),
                         "--eval-set", "https://acme.example/eval.jsonl")
     assert code == 0 and out == "registered one: bbh:boolean_expressions on org/base-a (owner acme)\n"
@@ -209,7 +212,7 @@ def test_cli_add_list_show(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
 def test_cli_errors_are_one_line_with_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRANSLORA_REGISTRY_URL", f"sqlite:///{tmp_path / 'r.db'}")  # the env var picks the store
-    bundle = str(make_bundle(tmp_path / "b"))
+    bundle = str(registry_bundle(tmp_path / "b"))
     assert _cli(capsys, "add", "--id", "one", "--owner", "acme", "--bundle", bundle)[0] == 0
     for args, message in [
         (("add", "--id", "one", "--owner", "acme", "--bundle", bundle), "error: registration id 'one' already exists"),

@@ -1,5 +1,6 @@
 """The content-addressed store: keys, locks, run indexes, gc, model fingerprints."""
 
+import hashlib
 import json
 import multiprocessing
 import shutil
@@ -105,7 +106,10 @@ def test_gc_frees_only_what_no_run_references(tmp_path):
     for run_dir, out in ((tmp_path / "a", kept), (tmp_path / "b", dropped)):
         RunIndex(run_dir).record("slot", out.path.parent.name, out.key, out.path)
         store.register_run(run_dir)
+    assert store.runs() == [p.resolve() for p in sorted((tmp_path / "a", tmp_path / "b"), key=lambda p: hashlib.sha256(
+        str(p.resolve()).encode()).hexdigest())]
     shutil.rmtree(tmp_path / "b")
+    assert store.gc(dry_run=True) == store.gc(dry_run=True) and dropped.path.exists()  # says, removes nothing
     removed, freed = store.gc()
     assert removed == 1 and freed >= 4096
     assert kept.path.exists() and not dropped.path.exists()

@@ -24,7 +24,8 @@ from translora.models import translora_home
 URL_ENV = "TRANSLORA_REGISTRY_URL"
 
 # "superseded": a transfer of this registration has been registered, so a fleet upgrade starts from the child.
-Status = Literal["active", "superseded"]
+# active: moved by upgrades; superseded: a transfer of it is registered; retired: its owner is gone, never moved again
+Status = Literal["active", "superseded", "retired"]
 
 
 class RegistryError(UserError):
@@ -147,6 +148,14 @@ class Registry:
                 f"registration id {id!r} already exists; pick another id, or see it with `translora registry show {id}`"
             ) from exc
         return record
+
+    def retire(self, id: str) -> Registration:
+        """Take a registration out of the fleet: upgrades no longer move it. Its record and bundle stay (its
+        lineage still reads), so retiring is undone by nothing but registering the bundle again under a new id."""
+        with self.engine.begin() as conn:
+            record = self._get(conn, id)
+            conn.execute(update(_table).where(_table.c.id == id).values(status="retired"))
+        return record.model_copy(update={"status": "retired"})
 
     def get(self, id: str) -> Registration:
         with self.engine.connect() as conn:

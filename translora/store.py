@@ -250,25 +250,32 @@ class Store:
         name = hashlib.sha256(str(run_dir).encode()).hexdigest()[:24]
         write_json(self.root / "runs" / f"{name}.json", {"run_dir": str(run_dir)})
 
-    def referenced_keys(self, extra_runs: list[Path] = ()) -> set[str]:
-        """Keys referenced by every registered run that still exists (and by `extra_runs`); forgets the others."""
-        keys: set[str] = set()
-        runs = [Path(r) for r in extra_runs]
+    def runs(self, forget_missing: bool = False) -> list[Path]:
+        """The run directories registered with this store that still exist (with `forget_missing`, the records of
+        the others are dropped)."""
+        found = []
         for ref in sorted((self.root / "runs").glob("*.json")):
             run_dir = Path(read_json(ref)["run_dir"])
             if (run_dir / INDEX).exists():
-                runs.append(run_dir)
-            else:
+                found.append(run_dir)
+            elif forget_missing:
                 ref.unlink()
+        return found
+
+    def referenced_keys(self, extra_runs: list[Path] = (), forget_missing: bool = True) -> set[str]:
+        """Keys referenced by every registered run that still exists (and by `extra_runs`)."""
+        keys: set[str] = set()
+        runs = [Path(r) for r in extra_runs] + self.runs(forget_missing)
         for run_dir in runs:
             keys |= {entry.key for entry in RunIndex(run_dir).entries().values()}
         return keys
 
-    def gc(self, extra_runs: list[Path] = ()) -> tuple[int, int]:
-        """Remove every output no run references, and stale temporary folders; returns (folders, bytes) freed."""
+    def gc(self, extra_runs: list[Path] = (), dry_run: bool = False) -> tuple[int, int]:
+        """Remove every output no run references, and stale temporary folders; returns (folders, bytes) freed, or
+        with `dry_run` what would be freed, removing nothing."""
         if not self.root.is_dir():
             return 0, 0
-        keep = self.referenced_keys(extra_runs)
+        keep = self.referenced_keys(extra_runs, forget_missing=not dry_run)
         removed, freed = 0, 0
         for stage_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name not in RESERVED):
             for obj in sorted(stage_dir.iterdir()):
@@ -276,7 +283,8 @@ class Store:
                     continue
                 with self._local_lock(obj.name):  # an S3 store's gc frees its local cache only
                     freed += folder_size(obj)
-                    shutil.rmtree(obj)
+                    if not dry_run:
+                        shutil.rmtree(obj)
                     removed += 1
         for leftover in ("tmp", "work", "logs"):  # only folders whose writer is gone: a live writer holds its lock
             for folder in sorted((self.root / leftover).glob("*")):
@@ -285,7 +293,8 @@ class Store:
                     continue
                 if not _locked(self.root / "locks" / key):
                     freed += folder_size(folder)
-                    shutil.rmtree(folder, ignore_errors=True)
+                    if not dry_run:
+                        shutil.rmtree(folder, ignore_errors=True)
                     removed += 1
         return removed, freed
 
