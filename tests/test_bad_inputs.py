@@ -186,6 +186,29 @@ CASES: list[tuple[str, Callable[[Env], list[str]], str]] = [
      "has 20 examples but n_train \\+ n_test = 36; lower task.n_train or task.n_test"),
     ("unknown task family", lambda e: e.finetune("--set", "task.name=hf:squad"),
      "unknown task 'hf:squad'; use bbh:<task>"),
+    ("task file mixed choices", lambda e: e.finetune("--set", "task.name=file:" + str(e.file(
+        "t.yaml", "kind: multiple_choice\nchoices: per_example\ndata: " + str(e.file(
+            "d.jsonl", _rows(40).replace("}", ', "choices": ["True", "False"]}', 1)))))),
+     "row 2 has no list of choices in 'choices', but the task file says choices: per_example"),
+    ("task file multiple choice without choices", lambda e: e.finetune("--set", "task.name=file:" + str(e.file(
+        "t.yaml", "kind: multiple_choice\ndata: " + str(e.file("d.jsonl", _rows(40)))))),
+     "a multiple_choice task needs choices: a list of answers, or per_example"),
+    ("task file unknown metric", lambda e: e.finetune("--set", "task.name=file:" + str(e.file(
+        "t.yaml", "kind: free_form\nmetric: f1\ndata: " + str(e.file("d.jsonl", _rows(40)))))),
+     "t.yaml: metric: Input should be 'acc', 'exact_match', 'regex' or 'code_execution' \\(got 'f1'\\)"),
+    ("task file empty metric", lambda e: e.finetune("--set", "task.name=file:" + str(e.file(
+        "t.yaml", "kind: free_form\nmetric: ''\ndata: " + str(e.file("d.jsonl", _rows(40)))))),
+     "t.yaml: metric: Input should be .* \\(got ''\\)"),
+    ("task file regex without pattern", lambda e: e.finetune("--set", "task.name=file:" + str(e.file(
+        "t.yaml", "kind: free_form\nmetric: regex\ndata: " + str(e.file("d.jsonl", _rows(40)))))),
+     "metric regex needs answer_pattern, e.g."),
+    ("task file invalid regex", lambda e: e.finetune("--set", "task.name=file:" + str(e.file(
+        "t.yaml", "kind: free_form\nmetric: regex\nanswer_pattern: '(x'\ndata: " + str(e.file("d.jsonl",
+                                                                                                _rows(40)))))),
+     "answer_pattern '\\(x' is not a valid regular expression \\(missing \\)"),
+    ("task file code without tests", lambda e: e.finetune("--set", "task.name=file:" + str(e.file(
+        "t.yaml", "kind: free_form\nmetric: code_execution\ndata: " + str(e.file("d.jsonl", _rows(40)))))),
+     "d.jsonl, row 1 has no test code in 'tests'; a code_execution task runs each row's tests"),
     # model specs and folders
     ("source model folder missing", lambda e: e.finetune("--set", f"source_model.id={e.tmp / 'no-model'}"),
      "model folder .*no-model does not exist"),

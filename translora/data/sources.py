@@ -1,4 +1,5 @@
-"""Task sources: `bbh:<task>` and `jsonl:<path>`, split deterministically into train and test."""
+"""Task sources: `bbh:<task>`, `jsonl:<path>` and `file:<task.yaml>` (translora.data.task_file), split
+deterministically into train and test."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from pydantic import ValidationError
 
 from translora.config import TaskSpec
-from translora.data import bigbench, boolean_expressions
+from translora.data import bigbench, boolean_expressions, task_file
 from translora.data.records import BBH_SOURCE, Example, TaskCard, TaskData, choices_from_targets
 from translora.errors import DataError
 
@@ -78,6 +79,7 @@ class Loaded(NamedTuple):
     source: str
     card_name: str
     generated: bool = False  # a generator's sequence (not shuffled: its prefix is the same for any length)
+    settings: dict[str, Any] = {}  # more TaskCard fields (a task file's kind, metric, ...)
 
 
 @dataclass(frozen=True)
@@ -106,19 +108,30 @@ def _jsonl(name: str, n: int, seed: int, home: Path) -> Loaded:
                   str(path), path.stem)
 
 
+def _task_file(name: str, n: int, seed: int, home: Path) -> Loaded:
+    path = Path(name).expanduser()
+    spec, examples = task_file.load(path)
+    return Loaded(examples, spec.choices if isinstance(spec.choices, list) else None,
+                  spec.description or f"Local task from {path.name}", str(path), task_file.card_name(path, spec),
+                  settings=spec.card_settings())
+
+
 # Exact task names first, then families by prefix; a new task source is one entry here.
 TASKS: dict[str, TaskSource] = {
     "bbh:boolean_expressions": TaskSource(
         _boolean_expressions, Checker(boolean_expressions.is_valid, boolean_expressions.answer)),
 }
-FAMILIES: dict[str, TaskSource] = {"bbh": TaskSource(_bbh), "jsonl": TaskSource(_jsonl)}
+FAMILIES: dict[str, TaskSource] = {
+    "bbh": TaskSource(_bbh), "jsonl": TaskSource(_jsonl), "file": TaskSource(_task_file),
+}
 
 
 def task_source(name: str) -> TaskSource:
     kind = name.partition(":")[0]
     source = TASKS.get(name) or FAMILIES.get(kind)
     if source is None:
-        raise DataError(f"unknown task {name!r}; use bbh:<task> (e.g. bbh:boolean_expressions) or jsonl:<path>")
+        raise DataError(f"unknown task {name!r}; use bbh:<task> (e.g. bbh:boolean_expressions), jsonl:<path> or "
+                        "file:<task.yaml>")
     return source
 
 
@@ -134,12 +147,9 @@ def checker_for(task_name: str) -> Checker | None:
 def load_task(spec: TaskSpec, seed: int, home: Path) -> TaskData:
     loaded = task_source(spec.name).load(spec.name.partition(":")[2], spec.n_train + spec.n_test, seed, home)
     train, test = _split(loaded, spec, seed)
-    card = TaskCard(
-        name=loaded.card_name,
-        description=loaded.description,
-        choices=loaded.choices,
-        source=loaded.source,
-        n_train=len(train),
-        n_test=len(test),
-    )
+    try:
+        card = TaskCard(name=loaded.card_name, description=loaded.description, choices=loaded.choices,
+                        source=loaded.source, n_train=len(train), n_test=len(test), **loaded.settings)
+    except ValidationError as exc:
+        raise DataError(f"task {spec.name!r}: {task_file.validation_text(exc)}") from None
     return TaskData(card=card, train=train, test=test)

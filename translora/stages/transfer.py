@@ -116,36 +116,42 @@ def labels_by_generation(card, label_spec) -> bool:
 def label(ctx: StageContext) -> dict:
     """The teacher (source model + source adapter) labels each kept input: on multiple-choice tasks by scoring every
     answer choice (label.mode=choices; the probability is kept, unsure labels can be dropped, classes balanced),
-    otherwise by greedy completion."""
+    otherwise by greedy completion, with the card's generation settings (a chain-of-thought or code card writes up
+    to its max_gen_tokens over several lines; the student then learns the whole completion)."""
     cfg = ctx.config
     bundle = bundles.Bundle(ctx.inputs["bundle"])
+    card = bundle.card
     inputs = [r["input"] for r in read_jsonl(ctx.inputs["filtered"] / "kept.jsonl")]
-    cut = 0  # generated answers that reached label.max_new_tokens
-    if not labels_by_generation(bundle.card, cfg.label):
+    cut = 0  # generated answers that reached their token cap
+    if not labels_by_generation(card, cfg.label):
         model, tok = models.load_model(ctx.models["teacher"])
         teacher = training.attach_adapter(model, bundle.source_adapter)
-        scored = labelling.label_choices(teacher, tok, inputs, bundle.card.choices, bundle.card.prompt_template,
+        scored = labelling.label_choices(teacher, tok, inputs, card.choices, card.prompt_template,
                                          cfg.label.batch_size)
         chosen = labelling.select(scored, cfg.label.min_confidence, cfg.label.balance, cfg.seed)
-        rows = labelling.as_labelled(chosen, len(bundle.card.choices), cfg.label.targets)
+        rows = labelling.as_labelled(chosen, len(card.choices), cfg.label.targets)
     else:
-        request = GenerationRequest(max_new_tokens=cfg.label.max_new_tokens, temperature=0.0, stop=("\n",),
-                                    batch_size=cfg.label.batch_size)
+        # The card's settings come with the bundle (an input), label.max_new_tokens with the declared section.
+        request = GenerationRequest(max_new_tokens=card.gen_tokens(cfg.label.max_new_tokens), temperature=0.0,
+                                    stop=card.stop_strings(), batch_size=cfg.label.batch_size)
         with open_generator(cfg.generation, ctx.models["teacher"], bundle.source_adapter, "teacher labels",
                             ctx.logs) as gen:
-            completions = gen.generate([bundle.card.prompt(x) for x in inputs], request)
+            completions = gen.generate([card.prompt(x) for x in inputs], request)
         count = token_counter(ctx.models["teacher"])
         cut = sum(count(c) >= request.max_new_tokens for c in completions)
         if cut:  # the student learns cut answers (dates cut at "01/" by 4 tokens scored 0 on date_understanding)
-            log.warning("%d of %d teacher answers reached label.max_new_tokens=%d and were cut; raise it if the "
-                        "task's answers are longer", cut, len(completions), request.max_new_tokens)
+            cap = "the task card's max_gen_tokens" if card.max_gen_tokens or card.multiline else \
+                "label.max_new_tokens"
+            log.warning("%d of %d teacher answers reached %d tokens and were cut; raise %s if the task's answers "
+                        "are longer", cut, len(completions), request.max_new_tokens, cap)
         rows = [labelling.Labelled(input=x, completion=c.strip()) for x, c in zip(inputs, completions) if c.strip()]
     if not rows:
         raise DataError("the teacher labelled none of the kept inputs (empty completions, or none as sure as "
                         "label.min_confidence); raise label.max_new_tokens or lower label.min_confidence")
     answers: dict[str, int] = {}
-    for r in rows:
-        answers[r.completion] = answers.get(r.completion, 0) + 1
+    for r in rows if card.metric != "code_execution" else []:  # programs are no answers to count
+        key = card.answer_of(r.completion)  # a reasoning's answer, not the whole reasoning
+        answers[key] = answers.get(key, 0) + 1
     write_jsonl(ctx.out / "labelled.jsonl", rows)
     confidences = [r.confidence for r in rows if r.confidence is not None]
     return {"labelled": len(rows), "dropped": len(inputs) - len(rows), "answers": answers,
