@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -10,7 +11,9 @@ import time
 from pathlib import Path
 
 from flows import registry_cli
-from translora.errors import ConfigError, TransloraError, UserError
+from translora.errors import ConfigError, TransientError, TransloraError, UserError
+
+EX_TEMPFAIL = 75  # sysexits.h: a temporary failure; the same command may well succeed when retried
 
 EPILOG = """\
 examples:
@@ -54,6 +57,7 @@ def parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    ap.add_argument("--version", action="version", version=f"translora {_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="finetune, transfer and evaluate in one Prefect flow")
     fin = sub.add_parser("finetune", help="stage 1: source adapter, discriminator, transfer bundle")
@@ -62,6 +66,10 @@ def parser() -> argparse.ArgumentParser:
         _config_args(p)
         _run_dir(p)
         _store(p)
+        _json(p)
+    run.set_defaults(func=_cmd_run)
+    fin.set_defaults(func=_cmd_finetune)
+    tr.set_defaults(func=_cmd_transfer)
     for p in (run, fin):
         p.add_argument("--source-adapter", metavar="PATH_OR_HUB_ID",
                        help="import this existing peft adapter (LoRA, DoRA or prompt tuning) for source_model instead "
@@ -77,7 +85,11 @@ def parser() -> argparse.ArgumentParser:
     _config_args(up)
     _run_dir(up)
     _store(up)
+    _json(up)
+    up.set_defaults(func=_cmd_upgrade)
     up.add_argument("--target", required=True, help="the new base model; sets target_model.id")
+    up.add_argument("--dry-run", action="store_true",
+                    help="list the registered bundles the upgrade would move, and start nothing")
     up.add_argument("--registry", metavar="URL", help=registry_cli.URL_HELP)
     up.add_argument("--concurrency-limit", default="translora-gpu", metavar="NAME",
                     help="Prefect global concurrency limit bounding concurrent transfers (default: translora-gpu; "
@@ -89,23 +101,34 @@ def parser() -> argparse.ArgumentParser:
                                          "target base, transferred adapter, oracle")
     _config_args(ev)
     _store(ev)
+    _json(ev)
+    ev.set_defaults(func=_cmd_evaluate)
     ev.add_argument("--run-dir", type=Path, required=True, help="a run directory that holds data/ and bundle/")
     ev.add_argument("--adapter", type=Path, required=True,
                     help="the transferred adapter folder (evaluated on the base it was trained on)")
     ev.add_argument("--bundle", type=Path, help="the bundle it was transferred from (default: the run's bundle/)")
     gc = sub.add_parser("gc", help="remove store outputs that no run directory references; prints what it freed")
     _store(gc)
+    gc.set_defaults(func=_cmd_gc)
+    gc.add_argument("--dry-run", action="store_true", help="say what would be freed, and free nothing")
     gc.add_argument("--keep", type=Path, action="append", default=[], metavar="RUN_DIR",
                     help="also keep what this run directory references (e.g. one moved since its last use)")
     st = sub.add_parser("store", help="check the artifact store")
     verify = st.add_subparsers(dest="store_command", required=True).add_parser(
         "verify", help="check every store output against its manifest; prints the damaged ones and exits 1 if any")
     _store(verify)
+    verify.set_defaults(func=_store_cmd)
     verify.add_argument("--repair", action="store_true",
                         help="move damaged outputs aside (to <store>/damaged/) so the next run computes them again")
-    sub.add_parser("prepare", help="convert the embedded models and extract BIG-bench data (done by setup)")
+    runs = sub.add_parser("runs", help="list the run directories the store knows, newest first, with their results")
+    _store(runs)
+    _json(runs)
+    runs.set_defaults(func=_cmd_runs)
+    sub.add_parser("prepare", help="convert the embedded models once (done by setup)").set_defaults(
+        func=lambda args: _prepare())
     key = sub.add_parser("keygen", help="make a key to sign bundles with (trust.signing_key) and to verify them "
                                         "(trust.trusted_keys)")
+    key.set_defaults(func=_keygen)
     kind = key.add_mutually_exclusive_group(required=True)
     kind.add_argument("--hmac", type=Path, metavar="FILE", help="a shared secret: hmac:FILE both signs and verifies")
     kind.add_argument("--ed25519", type=Path, nargs=2, metavar=("PRIVATE", "PUBLIC"),
@@ -113,8 +136,23 @@ def parser() -> argparse.ArgumentParser:
     cfg = sub.add_parser("config", help="print the resolved config as YAML")
     _config_args(cfg)
     cfg.add_argument("--explain", action="store_true", help="print every setting with its value and what it does")
+    cfg.set_defaults(func=_cmd_config)
     registry_cli.add_parser(sub)
     return ap
+
+
+def _json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the command's result as JSON on stdout (progress and "
+                                                       "messages go to stderr)")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("translora")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def _default_run_dir() -> Path:
@@ -140,12 +178,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from translora.processes import PromptExitOnSignals
 
-    # Exit status 128 + signal, as a shell reports a process the signal killed: 130 for SIGINT (Ctrl-C), 143 for
-    # SIGTERM. Issue 22: a signal to the whole process group (Ctrl-C, systemd's stop) also ended the temporary
-    # Prefect server, and Prefect, reporting the crash and then draining its log and event queues at exit,
-    # retried every request against the dead server (2+4+8+16+32 s each) while the server was left a zombie.
-    # The server now has a session of its own (`_start_prefect_server`), and whatever still hangs (the server
-    # killed by a signal sent to every process: systemd's default) is cut short after 10 s: see the class.
+    # Issue 22: a signal to the process group (Ctrl-C) or to every process (systemd's stop) also ended the
+    # temporary Prefect server, and Prefect then retried each crash report and, at exit, each log and event flush
+    # against it (2+4+8+16+32 s a request), for minutes. The server now has a session of its own, and whatever
+    # still waits is cut short 10 s after the signal. Exit status 128 + signal: 130 SIGINT, 143 SIGTERM.
     guard = PromptExitOnSignals(grace_s=10, announce=lambda sig: print(
         f"interrupted by {signal.Signals(sig).name}; finished stages are kept and reused by the next run of the "
         "same command, an unfinished one resumes from its saved work", file=sys.stderr, flush=True))
@@ -166,59 +202,150 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "registry":  # needs no pipeline config
-        return registry_cli.run(args)
-    from translora.config import dump_config
-
-    if args.command == "prepare":
-        return _prepare()
-    if args.command == "keygen":
-        return _keygen(args)
+    """Run the subcommand's function (set_defaults(func=...)); a transient failure exits 75 (EX_TEMPFAIL), so a
+    scheduler retries it, apart from user errors (2)."""
     if getattr(args, "store", None):
         # read by every stage task, in any process
         os.environ["TRANSLORA_STORE"] = args.store if "://" in args.store else str(Path(args.store).resolve())
-    if args.command == "gc":
-        return _gc(args.keep)
-    if args.command == "store":
-        return _store_cmd(args)
-    cfg = command_config(args)
-    if args.command == "config":
-        from translora.config import explain_config
+    try:
+        return args.func(args)
+    except TransientError as exc:
+        print(f"error (transient, worth a retry): {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
 
-        print(explain_config(cfg) if args.explain else dump_config(cfg), end="")
-        return 0
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    """A message for the user: stdout, or stderr when stdout carries --json."""
+    print(text, file=sys.stderr if getattr(args, "json", False) else sys.stdout, flush=True)
+
+
+def _emit(args: argparse.Namespace, result) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(result, indent=1, default=str))
+
+
+def _pipeline_start(args: argparse.Namespace):
+    """The config and run directory of a pipeline command, every input checked before anything is written or
+    started; then the run directory's config.yaml and the Prefect server."""
+    from translora.config import dump_config
+
+    cfg = command_config(args)
     run_dir = (args.run_dir or _default_run_dir()).resolve()
-    check_inputs(args, cfg, run_dir)  # every error that can be known now, before anything is written or started
+    check_inputs(args, cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(cfg))
-    print(f"run directory: {run_dir}")
+    _say(args, f"run directory: {run_dir}")
     _start_prefect_server()
-    if args.command == "run":
-        from flows.end_to_end import trans_lora
+    return cfg, run_dir
 
-        trans_lora(cfg, str(run_dir))
-    elif args.command == "finetune":
-        from flows.finetune import finetune
 
-        print(f"bundle: {finetune(cfg, str(run_dir))}")
-    elif args.command == "transfer":
-        from flows.transfer import transfer
+def _results_path(run_dir: Path, adapter: str | Path | None = None) -> Path | None:
+    """The results.json of the run's transfer (of `adapter`'s transfer when given), newest first."""
+    scope = Path(adapter).parent if adapter else None
+    found = [scope / "results.json"] if scope else sorted(run_dir.glob("transfer/*/*/results.json"),
+                                                          key=lambda p: p.stat().st_mtime, reverse=True)
+    return next((p for p in found if p.exists()), None)
 
-        outputs = transfer(str(args.bundle.resolve()), cfg, str(run_dir))
-        print(f"transferred adapter: {outputs['adapter']}\nnew bundle (for the next upgrade): {outputs['bundle']}")
-    elif args.command == "upgrade":
-        from flows.upgrade import upgrade
 
-        state = upgrade(cfg.target_model.id, cfg, str(run_dir), args.registry, args.concurrency_limit,
-                        args.max_regression, return_state=True)
-        if not state.is_completed():
-            print(f"error: {state.message}", file=sys.stderr)
-            return 1
-    elif args.command == "evaluate":
-        from flows.evaluate import evaluate
+def _cmd_run(args: argparse.Namespace) -> int:
+    from flows.end_to_end import trans_lora
 
-        bundle = (args.bundle or run_dir / "bundle").resolve()
-        evaluate(cfg, str(run_dir), str(args.adapter.resolve()), str(bundle))
+    cfg, run_dir = _pipeline_start(args)
+    results = trans_lora(cfg, str(run_dir))
+    path = _results_path(run_dir)
+    _say(args, f"results: {path}")
+    _emit(args, {"results_path": str(path), "results": results})
+    return 0
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from flows.finetune import finetune
+
+    cfg, run_dir = _pipeline_start(args)
+    bundle = finetune(cfg, str(run_dir))
+    _say(args, f"bundle: {bundle}")
+    _emit(args, {"bundle": bundle})
+    return 0
+
+
+def _cmd_transfer(args: argparse.Namespace) -> int:
+    from flows.transfer import transfer
+
+    cfg, run_dir = _pipeline_start(args)
+    outputs = transfer(str(args.bundle.resolve()), cfg, str(run_dir))
+    _say(args, f"transferred adapter: {outputs['adapter']}\nnew bundle (for the next upgrade): {outputs['bundle']}")
+    _emit(args, outputs)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from flows.evaluate import evaluate
+
+    cfg, run_dir = _pipeline_start(args)
+    bundle = (args.bundle or run_dir / "bundle").resolve()
+    results = evaluate(cfg, str(run_dir), str(args.adapter.resolve()), str(bundle))
+    path = _results_path(run_dir, args.adapter.resolve())
+    _say(args, f"results: {path}")
+    _emit(args, {"results_path": str(path), "results": results})
+    return 0
+
+
+def _cmd_upgrade(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return _upgrade_dry_run(args)
+    from flows.upgrade import upgrade
+
+    cfg, run_dir = _pipeline_start(args)
+    state = upgrade(cfg.target_model.id, cfg, str(run_dir), args.registry, args.concurrency_limit,
+                    args.max_regression, return_state=True)
+    rows = state.result(raise_on_failure=False)
+    _emit(args, {"completed": state.is_completed(), "message": state.message,
+                 "bundles": rows if isinstance(rows, list) else None})
+    if not state.is_completed():
+        print(f"error: {state.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _upgrade_dry_run(args: argparse.Namespace) -> int:
+    """The bundles an upgrade to --target would move, from the registry; nothing is started or written."""
+    from translora.registry import open_registry
+
+    command_config(args)  # the same config errors as a real run
+    with open_registry(args.registry) as registry:
+        todo = registry.outdated(args.target)
+    for r in todo:
+        _say(args, f"would move {r.id} (owner {r.owner}, {r.task}) from {r.source_base} to {args.target}")
+    _say(args, f"{len(todo)} registered bundles would move to {args.target}; nothing was started")
+    _emit(args, [r.model_dump(mode="json") for r in todo])
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from translora.config import dump_config, explain_config
+
+    cfg = command_config(args)
+    print(explain_config(cfg) if args.explain else dump_config(cfg), end="")
+    return 0
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    """The run directories registered with the store (each pipeline command registers its own), newest first."""
+    from translora.store import RunIndex, Store
+
+    rows = []
+    for run_dir in Store().runs():
+        entries = RunIndex(run_dir).entries()
+        last = max((e.recorded_at for e in entries.values()), default=0.0)
+        results = sorted(str(p) for p in run_dir.glob("transfer/*/*/results.json"))
+        rows.append({"run_dir": str(run_dir), "stages": len(entries), "last_used": last, "results": results})
+    rows.sort(key=lambda r: r["last_used"], reverse=True)
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["last_used"])) if r["last_used"] else "-"
+        _say(args, f"{when}  {r['stages']:3d} stages  {r['run_dir']}" + "".join(f"\n    {p}" for p in r["results"]))
+    if not rows:
+        _say(args, "no run directories recorded in this store")
+    _emit(args, rows)
     return 0
 
 
@@ -348,13 +475,14 @@ def command_config(args: argparse.Namespace):
     return cfg
 
 
-def _gc(keep: list[Path]) -> int:
+def _cmd_gc(args: argparse.Namespace) -> int:
     from translora.store import Store
 
     store = Store()
-    removed, freed = store.gc(keep)
+    removed, freed = store.gc(args.keep, dry_run=args.dry_run)
     where = "" if store.url == str(store.root) else f" (this machine's cache of {store.url})"
-    print(f"store {store.root}{where}: removed {removed} unreferenced outputs, freed {freed / 2**20:.1f} MiB")
+    verb = ("would remove", "would free") if args.dry_run else ("removed", "freed")
+    print(f"store {store.root}{where}: {verb[0]} {removed} unreferenced outputs, {verb[1]} {freed / 2**20:.1f} MiB")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,8 +14,9 @@ URL_HELP = "database URL (default: $TRANSLORA_REGISTRY_URL, else sqlite:///$TRAN
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    reg = sub.add_parser("registry", help="the fleet's registered bundles: add, list, show")
+    reg = sub.add_parser("registry", help="the fleet's registered bundles: add, list, show, retire")
     reg.add_argument("--registry", metavar="URL", help=URL_HELP)
+    reg.set_defaults(func=run)
     cmds = reg.add_subparsers(dest="registry_command", required=True)
     # Accepted after the subcommand too; SUPPRESS keeps an absent one from hiding the value given before it.
     url = argparse.ArgumentParser(add_help=False)
@@ -27,8 +29,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ls = cmds.add_parser("list", parents=[url], help="list registrations, oldest first")
     ls.add_argument("--owner", help="only this owner's")
     ls.add_argument("--base", metavar="MODEL", help="only those made for this source base model id")
+    ls.add_argument("--json", action="store_true", help="print the registrations as JSON")
     show = cmds.add_parser("show", parents=[url], help="one registration and its provenance")
     show.add_argument("id")
+    retire = cmds.add_parser("retire", parents=[url], help="take a registration out of the fleet: upgrades no "
+                                                           "longer move it (its record and lineage stay)")
+    retire.add_argument("id")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +45,15 @@ def run(args: argparse.Namespace) -> int:
             record = registry.add(args.id, args.owner, args.bundle, args.eval_set)
             print(f"registered {record.id}: {record.task} on {record.source_base} (owner {record.owner})")
         elif args.registry_command == "list":
-            _table(registry.find(owner=args.owner, source_base=args.base))
+            found = registry.find(owner=args.owner, source_base=args.base)
+            if args.json:
+                print(json.dumps([r.model_dump(mode="json") for r in found], indent=1))
+            else:
+                _table(found)
+        elif args.registry_command == "retire":
+            record = registry.retire(args.id)
+            print(f"retired {record.id}: upgrades no longer move it ({record.task} on {record.source_base}, owner "
+                  f"{record.owner})")
         elif args.registry_command == "show":
             chain = registry.lineage(args.id)
             for field, value in chain[0].model_dump(mode="json").items():

@@ -22,8 +22,9 @@ def test_a_plain_peft_adapter_is_imported_and_transferred(tiny_models, tmp_path,
     weights = (customer / "adapter_model.safetensors").read_bytes()
     run_dir = tmp_path / "run"
     args = [a for o in tiny_overrides(tiny_models) for a in ("--set", o)]
-    assert main(["run", "--source-adapter", str(customer), "--run-dir", str(run_dir), *args]) == 0, \
+    assert main(["run", "--json", "--source-adapter", str(customer), "--run-dir", str(run_dir), *args]) == 0, \
         capsys.readouterr().err
+    printed = json.loads(capsys.readouterr().out)  # --json: stdout holds the result only
 
     slots = RunIndex(run_dir).entries()
     assert slots["finetune/source_adapter"].stage == "import-source-adapter"  # imported, not trained
@@ -39,6 +40,8 @@ def test_a_plain_peft_adapter_is_imported_and_transferred(tiny_models, tmp_path,
 
     scope = next(s for s in slots if s.startswith("transfer/") and s.endswith("/adapter")).rsplit("/", 1)[0]
     results = json.loads((run_dir / scope / "results.json").read_text())
+    assert printed["results_path"] == str(run_dir.resolve() / scope / "results.json")
+    assert printed["results"]["accuracy"] == results["accuracy"]
     assert set(results["accuracy"]) >= {"source_adapter", "target_base", "transferred"}
     transferred = run_dir / scope / "adapter"
     target = AutoModelForCausalLM.from_pretrained(tiny_models["gemma3"])
