@@ -346,13 +346,15 @@ class RunIndex:
             link = self.root / slot
             if link.exists() and not link.is_symlink():  # refused before anything is written
                 raise ArtifactError(f"{link} is a real folder, not a link into the store; move it away")
-            entries = self.entries()
-            entries[slot] = IndexEntry(stage=stage, key=key, path=str(path), recorded_at=time.time())
-            write_json(self.root / INDEX, {"slots": {s: e.model_dump() for s, e in sorted(entries.items())}})
+            # The link first, then the index: a kill in between leaves a link the next run replaces, never an
+            # index entry without its link.
             link.parent.mkdir(parents=True, exist_ok=True)
             tmp = link.with_name(f".{link.name}.{uuid.uuid4().hex[:8]}.link")
             os.symlink(path, tmp)
             os.replace(tmp, link)
+            entries = self.entries()
+            entries[slot] = IndexEntry(stage=stage, key=key, path=str(path), recorded_at=time.time())
+            write_json(self.root / INDEX, {"slots": {s: e.model_dump() for s, e in sorted(entries.items())}})
         return link
 
     def slot(self, slot: str) -> Path:
