@@ -10,6 +10,7 @@ Writes bench/results/demo.json (every run's results.json) and demo.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -26,19 +27,27 @@ def interval(row: dict) -> str:
     return f"{row['accuracy']:.3f} [{row['interval']['low']:.3f}, {row['interval']['high']:.3f}]"
 
 
+def pgr(row: dict) -> str:
+    """The share of the gap to the oracle recovered, with its interval (n/a without an oracle or a gap)."""
+    p = row.get("pgr") or {}
+    if p.get("estimate") is None:
+        return "n/a"
+    return f"{p['estimate']:+.2f} [{p['low']:+.2f}, {p['high']:+.2f}]"
+
+
 def markdown(runs: list[dict], command: str) -> str:
     lines = ["# The demo on several seeds\n", f"Command: `{command}`\n",
              "Accuracy on 400 held-out examples (lm-eval acc), 95% bootstrap intervals; differences are paired.\n",
              "| seed | source + adapter | target base | transferred | oracle | transferred - source | "
-             "transferred - target base | claim | filter precision / recall | label accuracy (checked) | "
-             "labelled | tokens per kept valid input | wall seconds (sum of stages) |", "|---" * 13 + "|"]
+             "transferred - target base | claim | PGR | filter precision / recall | label accuracy (checked) | "
+             "labelled | tokens per kept valid input | wall seconds (sum of stages) |", "|---" * 14 + "|"]
     for r in runs:
         d1, d2, f, lab = r["transferred_minus_source"], r["transferred_minus_target"], r["filter"], r["labels"]
         lines.append(
             f"| {r['seed']} | {interval(r['rows']['source_adapter'])} | {interval(r['rows']['target_base'])} | "
             f"{interval(r['rows']['transferred'])} | {interval(r['rows']['oracle'])} | "
             f"{d1['mean']:+.3f} [{d1['low']:+.3f}, {d1['high']:+.3f}] | {d2['mean']:+.3f} [{d2['low']:+.3f}, "
-            f"{d2['high']:+.3f}] | {'holds' if r['claim_holds_within_interval'] else 'fails'} | "
+            f"{d2['high']:+.3f}] | {'holds' if r['claim_holds_within_interval'] else 'fails'} | {pgr(r)} | "
             f"{f['precision']:.2f} / {f['recall']:.2f} | {lab['accuracy']:.2f} ({lab['n_checked']}) | "
             f"{lab['labelled']} | {f['tokens_per_kept_valid']:.0f} | {sum(r['stage_seconds'].values()):.0f} |")
     lines += ["\nStage seconds (as each stage's manifest recorded them):\n",
@@ -46,10 +55,32 @@ def markdown(runs: list[dict], command: str) -> str:
     def short(stage: str) -> str:  # transfer/<target>/<task>-<bundle>/<slot> -> transfer/<slot>
         return "transfer/" + stage.split("/", 3)[-1] if stage.startswith("transfer/") else stage
 
+    pooled = runs[0].get("pooled")
+    if pooled:
+        d, p = pooled["transferred_minus_source"], pooled["mean_pgr"]
+        lines += [f"\nPooled over the {len(runs)} seeds ({pooled['n']} paired test examples): transferred - source "
+                  f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]; mean PGR {p:+.2f}.\n"]
     seconds = [{short(k): v for k, v in r["stage_seconds"].items()} for r in runs]
     for stage in seconds[0]:
         lines.append(f"| {stage} | " + " | ".join(f"{s.get(stage, 0):.0f}" for s in seconds) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _scores(run_dir: Path, name: str) -> list[float]:
+    folder = next(run_dir.glob(f"transfer/*/*/eval/{name}"))
+    return [float(json.loads(line)["acc"]) for line in (folder / "samples.jsonl").read_text().splitlines()]
+
+
+def pooled_summary(runs: list[dict], run_dirs: list[Path]) -> dict:
+    """The paired difference transferred - source over every seed's test examples together (each seed's own test
+    split and source adapter), and the mean of the seeds' PGR."""
+    from translora.diagnostics import paired_bootstrap_difference
+
+    transferred = [x for d in run_dirs for x in _scores(d, "transferred")]
+    source = [x for d in run_dirs for x in _scores(d, "source_adapter")]
+    pgrs = [r["pgr"]["estimate"] for r in runs if (r.get("pgr") or {}).get("estimate") is not None]
+    return {"n": len(source), "transferred_minus_source": paired_bootstrap_difference(transferred, source).model_dump(),
+            "mean_pgr": sum(pgrs) / len(pgrs) if pgrs else None}
 
 
 def main() -> None:
@@ -64,6 +95,8 @@ def main() -> None:
     for seed in args.seeds:
         results = trans_lora(load_config("cpu", overrides=[f"seed={seed}", *args.overrides]), f"runs/demo-s{seed}")
         runs.append(results | {"seed": seed})
+    if runs:
+        runs[0]["pooled"] = pooled_summary(runs, [Path(f"runs/demo-s{seed}") for seed in args.seeds])
     write_json(OUT / "demo.json", {"command": command, "runs": runs})
     (OUT / "demo.md").write_text(markdown(runs, command))
     print((OUT / "demo.md").read_text())
