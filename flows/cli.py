@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from flows import registry_cli
 from translora.errors import ConfigError, TransientError, TransloraError, UserError
@@ -333,7 +334,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     """The run directories registered with the store (each pipeline command registers its own), newest first."""
     from translora.store import RunIndex, Store
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for run_dir in Store().runs():
         entries = RunIndex(run_dir).entries()
         last = max((e.recorded_at for e in entries.values()), default=0.0)
@@ -447,8 +448,8 @@ def _keygen(args: argparse.Namespace) -> int:
     from translora.signing import generate_ed25519_keypair, generate_hmac_key
 
     if args.hmac:
-        key = generate_hmac_key(args.hmac)
-        print(f"{key.key_id}: sign and verify with hmac:{args.hmac.resolve()} (keep it secret)")
+        secret = generate_hmac_key(args.hmac)
+        print(f"{secret.key_id}: sign and verify with hmac:{args.hmac.resolve()} (keep it secret)")
     else:
         private, public = args.ed25519
         key = generate_ed25519_keypair(private, public)

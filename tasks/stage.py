@@ -8,12 +8,13 @@ retried; config and data errors fail at once with their message.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, cast
+from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Completed
+from prefect.states import Completed, State
 
 from translora.artifacts import read_manifest
 from translora.config import Config, ModelSpec
@@ -33,16 +34,18 @@ def retry_transient(_task, _task_run, state) -> bool:
 
 def progress_artifact(description: str) -> Callable[[float], None]:
     """A Prefect progress artifact (0-100 in the UI), created on the first update, then moved in 5% steps."""
-    state = {"id": None, "last": -100.0}
+    artifact: UUID | None = None
+    last = -100.0
 
     def update(fraction: float) -> None:
+        nonlocal artifact, last
         percent = round(100 * fraction, 1)
-        if state["id"] is None:
-            state["id"] = create_progress_artifact(percent, description=description)
-            state["last"] = percent
-        elif percent - state["last"] >= 5 or percent >= 100:
-            state["last"] = percent
-            update_progress_artifact(state["id"], percent)
+        if artifact is None:
+            artifact = cast(UUID, create_progress_artifact(percent, description=description))  # sync context
+            last = percent
+        elif percent - last >= 5 or percent >= 100:
+            last = percent
+            update_progress_artifact(artifact, percent)
 
     return update
 
@@ -51,7 +54,7 @@ def _task_for(stage: Stage):
     @task(name=stage.name, task_run_name=stage.name + " [{slot}]", cache_policy=NO_CACHE, persist_result=False,
           retries=RETRIES, retry_delay_seconds=5, retry_condition_fn=retry_transient)
     def run(config: Config, inputs: dict[str, str | None], models: dict[str, ModelSpec], run_dir: str,
-            slot: str) -> str:
+            slot: str) -> str | State:
         outcome = execute(stage, config, {k: Path(v) if v else None for k, v in inputs.items()}, models, Store(),
                           progress_artifact(stage.description))
         link = RunIndex(Path(run_dir)).record(slot, stage.name, outcome.key, outcome.path)

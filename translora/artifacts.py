@@ -14,6 +14,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from importlib import metadata
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -93,7 +94,7 @@ def read_json(path: Path) -> Any:
         raise ArtifactError(f"{path} is missing; re-run the stage that produces it.") from exc
 
 
-def write_jsonl(path: Path, records: list[BaseModel] | list[dict]) -> None:
+def write_jsonl(path: Path, records: Sequence[BaseModel] | Sequence[dict]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")

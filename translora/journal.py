@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ class Journal:
             fh.writelines(line + "\n" for line in lines)
         return [json.loads(line) for line in lines], state["state"]
 
-    def append(self, rows: list[BaseModel], state: dict[str, Any], total_rows: int) -> None:
+    def append(self, rows: Sequence[BaseModel], state: dict[str, Any], total_rows: int) -> None:
         with open(self.rows_file, "a") as fh:
             fh.writelines(r.model_dump_json() + "\n" for r in rows)
             fh.flush()

@@ -88,7 +88,7 @@ def convert_embedded(name: str) -> Path:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         # A GGUF-loaded model remembers its quantizer; save_pretrained refuses until both are gone.
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]  # transformers types it as a module
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(tmp, safe_serialization=True)
@@ -239,7 +239,7 @@ def load_model(spec: ModelSpec):
         ) from exc
     contiguous_head_input(model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return model.to(device), load_tokenizer(spec)
+    return model.to(device), load_tokenizer(spec)  # type: ignore[arg-type]  # transformers' to() is mistyped
 
 
 def contiguous_head_input(model):

@@ -48,7 +48,7 @@ class Results(BaseModel):
     labels: dict[str, Any]  # answer counts, confidence; label accuracy where checkable
     stage_seconds: dict[str, float]
 
-    @computed_field
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's documented way to serialize a property
     @property
     def accuracy(self) -> dict[str, float]:
         return {k: r.accuracy for k, r in self.rows.items()}

@@ -172,10 +172,9 @@ def _read_signature(sig: Path, path: Path) -> tuple[str, str, bytes]:
         raise malformed(f"not JSON: {exc}") from None
     if not isinstance(record, dict):
         raise malformed("not a JSON object")
-    fields = [record.get(name) for name in ("scheme", "key_id", "signature")]
-    if not all(isinstance(f, str) for f in fields):
+    scheme, key_id, text = (record.get(name) for name in ("scheme", "key_id", "signature"))
+    if not (isinstance(scheme, str) and isinstance(key_id, str) and isinstance(text, str)):
         raise malformed("it needs string fields scheme, key_id and signature")
-    scheme, key_id, text = fields
     try:
         signature = base64.b64decode(text, validate=True)
     except binascii.Error:

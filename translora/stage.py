@@ -50,6 +50,13 @@ class StageContext:
     logs: Path  # kept after the stage (a managed vLLM server's log)
     progress: Progress = None
 
+    def input(self, name: str) -> Path:
+        """A declared input folder that must be there (only EVALUATE's adapter may be None: read ctx.inputs)."""
+        path = self.inputs[name]
+        if path is None:
+            raise TypeError(f"input {name!r} is required here")
+        return path
+
 
 @dataclass(frozen=True)
 class Stage:

@@ -35,6 +35,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -262,7 +263,7 @@ class Store:
                 ref.unlink()
         return found
 
-    def referenced_keys(self, extra_runs: list[Path] = (), forget_missing: bool = True) -> set[str]:
+    def referenced_keys(self, extra_runs: Sequence[Path] = (), forget_missing: bool = True) -> set[str]:
         """Keys referenced by every registered run that still exists (and by `extra_runs`)."""
         keys: set[str] = set()
         runs = [Path(r) for r in extra_runs] + self.runs(forget_missing)
@@ -270,7 +271,7 @@ class Store:
             keys |= {entry.key for entry in RunIndex(run_dir).entries().values()}
         return keys
 
-    def gc(self, extra_runs: list[Path] = (), dry_run: bool = False) -> tuple[int, int]:
+    def gc(self, extra_runs: Sequence[Path] = (), dry_run: bool = False) -> tuple[int, int]:
         """Remove every output no run references, and stale temporary folders; returns (folders, bytes) freed, or
         with `dry_run` what would be freed, removing nothing."""
         if not self.root.is_dir():

@@ -56,7 +56,7 @@ class Fields(BaseModel):
 
 class TaskFile(TaskSettings):
     data: str
-    kind: Kind  # type: ignore[assignment]  # required here: the file states what the task is
+    kind: Kind  # required here: the file states what the task is
     choices: list[str] | Literal["per_example"] | None = None
     name: str | None = None
     description: str | None = None

@@ -112,8 +112,8 @@ class InverseCDFSampler(LogitsProcessor):
         self.temperature = temperature
         self.nucleus = TopPLogitsWarper(top_p) if top_p < 1.0 else None
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        scores = scores.float() / self.temperature
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
+        scores = scores.float() / self.temperature  # type: ignore[assignment]
         if self.nucleus is not None:
             scores = self.nucleus(input_ids, scores)
         cdf = torch.softmax(scores, dim=-1).cumsum(dim=-1)

@@ -15,7 +15,7 @@ def train_oracle(ctx: StageContext) -> dict:
     """The target plus an adapter trained on real train examples with the distillation settings and the same
     number of examples as the distillation keeps (filter.n_keep): what the target reaches with perfect inputs and
     labels at the same budget. Only evaluation reads it; stage 2 never does."""
-    cfg, data = ctx.config, ctx.inputs["data"]
+    cfg, data = ctx.config, ctx.input("data")
     card = read_card(data)
     train = read_examples(data / "train.jsonl")[: cfg.filter.n_keep]
     pairs = [(card.prompt(e.input), card.completion(e.target)) for e in train]
@@ -30,7 +30,7 @@ def train_oracle(ctx: StageContext) -> dict:
 def evaluate(ctx: StageContext) -> dict:
     """Accuracy on the held-out test split with lm-eval; writes result.json, per-sample scores and the lm-eval task
     (which names its own final location, so `lm_eval --include_path <this>/lm_eval_task` reruns it)."""
-    cfg, data, adapter, model = ctx.config, ctx.inputs["data"], ctx.inputs["adapter"], ctx.models["model"]
+    cfg, data, adapter, model = ctx.config, ctx.input("data"), ctx.inputs["adapter"], ctx.models["model"]
     card, test = read_card(data), read_examples(data / "test.jsonl")
     name = evaluation.write_task(card, test, ctx.work / "lm_eval_task")
     result = evaluation.evaluate(str(models.resolve(model)), ctx.work / "lm_eval_task", name, adapter, model.dtype,

@@ -30,7 +30,7 @@ def prepare_data(ctx: StageContext) -> dict:
 
 
 def train_source_adapter(ctx: StageContext) -> dict:
-    cfg, data = ctx.config, ctx.inputs["data"]
+    cfg, data = ctx.config, ctx.input("data")
     card = read_card(data)
     pairs = [(card.prompt(e.input), card.completion(e.target)) for e in read_examples(data / "train.jsonl")]
     base = ctx.models["base"]
@@ -45,7 +45,7 @@ def train_source_adapter(ctx: StageContext) -> dict:
 def import_source_adapter(ctx: StageContext) -> dict:
     """An adapter trained outside translora, checked against the source base and copied in (config and safetensors
     weights only), with a model card that says where it came from and its hash."""
-    spec, folder, base = ctx.config.import_adapter, ctx.inputs["adapter"], ctx.models["base"]
+    spec, folder, base = ctx.config.import_adapter, ctx.input("adapter"), ctx.models["base"]
     facts = adapters.check_against_base(folder, base, ctx.config.trust.allow_base_mismatch)
     for name in adapters.FILES:
         shutil.copyfile(folder / name, ctx.out / name)
@@ -63,7 +63,7 @@ def synthesize_negatives(ctx: StageContext) -> dict:
     mixed with corrupted real train inputs, which look like what a weaker target writes. No negative duplicates a
     real input."""
     cfg = ctx.config
-    real = [e.input for e in read_examples(ctx.inputs["data"] / "train.jsonl")]
+    real = [e.input for e in read_examples(ctx.input("data") / "train.jsonl")]
     seeds = real[: cfg.task.n_seeds]
     n = cfg.discriminator.n_negatives
     n_corrupted = round(n * cfg.discriminator.corrupted_fraction)
@@ -98,9 +98,9 @@ def synthesize_negatives(ctx: StageContext) -> dict:
 def train_discriminator(ctx: StageContext) -> dict:
     """LoRA on the discriminator base: "yes" for real train inputs, "no" for negatives. A fifth of each is held
     out to measure it (ROC AUC, accept rates) and to calibrate the threshold the filter applies."""
-    cfg, data = ctx.config, ctx.inputs["data"]
+    cfg, data = ctx.config, ctx.input("data")
     card = read_card(data)
-    synthetic = [r["input"] for r in read_jsonl(ctx.inputs["negatives"] / "negatives.jsonl")]
+    synthetic = [r["input"] for r in read_jsonl(ctx.input("negatives") / "negatives.jsonl")]
     real = [e.input for e in read_examples(data / "train.jsonl")][: max(len(synthetic), 2)]
     rng = random.Random(cfg.seed)
     rng.shuffle(real)
@@ -128,7 +128,7 @@ def train_discriminator(ctx: StageContext) -> dict:
 
 def write_bundle(ctx: StageContext) -> dict:
     """What a platform keeps: both adapters, the seed inputs and the task card. No other task data goes in."""
-    data, source, discriminator = ctx.inputs["data"], ctx.inputs["source_adapter"], ctx.inputs["discriminator"]
+    data, source, discriminator = ctx.input("data"), ctx.input("source_adapter"), ctx.input("discriminator")
     card = read_card(data)
     seeds = [e.input for e in read_examples(data / "train.jsonl")[: ctx.config.task.n_seeds]]
     source_model, disc_model = ctx.models["source"], ctx.models["discriminator"]

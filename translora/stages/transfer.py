@@ -27,7 +27,7 @@ def synthesize_and_filter(ctx: StageContext) -> dict:
     in stage 1, until filter.n_keep are kept or filter.max_generated completions are spent. Candidates are
     journalled batch by batch, so a killed run resumes where it stopped. filter.mode picks the paper's ablations."""
     cfg = ctx.config
-    bundle = bundles.Bundle(ctx.inputs["bundle"])
+    bundle = bundles.Bundle(ctx.input("bundle"))
     mode, want, budget = cfg.filter.mode, cfg.filter.n_keep, cfg.filter.max_generated
     if not synthesizes(cfg.filter):
         inputs = bundle.seeds if mode == "seeds_only" else random_text(bundle.seeds, want, cfg.seed)
@@ -119,17 +119,17 @@ def label(ctx: StageContext) -> dict:
     otherwise by greedy completion, with the card's generation settings (a chain-of-thought or code card writes up
     to its max_gen_tokens over several lines; the student then learns the whole completion)."""
     cfg = ctx.config
-    bundle = bundles.Bundle(ctx.inputs["bundle"])
+    bundle = bundles.Bundle(ctx.input("bundle"))
     card = bundle.card
-    inputs = [r["input"] for r in read_jsonl(ctx.inputs["filtered"] / "kept.jsonl")]
+    inputs = [r["input"] for r in read_jsonl(ctx.input("filtered") / "kept.jsonl")]
     cut = 0  # generated answers that reached their token cap
     if not labels_by_generation(card, cfg.label):
         model, tok = models.load_model(ctx.models["teacher"])
         teacher = training.attach_adapter(model, bundle.source_adapter)
-        scored = labelling.label_choices(teacher, tok, inputs, card.choices, card.prompt_template,
-                                         cfg.label.batch_size)
+        choices = card.choices or []  # labels_by_generation is False only for a task with choices
+        scored = labelling.label_choices(teacher, tok, inputs, choices, card.prompt_template, cfg.label.batch_size)
         chosen = labelling.select(scored, cfg.label.min_confidence, cfg.label.balance, cfg.seed)
-        rows = labelling.as_labelled(chosen, len(card.choices), cfg.label.targets)
+        rows = labelling.as_labelled(chosen, len(choices), cfg.label.targets)
     else:
         # The card's settings come with the bundle (an input), label.max_new_tokens with the declared section.
         request = GenerationRequest(max_new_tokens=card.gen_tokens(cfg.label.max_new_tokens), temperature=0.0,
@@ -162,14 +162,14 @@ def label(ctx: StageContext) -> dict:
 def distill(ctx: StageContext) -> dict:
     """A fresh adapter on the target model, trained on the teacher's completions (completion tokens only)."""
     cfg = ctx.config
-    bundle = bundles.Bundle(ctx.inputs["bundle"])
-    rows = [labelling.Labelled.model_validate(r) for r in read_jsonl(ctx.inputs["labelled"] / "labelled.jsonl")]
+    bundle = bundles.Bundle(ctx.input("bundle"))
+    rows = [labelling.Labelled.model_validate(r) for r in read_jsonl(ctx.input("labelled") / "labelled.jsonl")]
     pairs, weights, answers = labelling.student_data(rows, cfg.label.targets, bundle.card, cfg.label.temperature)
     target = ctx.models["base"]
     _, _, result = train_new_adapter(ctx, target, cfg.target_adapter, cfg.distill_train, pairs, "distill",
                                      weights, answers)
-    filtered = read_manifest(ctx.inputs["filtered"]).metrics
-    labels = read_manifest(ctx.inputs["labelled"]).metrics
+    filtered = read_manifest(ctx.input("filtered")).metrics
+    labels = read_manifest(ctx.input("labelled")).metrics
     model_card.write(
         ctx.out, f"{bundle.card.name} adapter, transferred to {model_card.base_name(target)}", target,
         f"A {cfg.target_adapter.kind} adapter distilled by translora (Trans-LoRA) from the source adapter of bundle "
@@ -186,8 +186,8 @@ def distill(ctx: StageContext) -> dict:
 
 def emit_bundle(ctx: StageContext) -> dict:
     """The transferred adapter as a new bundle (same discriminator, seeds and card), so transfers chain."""
-    previous = bundles.Bundle(ctx.inputs["bundle"])
+    previous = bundles.Bundle(ctx.input("bundle"))
     target = ctx.models["target"]
-    info = bundles.chain(previous, ctx.inputs["adapter"], target, models.fingerprint(target), ctx.out,
+    info = bundles.chain(previous, ctx.input("adapter"), target, models.fingerprint(target), ctx.out,
                          ctx.config.trust.signing_key)
     return {"hops": len(info.provenance)}
