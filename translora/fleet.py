@@ -1,6 +1,7 @@
 """The fleet's decisions, without Prefect: one row per registered bundle, registration ids, the owner's evaluation
 set, which models an upgrade's transfers generate with (so they can share vLLM servers), when a transferred adapter
-is refused, and the summary table. flows/upgrade.py runs them as a Prefect flow."""
+is refused, the summary table, and where a bundle another machine made is on this one. flows/upgrade.py runs them as
+Prefect flows."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from translora.errors import ArtifactError, ConfigError, DataError
 from translora.generation.vllm import SharedModel, adapter_rank
 from translora.registry import Registration, Registry
 from translora.stages.transfer import labels_by_generation, synthesizes
+from translora.store import Store
 
 
 class BundleOutcome(BaseModel):
@@ -31,6 +33,7 @@ class BundleOutcome(BaseModel):
     source_base: str
     status: Literal["transferred", "refused", "failed"]
     new_id: str | None = None
+    new_bundle: str | None = None  # the transferred bundle's folder, where the machine that made it keeps it
     subflow_run_id: str | None = None
     error: str | None = None
     filter: dict[str, Any] = {}  # generated, distinct, kept, acceptance_rate (the filter stage's manifest)
@@ -57,6 +60,21 @@ def eval_data_folder(eval_set: str, bundle: Bundle, out: Path) -> Path:
     write_jsonl(out / "test.jsonl", rows)
     write_json(out / "task_card.json", bundle.card.model_dump())
     return out
+
+
+def bundle_here(bundle: str | Path, store: Store) -> Path:
+    """A bundle's folder on this machine. A registry or an upgrade shared by many machines names a bundle where the
+    machine that made it keeps it; when that folder is not here but is an output of the shared store
+    (`<store or its read cache>/<stage>/<key>`), this machine's copy is fetched from the store. Otherwise the path
+    as given, for its reader to say what is missing."""
+    path = Path(bundle)
+    if path.exists():
+        return path
+    real = path.resolve()  # a run folder's link made on another machine resolves to that machine's store
+    stage, key = real.parent.name, real.name
+    if stage and key and store.has(stage, key) and store.problem(stage, key) is None:
+        return store.path(stage, key)
+    return path
 
 
 def register_transfer(registry: Registry, parent: Registration, new_bundle: Path, target: str) -> str:

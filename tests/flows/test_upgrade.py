@@ -143,7 +143,7 @@ def test_cli_upgrade_exits_non_zero_naming_the_failed_bundle(tmp_path, capsys):
     with open_registry(url) as registry:
         registry.add("initech", "initech-llc", broken)
     # a hub id pinned to a commit passes the input checks (nothing here can reach the hub); the bundle then fails
-    code = main(["upgrade", "--target", "org/new", "--set", f"target_model.revision={'0' * 40}", "--registry", url,
+    code = main(["upgrade", "--target", "org/new", "--set", f"target_model.revision={'deadbeef' * 5}", "--registry", url,
                  "--run-dir", str(tmp_path / "run"),
                  "--concurrency-limit", "test-cli"])
     assert code == 1 and "1 of 1 bundles failed (initech)" in capsys.readouterr().err

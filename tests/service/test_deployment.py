@@ -112,7 +112,9 @@ def service(tiny_models, tmp_path_factory) -> Iterator[Service]:
     # What a platform would put in its deployment: its config and where the runs go (merged over prefect.yaml's).
     params = {"config": load_config("cpu", overrides=overrides).model_dump(mode="json"),
               "run_dir": str(root / "upgrades"),
-              "max_regression": 1.0}  # tiny random models: the refusal gate is tested in tests/flows/test_upgrade.py
+              "max_regression": 1.0,  # tiny random models: the refusal gate is tested in tests/flows/test_upgrade.py
+              # serve.sh's one worker runs the bundles in the upgrade's own run; test_fanout.py fans them out
+              "bundle_deployment": None}
     env = {**os.environ, "PREFECT_HOME": str(root / "prefect"), "TRANSLORA_SERVE_PORT": str(port),
            "TRANSLORA_GPU_SLOTS": "1", "TRANSLORA_UPGRADE_PARAMS": json.dumps(params),
            "TRANSLORA_STORE": str(root / "store"), "TRANSLORA_REGISTRY_URL": registry_url,
