@@ -39,8 +39,14 @@ def chain(seed: int, n_test: int, extra: list[str]) -> list[dict]:
         cfg = load_config("cpu", overrides=base + [f"target_model.id={target}"])
         outputs = transfer(bundle, cfg, str(run))
         results = evaluate(cfg, str(run), outputs["adapter"], bundle)
-        hops.append({"from": results["source_model"], "to": target, "accuracy": results["accuracy"],
-                     "transferred_minus_source": results["transferred_minus_source"]})
+        hops.append(
+            {
+                "from": results["source_model"],
+                "to": target,
+                "accuracy": results["accuracy"],
+                "transferred_minus_source": results["transferred_minus_source"],
+            }
+        )
         bundle = outputs["bundle"]  # the next hop starts from what this one emitted
     return hops
 
@@ -55,12 +61,17 @@ def main() -> None:
     command = "python bench/chain.py " + " ".join(sys.argv[1:])
     OUT.mkdir(parents=True, exist_ok=True)
     write_json(OUT / "chain.json", {"command": command, "hops": hops})
-    lines = [f"# Chained transfer\n\nCommand: `{command}`\n", "| hop | source + adapter | target base | transferred | "
-             "transferred - source (paired 95%) |", "|---|---|---|---|---|"]
+    lines = [
+        f"# Chained transfer\n\nCommand: `{command}`\n",
+        "| hop | source + adapter | target base | transferred | transferred - source (paired 95%) |",
+        "|---|---|---|---|---|",
+    ]
     for i, h in enumerate(hops, 1):
         a, d = h["accuracy"], h["transferred_minus_source"]
-        lines.append(f"| {i}: {h['from']} -> {h['to']} | {a['source_adapter']:.3f} | {a['target_base']:.3f} | "
-                     f"{a['transferred']:.3f} | {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] |")
+        lines.append(
+            f"| {i}: {h['from']} -> {h['to']} | {a['source_adapter']:.3f} | {a['target_base']:.3f} | "
+            f"{a['transferred']:.3f} | {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] |"
+        )
     (OUT / "chain.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -36,11 +36,15 @@ def pgr(row: dict) -> str:
 
 
 def markdown(runs: list[dict], command: str) -> str:
-    lines = ["# The demo on several seeds\n", f"Command: `{command}`\n",
-             "Accuracy on 400 held-out examples (lm-eval acc), 95% bootstrap intervals; differences are paired.\n",
-             "| seed | source + adapter | target base | transferred | oracle | transferred - source | "
-             "transferred - target base | claim | PGR | filter precision / recall | label accuracy (checked) | "
-             "labelled | tokens per kept valid input | wall seconds (sum of stages) |", "|---" * 14 + "|"]
+    lines = [
+        "# The demo on several seeds\n",
+        f"Command: `{command}`\n",
+        "Accuracy on 400 held-out examples (lm-eval acc), 95% bootstrap intervals; differences are paired.\n",
+        "| seed | source + adapter | target base | transferred | oracle | transferred - source | "
+        "transferred - target base | claim | PGR | filter precision / recall | label accuracy (checked) | "
+        "labelled | tokens per kept valid input | wall seconds (sum of stages) |",
+        "|---" * 14 + "|",
+    ]
     for r in runs:
         d1, d2, f, lab = r["transferred_minus_source"], r["transferred_minus_target"], r["filter"], r["labels"]
         lines.append(
@@ -49,17 +53,24 @@ def markdown(runs: list[dict], command: str) -> str:
             f"{d1['mean']:+.3f} [{d1['low']:+.3f}, {d1['high']:+.3f}] | {d2['mean']:+.3f} [{d2['low']:+.3f}, "
             f"{d2['high']:+.3f}] | {'holds' if r['claim_holds_within_interval'] else 'fails'} | {pgr(r)} | "
             f"{f['precision']:.2f} / {f['recall']:.2f} | {lab['accuracy']:.2f} ({lab['n_checked']}) | "
-            f"{lab['labelled']} | {f['tokens_per_kept_valid']:.0f} | {sum(r['stage_seconds'].values()):.0f} |")
-    lines += ["\nStage seconds (as each stage's manifest recorded them):\n",
-              "| stage | " + " | ".join(f"seed {r['seed']}" for r in runs) + " |", "|---" * (len(runs) + 1) + "|"]
+            f"{lab['labelled']} | {f['tokens_per_kept_valid']:.0f} | {sum(r['stage_seconds'].values()):.0f} |"
+        )
+    lines += [
+        "\nStage seconds (as each stage's manifest recorded them):\n",
+        "| stage | " + " | ".join(f"seed {r['seed']}" for r in runs) + " |",
+        "|---" * (len(runs) + 1) + "|",
+    ]
+
     def short(stage: str) -> str:  # transfer/<target>/<task>-<bundle>/<slot> -> transfer/<slot>
         return "transfer/" + stage.split("/", 3)[-1] if stage.startswith("transfer/") else stage
 
     pooled = runs[0].get("pooled")
     if pooled:
         d, p = pooled["transferred_minus_source"], pooled["mean_pgr"]
-        lines += [f"\nPooled over the {len(runs)} seeds ({pooled['n']} paired test examples): transferred - source "
-                  f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]; mean PGR {p:+.2f}.\n"]
+        lines += [
+            f"\nPooled over the {len(runs)} seeds ({pooled['n']} paired test examples): transferred - source "
+            f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]; mean PGR {p:+.2f}.\n"
+        ]
     seconds = [{short(k): v for k, v in r["stage_seconds"].items()} for r in runs]
     for stage in seconds[0]:
         lines.append(f"| {stage} | " + " | ".join(f"{s.get(stage, 0):.0f}" for s in seconds) + " |")
@@ -79,8 +90,11 @@ def pooled_summary(runs: list[dict], run_dirs: list[Path]) -> dict:
     transferred = [x for d in run_dirs for x in _scores(d, "transferred")]
     source = [x for d in run_dirs for x in _scores(d, "source_adapter")]
     pgrs = [r["pgr"]["estimate"] for r in runs if (r.get("pgr") or {}).get("estimate") is not None]
-    return {"n": len(source), "transferred_minus_source": paired_bootstrap_difference(transferred, source).model_dump(),
-            "mean_pgr": sum(pgrs) / len(pgrs) if pgrs else None}
+    return {
+        "n": len(source),
+        "transferred_minus_source": paired_bootstrap_difference(transferred, source).model_dump(),
+        "mean_pgr": sum(pgrs) / len(pgrs) if pgrs else None,
+    }
 
 
 def main() -> None:

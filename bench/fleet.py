@@ -60,9 +60,13 @@ def _timed(store: Path, run: Callable[[], None], n_bundles: int) -> dict:
     start = time.perf_counter()
     run()
     seconds = time.perf_counter() - start
-    return {"seconds": round(seconds, 1), "per_bundle_s": round(seconds / n_bundles, 1),
-            "vllm_servers_started": len(list(Store().root.glob("logs/**/vllm-*.log"))),
-            "load_1min_before": round(load_before, 2), "load_1min_after": round(os.getloadavg()[0], 2)}
+    return {
+        "seconds": round(seconds, 1),
+        "per_bundle_s": round(seconds / n_bundles, 1),
+        "vllm_servers_started": len(list(Store().root.glob("logs/**/vllm-*.log"))),
+        "load_1min_before": round(load_before, 2),
+        "load_1min_after": round(os.getloadavg()[0], 2),
+    }
 
 
 def main() -> None:
@@ -74,8 +78,15 @@ def main() -> None:
     target = ModelSpec(id=str(models["gemma3"]))
 
     os.environ["TRANSLORA_STORE"] = str(root / "store-stage1")
-    bundles = [Path(finetune(load_config("cpu", overrides=tiny_overrides(models) + [f"source_train.seed={i}"]),
-                             str(root / f"stage1-{i}"))) for i in range(args.bundles)]  # starts Prefect: untimed
+    bundles = [
+        Path(
+            finetune(
+                load_config("cpu", overrides=tiny_overrides(models) + [f"source_train.seed={i}"]),
+                str(root / f"stage1-{i}"),
+            )
+        )
+        for i in range(args.bundles)
+    ]  # starts Prefect: untimed
 
     # Warm-up, untimed: one transfer on hf (imports, model fingerprints) and one vLLM server start (its files in
     # the page cache), so the first timed configuration pays no one-off cost the others skip.
@@ -83,9 +94,14 @@ def main() -> None:
     transfer(str(bundles[0]), _config(models, "hf"), str(root / "warm-up"))
     VLLMServer(VLLMSpec(max_model_len=512), str(models["gemma3"]), None, root / "warm-up" / "vllm.log").start().stop()
 
-    report: dict = {"command": "python bench/fleet.py " + " ".join(sys.argv[1:]), "bundles": args.bundles,
-                    "models": "tiny random (tests/tiny.py): Llama source, Gemma 3 target, hidden 64, 2 layers",
-                    "cpus": os.cpu_count(), "load_1min_at_start": round(os.getloadavg()[0], 2), "backends": {}}
+    report: dict = {
+        "command": "python bench/fleet.py " + " ".join(sys.argv[1:]),
+        "bundles": args.bundles,
+        "models": "tiny random (tests/tiny.py): Llama source, Gemma 3 target, hidden 64, 2 layers",
+        "cpus": os.cpu_count(),
+        "load_1min_at_start": round(os.getloadavg()[0], 2),
+        "backends": {},
+    }
     for backend in BACKENDS:
         config = _config(models, backend)
         work = root / backend
@@ -103,15 +119,21 @@ def main() -> None:
             if not state.is_completed():
                 raise RuntimeError(f"the {backend} upgrade failed: {state.message}")
 
-        entry = {"singles": _timed(work / "store-singles", singles, len(bundles)),
-                 "upgrade": _timed(work / "store-upgrade", fleet, len(bundles))}
+        entry = {
+            "singles": _timed(work / "store-singles", singles, len(bundles)),
+            "upgrade": _timed(work / "store-upgrade", fleet, len(bundles)),
+        }
         entry["upgrade_over_singles"] = round(entry["upgrade"]["seconds"] / entry["singles"]["seconds"], 2)
         report["backends"][backend] = entry
-        print(f"{backend}: {args.bundles} single transfers {entry['singles']['seconds']} s, upgrade "
-              f"{entry['upgrade']['seconds']} s, ratio {entry['upgrade_over_singles']}", flush=True)
+        print(
+            f"{backend}: {args.bundles} single transfers {entry['singles']['seconds']} s, upgrade "
+            f"{entry['upgrade']['seconds']} s, ratio {entry['upgrade_over_singles']}",
+            flush=True,
+        )
     hf, vllm = report["backends"]["hf"], report["backends"]["vllm"]
-    report["vllm_over_hf"] = {kind: round(vllm[kind]["seconds"] / hf[kind]["seconds"], 2)
-                              for kind in ("singles", "upgrade")}
+    report["vllm_over_hf"] = {
+        kind: round(vllm[kind]["seconds"] / hf[kind]["seconds"], 2) for kind in ("singles", "upgrade")
+    }
     report["load_1min_at_end"] = round(os.getloadavg()[0], 2)
     OUT.mkdir(parents=True, exist_ok=True)
     write_json(OUT / "fleet.json", report)
@@ -121,19 +143,25 @@ def main() -> None:
 
 def _markdown(report: dict) -> str:
     n = report["bundles"]
-    lines = [f"# Fleet upgrade vs single transfers ({n} bundles)\n", f"Command: `{report['command']}`\n",
-             f"Models: {report['models']}. Labels generated (label.mode=generate), filter.mode=none; one concurrency "
-             "slot; a fresh "
-             f"store per configuration. Machine: {report['cpus']} CPUs, 1-minute load average "
-             f"{report['load_1min_at_start']} at the start and {report['load_1min_at_end']} at the end (shared "
-             "with another job: compare the ratios, not the seconds). Untimed warm-up first: one hf transfer and one "
-             "vLLM server start.\n",
-             f"| backend | {n} transfers in a row (s) | upgrade of {n} (s) | upgrade / transfers | vLLM servers "
-             "started (transfers / upgrade) |", "|---|---|---|---|---|"]
+    lines = [
+        f"# Fleet upgrade vs single transfers ({n} bundles)\n",
+        f"Command: `{report['command']}`\n",
+        f"Models: {report['models']}. Labels generated (label.mode=generate), filter.mode=none; one concurrency "
+        "slot; a fresh "
+        f"store per configuration. Machine: {report['cpus']} CPUs, 1-minute load average "
+        f"{report['load_1min_at_start']} at the start and {report['load_1min_at_end']} at the end (shared "
+        "with another job: compare the ratios, not the seconds). Untimed warm-up first: one hf transfer and one "
+        "vLLM server start.\n",
+        f"| backend | {n} transfers in a row (s) | upgrade of {n} (s) | upgrade / transfers | vLLM servers "
+        "started (transfers / upgrade) |",
+        "|---|---|---|---|---|",
+    ]
     for backend, e in report["backends"].items():
-        lines.append(f"| {backend} | {e['singles']['seconds']} | {e['upgrade']['seconds']} | "
-                     f"{e['upgrade_over_singles']} | {e['singles']['vllm_servers_started']} / "
-                     f"{e['upgrade']['vllm_servers_started']} |")
+        lines.append(
+            f"| {backend} | {e['singles']['seconds']} | {e['upgrade']['seconds']} | "
+            f"{e['upgrade_over_singles']} | {e['singles']['vllm_servers_started']} / "
+            f"{e['upgrade']['vllm_servers_started']} |"
+        )
     ratio = report["vllm_over_hf"]
     lines.append(f"\nvLLM / hf: {ratio['singles']} for the transfers in a row, {ratio['upgrade']} for the upgrade.\n")
     return "\n".join(lines)

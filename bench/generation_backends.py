@@ -48,10 +48,19 @@ def main() -> None:
     rng = random.Random(0)
     prompts = [build_prompt(seeds, rng) for _ in range(args.prompts)]
     # Sampling as in synthesis; a fixed seed and no stop string so both backends generate comparable lengths.
-    request = GenerationRequest(max_new_tokens=args.max_new_tokens, temperature=SynthesisSpec().temperature,
-                                top_p=SynthesisSpec().top_p, seed=0, batch_size=args.batch_size)
-    report = {"prompts": args.prompts, "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
-              "models": {}}
+    request = GenerationRequest(
+        max_new_tokens=args.max_new_tokens,
+        temperature=SynthesisSpec().temperature,
+        top_p=SynthesisSpec().top_p,
+        seed=0,
+        batch_size=args.batch_size,
+    )
+    report = {
+        "prompts": args.prompts,
+        "max_new_tokens": args.max_new_tokens,
+        "batch_size": args.batch_size,
+        "models": {},
+    }
     for model_id in MODELS:
         spec = ModelSpec(id=model_id)
         tokenizer = load_tokenizer(spec)
@@ -67,11 +76,18 @@ def main() -> None:
             vllm_result = _timed(vllm, prompts, request, tokenizer)
         finally:
             server.stop()
-        entry = {"hf": hf_result, "vllm": vllm_result, "vllm_startup_s": round(server.startup_seconds, 1),
-                 "ratio_vllm_over_hf": round(vllm_result["tokens_per_s"] / hf_result["tokens_per_s"], 2)}
+        entry = {
+            "hf": hf_result,
+            "vllm": vllm_result,
+            "vllm_startup_s": round(server.startup_seconds, 1),
+            "ratio_vllm_over_hf": round(vllm_result["tokens_per_s"] / hf_result["tokens_per_s"], 2),
+        }
         report["models"][model_id] = entry
-        print(f"{model_id}: hf {hf_result['tokens_per_s']} tok/s, vllm {vllm_result['tokens_per_s']} tok/s, "
-              f"ratio {entry['ratio_vllm_over_hf']}x, vLLM start-up {entry['vllm_startup_s']} s", flush=True)
+        print(
+            f"{model_id}: hf {hf_result['tokens_per_s']} tok/s, vllm {vllm_result['tokens_per_s']} tok/s, "
+            f"ratio {entry['ratio_vllm_over_hf']}x, vLLM start-up {entry['vllm_startup_s']} s",
+            flush=True,
+        )
     write_json(args.out, report)
     print(json.dumps(report, indent=2))
 

@@ -43,8 +43,11 @@ OUT = Path(__file__).parent / "results"
 def slot_path(run: Path, stage: str = "", slot_suffix: str = "") -> Path:
     """The run's latest output of `stage` (or of the slot ending in `slot_suffix`): a run folder that ran again with
     other settings keeps its earlier slots too."""
-    slots = [s for k, s in read_json(run / "index.json")["slots"].items()
-             if (stage and s["stage"] == stage) or (slot_suffix and k.endswith(slot_suffix))]
+    slots = [
+        s
+        for k, s in read_json(run / "index.json")["slots"].items()
+        if (stage and s["stage"] == stage) or (slot_suffix and k.endswith(slot_suffix))
+    ]
     return Path(max(slots, key=lambda s: s["recorded_at"])["path"])
 
 
@@ -52,8 +55,16 @@ def evaluate(cfg, card, data: Path, adapter: Path, work: Path) -> dict:
     test = [Example.model_validate(r) for r in read_jsonl(data / "test.jsonl")]
     name = evaluation.write_task(card, test, work / "lm_eval_task")
     target = cfg.target_model
-    return evaluation.evaluate(str(models.resolve(target)), work / "lm_eval_task", name, adapter, target.dtype,
-                               cfg.eval.batch_size, cfg.eval.limit, target.trust_remote_code)
+    return evaluation.evaluate(
+        str(models.resolve(target)),
+        work / "lm_eval_task",
+        name,
+        adapter,
+        target.dtype,
+        cfg.eval.batch_size,
+        cfg.eval.limit,
+        target.trust_remote_code,
+    )
 
 
 def run_config(run: Path, overrides: list[str]):
@@ -82,8 +93,10 @@ def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, bo
         n_keep = int(rest[0]) if rest and rest[0] else None
         epochs = float(rest[1]) if len(rest) > 1 else None
     except (ValueError, ValidationError) as exc:
-        raise SystemExit(f"bad variant {variant!r} (want targets[@temperature]:min_confidence[:n_keep[:epochs]]"
-                         f"[+ratio][+aux=C], e.g. soft@0.5:0:128+aux=0.5): {exc}") from None
+        raise SystemExit(
+            f"bad variant {variant!r} (want targets[@temperature]:min_confidence[:n_keep[:epochs]]"
+            f"[+ratio][+aux=C], e.g. soft@0.5:0:128+aux=0.5): {exc}"
+        ) from None
     return label, n_keep, epochs, ratio, aux
 
 
@@ -93,16 +106,18 @@ def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[d
     data = slot_path(run, "prepare-data")
     filtered = slot_path(run, "synthesize-and-filter")
     inputs = [r["input"] for r in read_jsonl(filtered / "kept.jsonl")]
-    margins = {r["input"]: r["margin"] for r in read_jsonl(filtered / "candidates.jsonl")
-               if r.get("margin") is not None}
+    margins = {
+        r["input"]: r["margin"] for r in read_jsonl(filtered / "candidates.jsonl") if r.get("margin") is not None
+    }
     check = checker_for(cfg.task.name)  # None: the task cannot check its inputs, so no label accuracy
     source = [r["acc"] for r in read_jsonl(slot_path(run, slot_suffix="eval/source_adapter") / "samples.jsonl")]
     if not bundle.card.choices:
         raise SystemExit(f"{run}: {cfg.task.name} is free-form; label.targets only applies to answer choices")
     model, tok = models.load_model(cfg.source_model)
     teacher = training.attach_adapter(model, bundle.source_adapter)
-    scored = labelling.label_choices(teacher, tok, inputs, bundle.card.choices, bundle.card.prompt_template,
-                                     cfg.label.batch_size)
+    scored = labelling.label_choices(
+        teacher, tok, inputs, bundle.card.choices, bundle.card.prompt_template, cfg.label.batch_size
+    )
     del teacher, model
     rows = []
     for variant in variants:
@@ -120,28 +135,41 @@ def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[d
         start = time.time()
         base, target_tok = models.load_model(cfg.target_model)
         peft_model = training.new_adapter(base, cfg.target_adapter, spec.seed)
-        result = training.train(peft_model, target_tok, pairs, spec, f"distill {variant}", weights=weights,
-                                answers=answers)
+        result = training.train(
+            peft_model, target_tok, pairs, spec, f"distill {variant}", weights=weights, answers=answers
+        )
         with tempfile.TemporaryDirectory() as tmp:
             training.save_adapter(peft_model, Path(tmp) / "adapter")
             score = evaluate(cfg, bundle.card, data, Path(tmp) / "adapter", Path(tmp))
-        accuracy = diagnostics.label_accuracy([(x.input, x.completion) for x in labelled], check.answer) if check \
+        accuracy = (
+            diagnostics.label_accuracy([(x.input, x.completion) for x in labelled], check.answer)
+            if check
             else diagnostics.LabelAccuracy(accuracy=None, n_checked=0, n_invalid_inputs=0)
+        )
         transferred = [s["acc"] for s in score["samples"]]
         starts = {}
         for x in labelled:  # which kinds of input the student is taught (first word: True, False, not, ( ...)
             starts[x.input.split()[0]] = starts.get(x.input.split()[0], 0) + 1
-        rows.append({
-            "run": str(run), "filtered": filtered.name[:12], "seed": cfg.seed, "variant": variant, "kept": len(first),
-            "taught": len(labelled),
-            "training_rows": len(pairs), "mean_weight": sum(weights) / len(weights),
-            "label_accuracy": accuracy.model_dump(), "first_words": starts,
-            "transferred": score["accuracy"],
-            "interval": diagnostics.bootstrap_interval(transferred).model_dump(),
-            "source_adapter": sum(source) / len(source),
-            "transferred_minus_source": diagnostics.paired_bootstrap_difference(transferred, source).model_dump(),
-            "final_loss": result.final_loss, "seconds": round(time.time() - start, 1),
-        })
+        rows.append(
+            {
+                "run": str(run),
+                "filtered": filtered.name[:12],
+                "seed": cfg.seed,
+                "variant": variant,
+                "kept": len(first),
+                "taught": len(labelled),
+                "training_rows": len(pairs),
+                "mean_weight": sum(weights) / len(weights),
+                "label_accuracy": accuracy.model_dump(),
+                "first_words": starts,
+                "transferred": score["accuracy"],
+                "interval": diagnostics.bootstrap_interval(transferred).model_dump(),
+                "source_adapter": sum(source) / len(source),
+                "transferred_minus_source": diagnostics.paired_bootstrap_difference(transferred, source).model_dump(),
+                "final_loss": result.final_loss,
+                "seconds": round(time.time() - start, 1),
+            }
+        )
         print({k: rows[-1][k] for k in ("seed", "variant", "taught", "transferred", "source_adapter")}, flush=True)
     return rows
 
@@ -151,24 +179,34 @@ def _share(value: float | None) -> str:
 
 
 def markdown(rows: list[dict], commands: list[str]) -> str:
-    lines = ["# Teacher labels: what the student learns from\n", "Commands:\n", *[f"    {c}" for c in commands], "",
-             "Each row distills a fresh adapter on one finished run's kept inputs (the run's distillation settings) "
-             "and scores it on the run's test split (lm-eval acc); intervals are 95% bootstrap, the "
-             "difference is paired. `soft-rows` is label.targets=soft as it was before commit a82ac6b: one training "
-             "row per answer choice, weighted by the teacher's probability; `soft` is one row per input with the "
-             "teacher's distribution as the answer token's soft target (half the rows, the same gradient at the "
-             "answer token). `kept inputs` names the synthesize-and-filter output a row distilled on (its store key); "
-             "rows from before that column say `not recorded`: the demo-s* ones used the synthetic inputs of the "
-             "runs in demo-float32-synthesis.md.\n",
-             "| run | kept inputs (store key) | seed | variant | inputs taught (of kept) | training rows | mean weight | label accuracy (checked) | "
-             "transferred | source + adapter | transferred - source | seconds |", "|---" * 12 + "|"]
+    lines = [
+        "# Teacher labels: what the student learns from\n",
+        "Commands:\n",
+        *[f"    {c}" for c in commands],
+        "",
+        "Each row distills a fresh adapter on one finished run's kept inputs (the run's distillation settings) "
+        "and scores it on the run's test split (lm-eval acc); intervals are 95% bootstrap, the "
+        "difference is paired. `soft-rows` is label.targets=soft as it was before commit a82ac6b: one training "
+        "row per answer choice, weighted by the teacher's probability; `soft` is one row per input with the "
+        "teacher's distribution as the answer token's soft target (half the rows, the same gradient at the "
+        "answer token). `kept inputs` names the synthesize-and-filter output a row distilled on (its store key); "
+        "rows from before that column say `not recorded`: the demo-s* ones used the synthetic inputs of the "
+        "runs in demo-float32-synthesis.md.\n",
+        "| run | kept inputs (store key) | seed | variant | inputs taught (of kept) | training rows | mean weight | "
+        "label accuracy (checked) | "
+        "transferred | source + adapter | transferred - source | seconds |",
+        "|---" * 12 + "|",
+    ]
     for r in rows:
         d, i = r["transferred_minus_source"], r["interval"]
         lines.append(
-            f"| {Path(r['run']).name} | {r.get('filtered', 'not recorded')} | {r['seed']} | {r['variant']} | {r['taught']} of {r['kept']} | {r['training_rows']} | "
-            f"{r['mean_weight']:.2f} | {_share(r['label_accuracy']['accuracy'])} ({r['label_accuracy']['n_checked']}) | "
+            f"| {Path(r['run']).name} | {r.get('filtered', 'not recorded')} | {r['seed']} | {r['variant']} | "
+            f"{r['taught']} of {r['kept']} | {r['training_rows']} | "
+            f"{r['mean_weight']:.2f} | {_share(r['label_accuracy']['accuracy'])} ({r['label_accuracy']['n_checked']}) "
+            f"| "
             f"{r['transferred']:.3f} [{i['low']:.3f}, {i['high']:.3f}] | {r['source_adapter']:.3f} | "
-            f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] | {r['seconds']:.0f} |")
+            f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] | {r['seconds']:.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -176,8 +214,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", nargs="+", type=Path, required=True, help="finished run folders (with index.json)")
     ap.add_argument("--variants", nargs="+", default=["hard:0.8", "weighted:0", "soft:0"])
-    ap.add_argument("--set", dest="overrides", action="append", default=[],
-                    help="config overrides for run folders without config.yaml (as bench/quality.py made them)")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="config overrides for run folders without config.yaml (as bench/quality.py made them)",
+    )
     args = ap.parse_args()
     for variant in args.variants:
         parse_variant(variant)

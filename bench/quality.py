@@ -13,7 +13,8 @@ target-base and oracle evaluations), so adding a mode costs only its own transfe
 
 The bench resumes: a (case, seed, mode) already in quality.json from the same library code (the store's code
 hash) is skipped, one from other code is measured again and replaced. Every run also scores the source base
-without adapter: a task counts for the claim only where the source adapter beats it by at least 5 points. `--screen` runs stage 1 and those two scores only (bench/results/screen.md), to pick
+without adapter: a task counts for the claim only where the source adapter beats it by at least 5 points. `--screen`
+runs stage 1 and those two scores only (bench/results/screen.md), to pick
 tasks before paying for their transfers; the store keeps it all for the full run.
 
 A case is a task plus config overrides. `weak_source` is boolean_expressions with a source adapter trained for 4
@@ -70,8 +71,17 @@ OUT = Path(__file__).parent / "results"
 
 def case_config(case: str, seed: int, mode: str, n_test: int, extra: list[str]):
     task, overrides = CASES[case]
-    return load_config("cpu", overrides=[f"task.name={task}", f"seed={seed}", f"filter.mode={mode}",
-                                         f"task.n_test={N_TEST.get(task, n_test)}", *overrides, *extra])
+    return load_config(
+        "cpu",
+        overrides=[
+            f"task.name={task}",
+            f"seed={seed}",
+            f"filter.mode={mode}",
+            f"task.n_test={N_TEST.get(task, n_test)}",
+            *overrides,
+            *extra,
+        ],
+    )
 
 
 def run_folder(case: str, seed: int, mode: str) -> Path:
@@ -82,8 +92,15 @@ def run_one(case: str, seed: int, mode: str, n_test: int, extra: list[str]) -> d
     from flows.end_to_end import trans_lora
 
     cfg = case_config(case, seed, mode, n_test, extra)
-    run = {"case": case, "task_id": cfg.task.name, "seed": seed, "mode": mode,
-           "overrides": [*CASES[case][1], *extra], "commit": code_commit(), "code_version": code_version()}
+    run = {
+        "case": case,
+        "task_id": cfg.task.name,
+        "seed": seed,
+        "mode": mode,
+        "overrides": [*CASES[case][1], *extra],
+        "commit": code_commit(),
+        "code_version": code_version(),
+    }
     start = time.time()
     run_dir = run_folder(case, seed, mode)
     try:
@@ -104,13 +121,22 @@ def screen_one(case: str, seed: int, n_test: int, extra: list[str]) -> dict:
     start = time.time()
     bundle = Path(finetune(cfg, str(run_dir)))
     base, adapter = source_accuracy(cfg, run_dir), source_accuracy(cfg, run_dir, bundle / "source_adapter")
-    return {"case": case, "task_id": cfg.task.name, "seed": seed, "source_base": base, "source_adapter": adapter,
-            "qualifies": adapter - base >= 0.05, "commit": code_commit(), "wall_seconds": round(time.time() - start)}
+    return {
+        "case": case,
+        "task_id": cfg.task.name,
+        "seed": seed,
+        "source_base": base,
+        "source_adapter": adapter,
+        "qualifies": adapter - base >= 0.05,
+        "commit": code_commit(),
+        "wall_seconds": round(time.time() - start),
+    }
 
 
 def code_commit() -> str:
     """The commit the run's code came from (+dirty when the package had uncommitted edits): quality.json gathers
     runs made at different times, and a change of method must show."""
+
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
 
@@ -129,9 +155,15 @@ def source_accuracy(cfg, run_dir: Path, adapter: Path | None = None) -> float:
 
     @flow(name="translora-bench-source-model")
     def measure() -> float:
-        out = run_stage(stages.EVALUATE, cfg, run_dir, "bench", slot="source_adapter" if adapter else "source_base",
-                        inputs={"data": RunIndex(run_dir).slot("data"), "adapter": adapter},
-                        models={"model": cfg.source_model})
+        out = run_stage(
+            stages.EVALUATE,
+            cfg,
+            run_dir,
+            "bench",
+            slot="source_adapter" if adapter else "source_base",
+            inputs={"data": RunIndex(run_dir).slot("data"), "adapter": adapter},
+            models={"model": cfg.source_model},
+        )
         return json.loads((out / "result.json").read_text())["accuracy"]
 
     return measure()
@@ -151,12 +183,14 @@ def _line(r: dict) -> str:
     d = r["transferred_minus_source"]
     prec, lab = r["filter"].get("precision"), r["labels"].get("accuracy")
     base = r["accuracy"].get("source_base")
-    return (f"| {r['case']} | {r['seed']} | {'-' if base is None else f'{base:.3f}'} | "
-            f"{_cell(r, 'source_adapter')} | {_cell(r, 'target_base')} | "
-            f"{_cell(r, 'transferred')} | {_cell(r, 'oracle')} | "
-            f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] | "
-            f"{'-' if prec is None else f'{prec:.2f}'} | {'-' if lab is None else f'{lab:.2f}'} | "
-            f"{'holds' if r['claim_holds_within_interval'] else 'fails'} | {_commit(r)} |")
+    return (
+        f"| {r['case']} | {r['seed']} | {'-' if base is None else f'{base:.3f}'} | "
+        f"{_cell(r, 'source_adapter')} | {_cell(r, 'target_base')} | "
+        f"{_cell(r, 'transferred')} | {_cell(r, 'oracle')} | "
+        f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] | "
+        f"{'-' if prec is None else f'{prec:.2f}'} | {'-' if lab is None else f'{lab:.2f}'} | "
+        f"{'holds' if r['claim_holds_within_interval'] else 'fails'} | {_commit(r)} |"
+    )
 
 
 def _commit(r: dict) -> str:
@@ -164,41 +198,60 @@ def _commit(r: dict) -> str:
 
 
 def markdown(rows: list[dict], commands: list[str]) -> str:
-    lines = ["# Quality bench\n\nCommands:\n", *[f"    {c}" for c in commands], "",
-             "Accuracy on held-out test examples (lm-eval acc), 95% bootstrap interval in brackets; "
-             "`transferred - source` is a paired bootstrap interval. Claim: transferred >= source + adapter and >= "
-             "target base, neither difference significantly below 0.\n"]
+    lines = [
+        "# Quality bench\n\nCommands:\n",
+        *[f"    {c}" for c in commands],
+        "",
+        "Accuracy on held-out test examples (lm-eval acc), 95% bootstrap interval in brackets; "
+        "`transferred - source` is a paired bootstrap interval. Claim: transferred >= source + adapter and >= "
+        "target base, neither difference significantly below 0.\n",
+    ]
     for mode in sorted({r["mode"] for r in rows}):
-        lines += [f"\n## filter mode: {mode}\n",
-                  "| case | seed | source base | source + adapter | target base | transferred | oracle | "
-                  "transferred - source | filter precision | label accuracy | claim | code |", "|---" * 12 + "|"]
+        lines += [
+            f"\n## filter mode: {mode}\n",
+            "| case | seed | source base | source + adapter | target base | transferred | oracle | "
+            "transferred - source | filter precision | label accuracy | claim | code |",
+            "|---" * 12 + "|",
+        ]
         lines += [_line(r) for r in rows if r["mode"] == mode]
     # The summary compares runs of one library code only (the current one): rows from older code stay in the
     # tables above for the record. A task counts where the source adapter beats the source base by >= 5 points.
     current = [r for r in rows if r.get("code_version") == code_version()]
     ok = [r for r in current if "error" not in r and r["case"] in MAIN and counts(r)]
     tried = {r["case"] for r in ok if r["mode"] == "discriminator"}
-    holds = {c for c in tried if all(r["claim_holds_within_interval"] for r in ok  # on every seed it ran
-                                     if r["mode"] == "discriminator" and r["case"] == c)}
+    holds = {
+        c
+        for c in tried
+        if all(
+            r["claim_holds_within_interval"]
+            for r in ok  # on every seed it ran
+            if r["mode"] == "discriminator" and r["case"] == c
+        )
+    }
     skipped = sorted({r["case"] for r in current if r["case"] in MAIN} - {r["case"] for r in ok})
     commits = sorted({_commit(r) for r in current})
-    lines += [f"\n## Summary: the {len(current)} runs at the current library code (commit {', '.join(commits) or '-'}; "
-              f"code {code_version()[:12]})\n",
-              f"\nNot counted (failed, or the source adapter beats the source base by < 5 points): "
-              f"{', '.join(skipped) or 'none'}.\n",
-              f"\nThe claim holds (discriminator filter) on {len(holds)} of "
-              f"{len(tried)} tasks (on every seed it ran): "
-              f"{', '.join(sorted(holds)) or 'none'}.\n",
-              "\n## Each ablation against the discriminator filter (mean transferred accuracy over the (task, seed) "
-              "runs both made; counted tasks only)\n",
-              "| mode | mean | discriminator, same runs | runs | tasks |", "|---|---|---|---|---|"]
+    lines += [
+        f"\n## Summary: the {len(current)} runs at the current library code (commit {', '.join(commits) or '-'}; "
+        f"code {code_version()[:12]})\n",
+        f"\nNot counted (failed, or the source adapter beats the source base by < 5 points): "
+        f"{', '.join(skipped) or 'none'}.\n",
+        f"\nThe claim holds (discriminator filter) on {len(holds)} of "
+        f"{len(tried)} tasks (on every seed it ran): "
+        f"{', '.join(sorted(holds)) or 'none'}.\n",
+        "\n## Each ablation against the discriminator filter (mean transferred accuracy over the (task, seed) "
+        "runs both made; counted tasks only)\n",
+        "| mode | mean | discriminator, same runs | runs | tasks |",
+        "|---|---|---|---|---|",
+    ]
     accuracy = {(r["mode"], r["case"], r["seed"]): r["accuracy"]["transferred"] for r in ok}
     for mode in sorted({r["mode"] for r in ok} - {"discriminator"}):
         pairs = [(c, s) for m, c, s in accuracy if m == mode and ("discriminator", c, s) in accuracy]
         if pairs:
-            lines.append(f"| {mode} | {statistics.mean(accuracy[mode, c, s] for c, s in pairs):.3f} | "
-                         f"{statistics.mean(accuracy['discriminator', c, s] for c, s in pairs):.3f} | {len(pairs)} | "
-                         f"{', '.join(sorted({c for c, _ in pairs}))} |")
+            lines.append(
+                f"| {mode} | {statistics.mean(accuracy[mode, c, s] for c, s in pairs):.3f} | "
+                f"{statistics.mean(accuracy['discriminator', c, s] for c, s in pairs):.3f} | {len(pairs)} | "
+                f"{', '.join(sorted({c for c, _ in pairs}))} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -222,21 +275,35 @@ def scatter(rows: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
     demo = demo_points()
-    points = [(r["case"], r["accuracy"], counts(r)) for r in rows if r["mode"] == "discriminator" and "error" not in r
-              and not (demo and r["case"] == "boolean_expressions")]  # the demo's own runs stand for it
+    points = [
+        (r["case"], r["accuracy"], counts(r))
+        for r in rows
+        if r["mode"] == "discriminator" and "error" not in r and not (demo and r["case"] == "boolean_expressions")
+    ]  # the demo's own runs stand for it
     points += [(f"boolean_expressions s{seed} (demo)", acc, True) for seed, acc in demo]
     for name, acc, counted in points:
         x, alpha = acc["source_adapter"], 1.0 if counted else 0.35  # faint: the source adapter learnt < 5 points
         ax.scatter(x, acc["transferred"], marker="o", color="tab:blue", alpha=alpha)
         ax.scatter(x, acc["target_base"], marker="x", color="tab:gray", alpha=alpha)
-        ax.annotate(name.replace("_", " "), (x, acc["transferred"]), fontsize=6, xytext=(3, 3),
-                    textcoords="offset points", alpha=alpha)
+        ax.annotate(
+            name.replace("_", " "),
+            (x, acc["transferred"]),
+            fontsize=6,
+            xytext=(3, 3),
+            textcoords="offset points",
+            alpha=alpha,
+        )
     ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
     ax.scatter([], [], marker="o", color="tab:blue", label="target + transferred adapter")
     ax.scatter([], [], marker="x", color="tab:gray", label="target base")
     ax.scatter([], [], marker="o", color="tab:blue", alpha=0.35, label="faint: not counted (source adapter < base + 5)")
-    ax.set(xlim=(0.0, 1.0), ylim=(0.0, 1.0), xlabel="source model + source adapter (accuracy)",
-           ylabel="target model (accuracy)", title="Trans-LoRA, SmolLM2-135M -> Gemma 3 270M (cpu profile)")
+    ax.set(
+        xlim=(0.0, 1.0),
+        ylim=(0.0, 1.0),
+        xlabel="source model + source adapter (accuracy)",
+        ylabel="target model (accuracy)",
+        title="Trans-LoRA, SmolLM2-135M -> Gemma 3 270M (cpu profile)",
+    )
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -250,9 +317,12 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=400)
     ap.add_argument("--set", dest="extra", action="append", default=[], help="more config overrides")
     ap.add_argument("--out", type=Path, default=OUT)
-    ap.add_argument("--screen", action="store_true",
-                    help="stage 1 and the source model with and without its adapter only: which tasks qualify "
-                         "(written to screen.json and screen.md)")
+    ap.add_argument(
+        "--screen",
+        action="store_true",
+        help="stage 1 and the source model with and without its adapter only: which tasks qualify "
+        "(written to screen.json and screen.md)",
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.screen:
@@ -289,13 +359,21 @@ def screen(args: argparse.Namespace) -> None:
             if not any(r["case"] == case and r["seed"] == seed for r in rows):
                 rows.append(screen_one(case, seed, args.n_test, args.extra))
                 write_json(results_file, {"commands": commands, "runs": rows})
-    lines = ["# Which tasks qualify for the quality bench\n", "Commands:\n", *[f"    {c}" for c in commands], "",
-             "Stage 1 only; the source model (SmolLM2-135M) without and with its adapter on the test split (lm-eval). "
-             "A task qualifies where the adapter beats the bare base by >= 5 points.\n",
-             "| case | seed | source base | source + adapter | gain | qualifies | code |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['case']} | {r['seed']} | {r['source_base']:.3f} | {r['source_adapter']:.3f} | "
-              f"{r['source_adapter'] - r['source_base']:+.3f} | {'yes' if r['qualifies'] else 'no'} | {r['commit']} |"
-              for r in rows]
+    lines = [
+        "# Which tasks qualify for the quality bench\n",
+        "Commands:\n",
+        *[f"    {c}" for c in commands],
+        "",
+        "Stage 1 only; the source model (SmolLM2-135M) without and with its adapter on the test split (lm-eval). "
+        "A task qualifies where the adapter beats the bare base by >= 5 points.\n",
+        "| case | seed | source base | source + adapter | gain | qualifies | code |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['case']} | {r['seed']} | {r['source_base']:.3f} | {r['source_adapter']:.3f} | "
+        f"{r['source_adapter'] - r['source_base']:+.3f} | {'yes' if r['qualifies'] else 'no'} | {r['commit']} |"
+        for r in rows
+    ]
     (args.out / "screen.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -32,29 +32,47 @@ TASK = "bbh:boolean_expressions"
 TARGET = ModelSpec(id="embedded:gemma3-270m", dtype="bfloat16")  # as the cpu profile generates
 
 
-def measure(gen: HFGenerator, real: list[str], n_seeds: int, temperature: float, per_prompt: int, draws: int,
-            sampler_seed: int) -> dict:
+def measure(
+    gen: HFGenerator, real: list[str], n_seeds: int, temperature: float, per_prompt: int, draws: int, sampler_seed: int
+) -> dict:
     check = checker_for(TASK)
-    spec = SynthesisSpec(max_new_tokens=96, temperature=temperature, top_p=1.0, batch_size=64,
-                         completions_per_prompt=per_prompt)
+    spec = SynthesisSpec(
+        max_new_tokens=96, temperature=temperature, top_p=1.0, batch_size=64, completions_per_prompt=per_prompt
+    )
     synth = Synthesizer(gen, real[:n_seeds], spec, seed=sampler_seed, count_tokens=token_counter(TARGET))
     start = time.time()
-    items = [x for _ in range(0, draws, spec.batch_size) for x in synth.draw(min(spec.batch_size, draws - synth.generated))]
+    items = [
+        x for _ in range(0, draws, spec.batch_size) for x in synth.draw(min(spec.batch_size, draws - synth.generated))
+    ]
     seconds = time.time() - start
     valid = [x for x in items if check.is_valid(x)]
-    return {"n_seeds": n_seeds, "temperature": temperature, "completions_per_prompt": per_prompt,
-            "sampler_seed": sampler_seed, "draws": draws, "distinct": len(items),
-            "valid": len(valid), "valid_share": len(valid) / max(1, len(items)), "seconds": round(seconds, 1),
-            "tokens": synth.tokens, "invalid_examples": [x for x in items if not check.is_valid(x)][:3]}
+    return {
+        "n_seeds": n_seeds,
+        "temperature": temperature,
+        "completions_per_prompt": per_prompt,
+        "sampler_seed": sampler_seed,
+        "draws": draws,
+        "distinct": len(items),
+        "valid": len(valid),
+        "valid_share": len(valid) / max(1, len(items)),
+        "seconds": round(seconds, 1),
+        "tokens": synth.tokens,
+        "invalid_examples": [x for x in items if not check.is_valid(x)][:3],
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--draws", type=int, default=64)
     ap.add_argument("--settings", nargs="+", default=["5,1.0", "5,0.7", "12,1.0", "12,0.7", "12,0.5"])
-    ap.add_argument("--sampler-seeds", nargs="+", type=int, default=[1],
-                    help="each setting once per seed (settings alternate within a seed, so a slower spell of the "
-                         "machine hits them alike)")
+    ap.add_argument(
+        "--sampler-seeds",
+        nargs="+",
+        type=int,
+        default=[1],
+        help="each setting once per seed (settings alternate within a seed, so a slower spell of the "
+        "machine hits them alike)",
+    )
     args = ap.parse_args()
     real = [e.input for e in load_task(TaskSpec(name=TASK, n_train=200, n_test=10), 0, models.translora_home()).train]
     gen = HFGenerator.load(TARGET)
@@ -66,22 +84,41 @@ def main() -> None:
             print(rows[-1], flush=True)
     command = "python bench/synthesis.py " + " ".join(os.sys.argv[1:])
     write_json(OUT / "synthesis.json", {"command": command, "task": TASK, "model": TARGET.id, "rows": rows})
-    lines = [f"# Synthesis yield ({TARGET.id}, {TASK})\n", f"Command: `{command}`\n",
-             "| seeds in prompt | temperature | completions per prompt | sampler seed | distinct of draws | valid | "
-             "valid share | seconds | valid per second | tokens |", "|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['n_seeds']} | {r['temperature']} | {r['completions_per_prompt']} | {r['sampler_seed']} | {r['distinct']} of "
-              f"{r['draws']} | {r['valid']} | {r['valid_share']:.2f} | {r['seconds']} | "
-              f"{r['valid'] / r['seconds']:.2f} | {r['tokens']} |" for r in rows]
+    lines = [
+        f"# Synthesis yield ({TARGET.id}, {TASK})\n",
+        f"Command: `{command}`\n",
+        "| seeds in prompt | temperature | completions per prompt | sampler seed | distinct of draws | valid | "
+        "valid share | seconds | valid per second | tokens |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['n_seeds']} | {r['temperature']} | {r['completions_per_prompt']} | {r['sampler_seed']} | "
+        f"{r['distinct']} of "
+        f"{r['draws']} | {r['valid']} | {r['valid_share']:.2f} | {r['seconds']} | "
+        f"{r['valid'] / r['seconds']:.2f} | {r['tokens']} |"
+        for r in rows
+    ]
     if len(args.sampler_seeds) > 1:
-        lines += ["", f"Per setting over the {len(args.sampler_seeds)} sampler seeds (mean, min-max):", "",
-                  "| setting | valid share | valid per second |", "|---|---|---|"]
+        lines += [
+            "",
+            f"Per setting over the {len(args.sampler_seeds)} sampler seeds (mean, min-max):",
+            "",
+            "| setting | valid share | valid per second |",
+            "|---|---|---|",
+        ]
         for setting in args.settings:
             n_seeds, temperature, per_prompt = (setting + ",1").split(",")[:3]
-            mine = [r for r in rows if (r["n_seeds"], r["temperature"], r["completions_per_prompt"]) ==
-                    (int(n_seeds), float(temperature), int(per_prompt))]
+            mine = [
+                r
+                for r in rows
+                if (r["n_seeds"], r["temperature"], r["completions_per_prompt"])
+                == (int(n_seeds), float(temperature), int(per_prompt))
+            ]
             shares, rates = [r["valid_share"] for r in mine], [r["valid"] / r["seconds"] for r in mine]
-            lines.append(f"| {setting} | {sum(shares) / len(shares):.3f} ({min(shares):.3f}-{max(shares):.3f}) | "
-                         f"{sum(rates) / len(rates):.2f} ({min(rates):.2f}-{max(rates):.2f}) |")
+            lines.append(
+                f"| {setting} | {sum(shares) / len(shares):.3f} ({min(shares):.3f}-{max(shares):.3f}) | "
+                f"{sum(rates) / len(rates):.2f} ({min(rates):.2f}-{max(rates):.2f}) |"
+            )
     (OUT / "synthesis.md").write_text("\n".join(lines) + "\n")
 
 

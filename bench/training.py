@@ -43,7 +43,7 @@ def measure(spec, adapter, train_spec, examples, steps: int) -> dict:
     head = peft_model.get_output_embeddings()
     rows = [training.encode_pair(tok, f"Q: {e.input}\nA:", f" {e.target}", train_spec.max_length) for e in examples]
     size = train_spec.batch_size
-    batches = [rows[i * size:(i + 1) * size] for i in range(steps)]
+    batches = [rows[i * size : (i + 1) * size] for i in range(steps)]
     times: dict[str, list[float]] = {"contiguous": [], "baseline": []}
     for variant in ("contiguous", "baseline") * 2:
         head._forward_pre_hooks.clear()  # baseline: logits_to_keep's slice goes into the head as it is
@@ -53,9 +53,16 @@ def measure(spec, adapter, train_spec, examples, steps: int) -> dict:
         step_seconds(peft_model, tok, batches[:1], optimizer)  # warm-up
         times[variant].append(step_seconds(peft_model, tok, batches, optimizer))
     contiguous, baseline = statistics.mean(times["contiguous"]), statistics.mean(times["baseline"])
-    return {"model": spec.id, "rows_per_step": size, "mean_tokens_per_row": statistics.mean(len(r.ids) for r in rows),
-            "steps_per_round": steps, "rounds": 2, "contiguous_s_per_step": round(contiguous, 3),
-            "baseline_s_per_step": round(baseline, 3), "speedup": round(baseline / contiguous, 2)}
+    return {
+        "model": spec.id,
+        "rows_per_step": size,
+        "mean_tokens_per_row": statistics.mean(len(r.ids) for r in rows),
+        "steps_per_round": steps,
+        "rounds": 2,
+        "contiguous_s_per_step": round(contiguous, 3),
+        "baseline_s_per_step": round(baseline, 3),
+        "speedup": round(baseline / contiguous, 2),
+    }
 
 
 def main() -> None:
@@ -64,16 +71,32 @@ def main() -> None:
     args = ap.parse_args()
     cfg = load_config("cpu")
     data = load_task(cfg.task, cfg.seed, models.translora_home())
-    results = [measure(spec, cfg.target_adapter, cfg.distill_train, data.train, args.steps)
-               for spec in (cfg.source_model, cfg.target_model)]
-    write_json(OUT / "training.json", {"command": f"python bench/training.py --steps {args.steps}",
-                                       "torch_threads": torch.get_num_threads(), "results": results})
-    lines = ["# Training step time", "", f"Command: `python bench/training.py --steps {args.steps}` "
-             f"({torch.get_num_threads()} torch threads; mean of 2 alternating rounds of {args.steps} steps)", "",
-             "| model | rows per step | tokens per row | baseline s/step | contiguous head input s/step | speedup |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['rows_per_step']} | {r['mean_tokens_per_row']:.0f} | {r['baseline_s_per_step']} | "
-              f"{r['contiguous_s_per_step']} | {r['speedup']}x |" for r in results]
+    results = [
+        measure(spec, cfg.target_adapter, cfg.distill_train, data.train, args.steps)
+        for spec in (cfg.source_model, cfg.target_model)
+    ]
+    write_json(
+        OUT / "training.json",
+        {
+            "command": f"python bench/training.py --steps {args.steps}",
+            "torch_threads": torch.get_num_threads(),
+            "results": results,
+        },
+    )
+    lines = [
+        "# Training step time",
+        "",
+        f"Command: `python bench/training.py --steps {args.steps}` "
+        f"({torch.get_num_threads()} torch threads; mean of 2 alternating rounds of {args.steps} steps)",
+        "",
+        "| model | rows per step | tokens per row | baseline s/step | contiguous head input s/step | speedup |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['model']} | {r['rows_per_step']} | {r['mean_tokens_per_row']:.0f} | {r['baseline_s_per_step']} | "
+        f"{r['contiguous_s_per_step']} | {r['speedup']}x |"
+        for r in results
+    ]
     (OUT / "training.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -35,11 +35,18 @@ directory holds links into it. Any run whose inputs, settings and code match an 
 def _config_args(p: argparse.ArgumentParser) -> None:
     from translora.config import PROFILES
 
-    p.add_argument("--profile", choices=PROFILES,
-                   help=f"base settings (default: the config file's `profile`, else {PROFILES[0]})")
+    p.add_argument(
+        "--profile", choices=PROFILES, help=f"base settings (default: the config file's `profile`, else {PROFILES[0]})"
+    )
     p.add_argument("--config", type=Path, help="YAML file deep-merged over the profile")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                   help="override one setting, e.g. --set filter.n_keep=32 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override one setting, e.g. --set filter.n_keep=32 (repeatable)",
+    )
 
 
 def _run_dir(p: argparse.ArgumentParser) -> None:
@@ -47,8 +54,11 @@ def _run_dir(p: argparse.ArgumentParser) -> None:
 
 
 def _store(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", help="the artifact store: a folder or s3://bucket/prefix (default: $TRANSLORA_STORE, else "
-                                              "$TRANSLORA_HOME/store)")
+    p.add_argument(
+        "--store",
+        help="the artifact store: a folder or s3://bucket/prefix (default: $TRANSLORA_STORE, else "
+        "$TRANSLORA_HOME/store)",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -72,68 +82,118 @@ def parser() -> argparse.ArgumentParser:
     fin.set_defaults(func=_cmd_finetune)
     tr.set_defaults(func=_cmd_transfer)
     for p in (run, fin):
-        p.add_argument("--source-adapter", metavar="PATH_OR_HUB_ID",
-                       help="import this existing peft adapter (LoRA, DoRA or prompt tuning) for source_model instead "
-                            "of training one; only the discriminator is trained (sets import_adapter.id)")
-        p.add_argument("--source-adapter-revision", metavar="REV",
-                       help="the hub revision of --source-adapter (a commit sha pins it)")
-    tr.add_argument("--bundle", type=Path, required=True,
-                    help="a bundle folder written by `translora finetune` or by an earlier transfer")
-    tr.add_argument("--target", help="target model: embedded:<name>, a local folder or a hub id; sets "
-                                     "target_model.id and keeps the target's other settings (default: the config's)")
-    up = sub.add_parser("upgrade", help="move every registered bundle made for another base to --target, "
-                                        "registering each transferred bundle (flows/upgrade.py)")
+        p.add_argument(
+            "--source-adapter",
+            metavar="PATH_OR_HUB_ID",
+            help="import this existing peft adapter (LoRA, DoRA or prompt tuning) for source_model instead "
+            "of training one; only the discriminator is trained (sets import_adapter.id)",
+        )
+        p.add_argument(
+            "--source-adapter-revision",
+            metavar="REV",
+            help="the hub revision of --source-adapter (a commit sha pins it)",
+        )
+    tr.add_argument(
+        "--bundle",
+        type=Path,
+        required=True,
+        help="a bundle folder written by `translora finetune` or by an earlier transfer",
+    )
+    tr.add_argument(
+        "--target",
+        help="target model: embedded:<name>, a local folder or a hub id; sets "
+        "target_model.id and keeps the target's other settings (default: the config's)",
+    )
+    up = sub.add_parser(
+        "upgrade",
+        help="move every registered bundle made for another base to --target, "
+        "registering each transferred bundle (flows/upgrade.py)",
+    )
     _config_args(up)
     _run_dir(up)
     _store(up)
     _json(up)
     up.set_defaults(func=_cmd_upgrade)
     up.add_argument("--target", required=True, help="the new base model; sets target_model.id")
-    up.add_argument("--dry-run", action="store_true",
-                    help="list the registered bundles the upgrade would move, and start nothing")
+    up.add_argument(
+        "--dry-run", action="store_true", help="list the registered bundles the upgrade would move, and start nothing"
+    )
     up.add_argument("--registry", metavar="URL", help=registry_cli.URL_HELP)
-    up.add_argument("--concurrency-limit", default="translora-gpu", metavar="NAME",
-                    help="Prefect global concurrency limit bounding concurrent transfers (default: translora-gpu; "
-                         "created with 1 slot when missing)")
-    up.add_argument("--max-regression", type=float, default=0.0, metavar="X",
-                    help="refuse (do not register) a transferred adapter that scores more than X (0-1) below the "
-                         "target base on the owner's evaluation set (default: 0, never worse than the new base)")
-    ev = sub.add_parser("evaluate", help="evaluate a transfer on the held-out test split: source + adapter, "
-                                         "target base, transferred adapter, oracle")
+    up.add_argument(
+        "--concurrency-limit",
+        default="translora-gpu",
+        metavar="NAME",
+        help="Prefect global concurrency limit bounding concurrent transfers (default: translora-gpu; "
+        "created with 1 slot when missing)",
+    )
+    up.add_argument(
+        "--max-regression",
+        type=float,
+        default=0.0,
+        metavar="X",
+        help="refuse (do not register) a transferred adapter that scores more than X (0-1) below the "
+        "target base on the owner's evaluation set (default: 0, never worse than the new base)",
+    )
+    ev = sub.add_parser(
+        "evaluate",
+        help="evaluate a transfer on the held-out test split: source + adapter, "
+        "target base, transferred adapter, oracle",
+    )
     _config_args(ev)
     _store(ev)
     _json(ev)
     ev.set_defaults(func=_cmd_evaluate)
     ev.add_argument("--run-dir", type=Path, required=True, help="a run directory that holds data/ and bundle/")
-    ev.add_argument("--adapter", type=Path, required=True,
-                    help="the transferred adapter folder (evaluated on the base it was trained on)")
+    ev.add_argument(
+        "--adapter",
+        type=Path,
+        required=True,
+        help="the transferred adapter folder (evaluated on the base it was trained on)",
+    )
     ev.add_argument("--bundle", type=Path, help="the bundle it was transferred from (default: the run's bundle/)")
     gc = sub.add_parser("gc", help="remove store outputs that no run directory references; prints what it freed")
     _store(gc)
     gc.set_defaults(func=_cmd_gc)
     gc.add_argument("--dry-run", action="store_true", help="say what would be freed, and free nothing")
-    gc.add_argument("--keep", type=Path, action="append", default=[], metavar="RUN_DIR",
-                    help="also keep what this run directory references (e.g. one moved since its last use)")
+    gc.add_argument(
+        "--keep",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="RUN_DIR",
+        help="also keep what this run directory references (e.g. one moved since its last use)",
+    )
     st = sub.add_parser("store", help="check the artifact store")
     verify = st.add_subparsers(dest="store_command", required=True).add_parser(
-        "verify", help="check every store output against its manifest; prints the damaged ones and exits 1 if any")
+        "verify", help="check every store output against its manifest; prints the damaged ones and exits 1 if any"
+    )
     _store(verify)
     verify.set_defaults(func=_store_cmd)
-    verify.add_argument("--repair", action="store_true",
-                        help="move damaged outputs aside (to <store>/damaged/) so the next run computes them again")
+    verify.add_argument(
+        "--repair",
+        action="store_true",
+        help="move damaged outputs aside (to <store>/damaged/) so the next run computes them again",
+    )
     runs = sub.add_parser("runs", help="list the run directories the store knows, newest first, with their results")
     _store(runs)
     _json(runs)
     runs.set_defaults(func=_cmd_runs)
     sub.add_parser("prepare", help="convert the embedded models once (done by setup)").set_defaults(
-        func=lambda args: _prepare())
-    key = sub.add_parser("keygen", help="make a key to sign bundles with (trust.signing_key) and to verify them "
-                                        "(trust.trusted_keys)")
+        func=lambda args: _prepare()
+    )
+    key = sub.add_parser(
+        "keygen", help="make a key to sign bundles with (trust.signing_key) and to verify them (trust.trusted_keys)"
+    )
     key.set_defaults(func=_keygen)
     kind = key.add_mutually_exclusive_group(required=True)
     kind.add_argument("--hmac", type=Path, metavar="FILE", help="a shared secret: hmac:FILE both signs and verifies")
-    kind.add_argument("--ed25519", type=Path, nargs=2, metavar=("PRIVATE", "PUBLIC"),
-                      help="a key pair: sign with ed25519:PRIVATE, verify with ed25519-pub:PUBLIC")
+    kind.add_argument(
+        "--ed25519",
+        type=Path,
+        nargs=2,
+        metavar=("PRIVATE", "PUBLIC"),
+        help="a key pair: sign with ed25519:PRIVATE, verify with ed25519-pub:PUBLIC",
+    )
     cfg = sub.add_parser("config", help="print the resolved config as YAML")
     _config_args(cfg)
     cfg.add_argument("--explain", action="store_true", help="print every setting with its value and what it does")
@@ -143,8 +203,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _json(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print the command's result as JSON on stdout (progress and "
-                                                       "messages go to stderr)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the command's result as JSON on stdout (progress and messages go to stderr)",
+    )
 
 
 def _version() -> str:
@@ -183,9 +246,15 @@ def main(argv: list[str] | None = None) -> int:
     # temporary Prefect server, and Prefect then retried each crash report and, at exit, each log and event flush
     # against it (2+4+8+16+32 s a request), for minutes. The server now has a session of its own, and whatever
     # still waits is cut short 10 s after the signal. Exit status 128 + signal: 130 SIGINT, 143 SIGTERM.
-    guard = PromptExitOnSignals(grace_s=10, announce=lambda sig: print(
-        f"interrupted by {signal.Signals(sig).name}; finished stages are kept and reused by the next run of the "
-        "same command, an unfinished one resumes from its saved work", file=sys.stderr, flush=True))
+    guard = PromptExitOnSignals(
+        grace_s=10,
+        announce=lambda sig: print(
+            f"interrupted by {signal.Signals(sig).name}; finished stages are kept and reused by the next run of the "
+            "same command, an unfinished one resumes from its saved work",
+            file=sys.stderr,
+            flush=True,
+        ),
+    )
     with guard:
         try:
             return _dispatch(args)
@@ -243,8 +312,11 @@ def _pipeline_start(args: argparse.Namespace):
 def _results_path(run_dir: Path, adapter: str | Path | None = None) -> Path | None:
     """The results.json of the run's transfer (of `adapter`'s transfer when given), newest first."""
     scope = Path(adapter).parent if adapter else None
-    found = [scope / "results.json"] if scope else sorted(run_dir.glob("transfer/*/*/results.json"),
-                                                          key=lambda p: p.stat().st_mtime, reverse=True)
+    found = (
+        [scope / "results.json"]
+        if scope
+        else sorted(run_dir.glob("transfer/*/*/results.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    )
     return next((p for p in found if p.exists()), None)
 
 
@@ -297,11 +369,24 @@ def _cmd_upgrade(args: argparse.Namespace) -> int:
     from flows.upgrade import upgrade
 
     cfg, run_dir = _pipeline_start(args)
-    state = upgrade(cfg.target_model.id, cfg, str(run_dir), args.registry, args.concurrency_limit,
-                    args.max_regression, return_state=True)
+    state = upgrade(
+        cfg.target_model.id,
+        cfg,
+        str(run_dir),
+        args.registry,
+        args.concurrency_limit,
+        args.max_regression,
+        return_state=True,
+    )
     rows = state.result(raise_on_failure=False)
-    _emit(args, {"completed": state.is_completed(), "message": state.message,
-                 "bundles": rows if isinstance(rows, list) else None})
+    _emit(
+        args,
+        {
+            "completed": state.is_completed(),
+            "message": state.message,
+            "bundles": rows if isinstance(rows, list) else None,
+        },
+    )
     if not state.is_completed():
         print(f"error: {state.message}", file=sys.stderr)
         return 1
@@ -363,8 +448,9 @@ def check_inputs(args: argparse.Namespace, cfg, run_dir: Path) -> None:
     try:
         store.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot use {store} as the artifact store ({exc.strerror}); give a folder with "
-                          "--store or $TRANSLORA_STORE") from None
+        raise ConfigError(
+            f"cannot use {store} as the artifact store ({exc.strerror}); give a folder with --store or $TRANSLORA_STORE"
+        ) from None
     _load_keys(cfg.trust)
     teacher_adapter = None
     used = []  # base models whose generations may go to a named vLLM server
@@ -375,10 +461,12 @@ def check_inputs(args: argparse.Namespace, cfg, run_dir: Path) -> None:
         if cfg.import_adapter:
             from translora import adapters
 
-            adapters.check_against_base(adapters.fetch(cfg.import_adapter), cfg.source_model,
-                                        cfg.trust.allow_base_mismatch)
-        for model in (cfg.source_model, cfg.discriminator_base) + ((cfg.target_model,) if args.command == "run"
-                                                                   else ()):
+            adapters.check_against_base(
+                adapters.fetch(cfg.import_adapter), cfg.source_model, cfg.trust.allow_base_mismatch
+            )
+        for model in (cfg.source_model, cfg.discriminator_base) + (
+            (cfg.target_model,) if args.command == "run" else ()
+        ):
             check_model(model)
         used = [cfg.source_model] + ([cfg.target_model] if args.command == "run" else [])
     elif args.command == "transfer":
@@ -453,24 +541,25 @@ def _keygen(args: argparse.Namespace) -> int:
     else:
         private, public = args.ed25519
         key = generate_ed25519_keypair(private, public)
-        print(f"{key.key_id}: sign with ed25519:{private.resolve()} (keep it secret), verify with "
-              f"ed25519-pub:{public.resolve()}")
+        print(
+            f"{key.key_id}: sign with ed25519:{private.resolve()} (keep it secret), verify with "
+            f"ed25519-pub:{public.resolve()}"
+        )
     return 0
 
 
 def command_config(args: argparse.Namespace):
     """The config a command runs with: profile <- --config <- --set; --target as the target model's id only (its
     dtype, revision and trust_remote_code stay as configured); --source-adapter as import_adapter."""
-    from translora.config import load_config
-
-    from translora.config import ImportSpec
+    from translora.config import ImportSpec, load_config
 
     cfg = load_config(args.profile, args.config, args.overrides)
     if getattr(args, "target", None):
         cfg = cfg.with_target(args.target)
     if getattr(args, "source_adapter", None):
-        cfg = cfg.model_copy(update={"import_adapter": ImportSpec(id=args.source_adapter,
-                                                                  revision=args.source_adapter_revision)})
+        cfg = cfg.model_copy(
+            update={"import_adapter": ImportSpec(id=args.source_adapter, revision=args.source_adapter_revision)}
+        )
     elif getattr(args, "source_adapter_revision", None):
         raise ConfigError("--source-adapter-revision needs --source-adapter (the hub id it is a revision of)")
     return cfg
@@ -493,8 +582,9 @@ def _store_cmd(args: argparse.Namespace) -> int:
 
     store = Store()
     if store.url == str(store.root) and not store.root.is_dir():  # a local store (an S3 one checks its cache)
-        raise ConfigError(f"{store.root} does not exist, so it is no store; give the store with --store or "
-                          "$TRANSLORA_STORE")
+        raise ConfigError(
+            f"{store.root} does not exist, so it is no store; give the store with --store or $TRANSLORA_STORE"
+        )
     count = sum(1 for _ in store.entries())
     checked = f"{count} output{'' if count == 1 else 's'} checked"
     damaged = store.verify(repair=args.repair)
@@ -504,11 +594,15 @@ def _store_cmd(args: argparse.Namespace) -> int:
     if not damaged:
         print(f"store {store.url}: {checked}, all intact")
     elif args.repair:
-        print(f"store {store.url}: {checked}, {len(damaged)} damaged and moved aside to "
-              f"{store.url}/damaged; the next run that needs them computes them again")
+        print(
+            f"store {store.url}: {checked}, {len(damaged)} damaged and moved aside to "
+            f"{store.url}/damaged; the next run that needs them computes them again"
+        )
     else:
-        print(f"store {store.url}: {checked}, {len(damaged)} damaged; `translora store verify "
-              f"--repair --store {store.url}` moves them aside so the next run computes them again")
+        print(
+            f"store {store.url}: {checked}, {len(damaged)} damaged; `translora store verify "
+            f"--repair --store {store.url}` moves them aside so the next run computes them again"
+        )
     return 1 if damaged and not args.repair else 0
 
 

@@ -38,9 +38,11 @@ def distilled_from(run: RunIndex, adapter: Path, source: Bundle) -> dict[str, Pa
     for name in ("filtered", "labelled"):
         slot = f"{scope}/{name}"
         if slot not in run.entries() or folder_hash(run.root / slot) != recorded.get(name):
-            raise ArtifactError(f"run directory {run.root} does not hold the {name} inputs that adapter {adapter} "
-                                "was distilled from (it was transferred in another run, or with other settings); "
-                                "give the --run-dir of the run that transferred it")
+            raise ArtifactError(
+                f"run directory {run.root} does not hold the {name} inputs that adapter {adapter} "
+                "was distilled from (it was transferred in another run, or with other settings); "
+                "give the --run-dir of the run that transferred it"
+            )
         found[name] = run.root / slot
     return found
 
@@ -60,18 +62,36 @@ def evaluate(config: Config, run_dir: str, transferred_adapter: str, bundle: str
         "transferred": (target, transferred_adapter),
     }
     if config.eval.oracle:  # measurement only: the target trained on the real train split
-        jobs["oracle"] = (target, run_stage(stages.ORACLE, config, run.root, scope, inputs={"data": data},
-                                            models={"base": target}))
+        jobs["oracle"] = (
+            target,
+            run_stage(stages.ORACLE, config, run.root, scope, inputs={"data": data}, models={"base": target}),
+        )
     if models.same_shape(source.teacher_model(), target):  # the paper's "copy the adapter unchanged" baseline
         jobs["copied_adapter"] = (target, source.source_adapter)
-    evals = {name: run_stage(stages.EVALUATE, config, run.root, scope, slot=f"eval/{name}",
-                             inputs={"data": data, "adapter": adapter}, models={"model": model})
-             for name, (model, adapter) in jobs.items()}
+    evals = {
+        name: run_stage(
+            stages.EVALUATE,
+            config,
+            run.root,
+            scope,
+            slot=f"eval/{name}",
+            inputs={"data": data, "adapter": adapter},
+            models={"model": model},
+        )
+        for name, (model, adapter) in jobs.items()
+    }
     slots = [s for s in run.entries() if not s.startswith("transfer/") or s.startswith(scope + "/")]
     stage_dirs = {slot: run.root / slot for slot in slots}
-    results = report.collect(source.card.name, source.info.source_model.id, target.id, evals,
-                             source.discriminator / stages.FILTER_FILE, inputs["filtered"], inputs["labelled"],
-                             stage_dirs)
+    results = report.collect(
+        source.card.name,
+        source.info.source_model.id,
+        target.id,
+        evals,
+        source.discriminator / stages.FILTER_FILE,
+        inputs["filtered"],
+        inputs["labelled"],
+        stage_dirs,
+    )
     write_json(run.root / scope / "results.json", results.model_dump())
     create_table_artifact(results.table(), key="translora-accuracy", description="Held-out accuracy")
     create_markdown_artifact(results.markdown(), key="translora-results", description="Trans-LoRA results")

@@ -20,15 +20,30 @@ def finetune(config: Config, run_dir: str) -> str:
     Store().register_run(run)
     data = run_stage(stages.PREPARE_DATA, config, run)
     if config.import_adapter:
-        source = run_stage(stages.IMPORT_ADAPTER, config, run, inputs={"adapter": adapters.fetch(config.import_adapter)},
-                           models={"base": config.source_model})
+        source = run_stage(
+            stages.IMPORT_ADAPTER,
+            config,
+            run,
+            inputs={"adapter": adapters.fetch(config.import_adapter)},
+            models={"base": config.source_model},
+        )
     else:
-        source = run_stage(stages.SOURCE_ADAPTER, config, run, inputs={"data": data},
-                           models={"base": config.source_model})
+        source = run_stage(
+            stages.SOURCE_ADAPTER, config, run, inputs={"data": data}, models={"base": config.source_model}
+        )
     negatives = run_stage(stages.NEGATIVES, config, run, inputs={"data": data}, models={"base": config.source_model})
-    discriminator = run_stage(stages.DISCRIMINATOR, config, run, inputs={"data": data, "negatives": negatives},
-                              models={"base": config.discriminator_base})
-    bundle = run_stage(stages.BUNDLE, config, run,
-                       inputs={"data": data, "source_adapter": source, "discriminator": discriminator},
-                       models={"source": config.source_model, "discriminator": config.discriminator_base})
+    discriminator = run_stage(
+        stages.DISCRIMINATOR,
+        config,
+        run,
+        inputs={"data": data, "negatives": negatives},
+        models={"base": config.discriminator_base},
+    )
+    bundle = run_stage(
+        stages.BUNDLE,
+        config,
+        run,
+        inputs={"data": data, "source_adapter": source, "discriminator": discriminator},
+        models={"source": config.source_model, "discriminator": config.discriminator_base},
+    )
     return str(bundle)

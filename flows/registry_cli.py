@@ -32,8 +32,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--json", action="store_true", help="print the registrations as JSON")
     show = cmds.add_parser("show", parents=[url], help="one registration and its provenance")
     show.add_argument("id")
-    retire = cmds.add_parser("retire", parents=[url], help="take a registration out of the fleet: upgrades no "
-                                                           "longer move it (its record and lineage stay)")
+    retire = cmds.add_parser(
+        "retire",
+        parents=[url],
+        help="take a registration out of the fleet: upgrades no longer move it (its record and lineage stay)",
+    )
     retire.add_argument("id")
 
 
@@ -52,8 +55,10 @@ def run(args: argparse.Namespace) -> int:
                 _table(found)
         elif args.registry_command == "retire":
             record = registry.retire(args.id)
-            print(f"retired {record.id}: upgrades no longer move it ({record.task} on {record.source_base}, owner "
-                  f"{record.owner})")
+            print(
+                f"retired {record.id}: upgrades no longer move it ({record.task} on {record.source_base}, owner "
+                f"{record.owner})"
+            )
         elif args.registry_command == "show":
             chain = registry.lineage(args.id)
             for field, value in chain[0].model_dump(mode="json").items():
@@ -67,8 +72,10 @@ def _table(records: list[Registration]) -> None:
         print("no registrations")
         return
     header = ("id", "owner", "task", "source base", "status", "parent", "created")
-    rows = [header] + [(r.id, r.owner, r.task, r.source_base, r.status, r.parent_id or "-",
-                        r.created_at.strftime("%Y-%m-%d %H:%M")) for r in records]
+    rows = [header] + [
+        (r.id, r.owner, r.task, r.source_base, r.status, r.parent_id or "-", r.created_at.strftime("%Y-%m-%d %H:%M"))
+        for r in records
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())

@@ -35,15 +35,37 @@ def transfer(bundle: str, config: Config, run_dir: str) -> dict[str, str]:
     Store().register_run(run)
     target = config.target_model
     scope = transfer_scope(source, target.id)
-    filtered = run_stage(stages.FILTER, config, run, scope, inputs={"bundle": bundle},
-                         models={"target": target,
-                                 "discriminator": source.discriminator_model(trust.remote_code_models)})
-    labelled = run_stage(stages.LABEL, config, run, scope, inputs={"bundle": bundle, "filtered": filtered},
-                         models={"teacher": source.teacher_model(trust.remote_code_models)})
-    adapter = run_stage(stages.DISTILL, config, run, scope,
-                        inputs={"bundle": bundle, "filtered": filtered, "labelled": labelled},
-                        models={"base": target})
-    new_bundle = run_stage(stages.EMIT_BUNDLE, config, run, scope, inputs={"bundle": bundle, "adapter": adapter},
-                           models={"target": target})
-    return {"filtered": str(filtered), "labelled": str(labelled), "adapter": str(adapter),
-            "bundle": str(new_bundle), "source_bundle": str(Path(bundle).resolve())}
+    filtered = run_stage(
+        stages.FILTER,
+        config,
+        run,
+        scope,
+        inputs={"bundle": bundle},
+        models={"target": target, "discriminator": source.discriminator_model(trust.remote_code_models)},
+    )
+    labelled = run_stage(
+        stages.LABEL,
+        config,
+        run,
+        scope,
+        inputs={"bundle": bundle, "filtered": filtered},
+        models={"teacher": source.teacher_model(trust.remote_code_models)},
+    )
+    adapter = run_stage(
+        stages.DISTILL,
+        config,
+        run,
+        scope,
+        inputs={"bundle": bundle, "filtered": filtered, "labelled": labelled},
+        models={"base": target},
+    )
+    new_bundle = run_stage(
+        stages.EMIT_BUNDLE, config, run, scope, inputs={"bundle": bundle, "adapter": adapter}, models={"target": target}
+    )
+    return {
+        "filtered": str(filtered),
+        "labelled": str(labelled),
+        "adapter": str(adapter),
+        "bundle": str(new_bundle),
+        "source_bundle": str(Path(bundle).resolve()),
+    }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Set everything up (the project's .venv and vLLM's own .venv-vllm), then run the whole test suite: tiny random
-# models, the marked real-model tests, and the vLLM tests against a real server.
+# Set everything up (the project's .venv and vLLM's own .venv-vllm), check formatting, lint and types, then run the
+# whole test suite: tiny random models, the marked real-model tests, and the vLLM tests against a real server.
 # Extra arguments go to pytest. "No tests ran" (pytest exit 5) counts as a failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,10 @@ need_debian chromium 'command -v chromium >/dev/null' "the Prefect UI test"
 scripts/setup.sh || exit 1
 scripts/setup-vllm.sh || exit 1
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# House tools first (seconds): the formatter, the linter and the type checker, configured in pyproject.toml.
+.venv/bin/ruff format --check . || { echo "error: ruff format would change files; run .venv/bin/ruff format ." >&2; exit 1; }
+.venv/bin/ruff check . || exit 1
+.venv/bin/mypy || exit 1
 .venv/bin/python -m pytest "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then

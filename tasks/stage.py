@@ -51,18 +51,37 @@ def progress_artifact(description: str) -> Callable[[float], None]:
 
 
 def _task_for(stage: Stage):
-    @task(name=stage.name, task_run_name=stage.name + " [{slot}]", cache_policy=NO_CACHE, persist_result=False,
-          retries=RETRIES, retry_delay_seconds=5, retry_condition_fn=retry_transient)
-    def run(config: Config, inputs: dict[str, str | None], models: dict[str, ModelSpec], run_dir: str,
-            slot: str) -> str | State:
-        outcome = execute(stage, config, {k: Path(v) if v else None for k, v in inputs.items()}, models, Store(),
-                          progress_artifact(stage.description))
+    @task(
+        name=stage.name,
+        task_run_name=stage.name + " [{slot}]",
+        cache_policy=NO_CACHE,
+        persist_result=False,
+        retries=RETRIES,
+        retry_delay_seconds=5,
+        retry_condition_fn=retry_transient,
+    )
+    def run(
+        config: Config, inputs: dict[str, str | None], models: dict[str, ModelSpec], run_dir: str, slot: str
+    ) -> str | State:
+        outcome = execute(
+            stage,
+            config,
+            {k: Path(v) if v else None for k, v in inputs.items()},
+            models,
+            Store(),
+            progress_artifact(stage.description),
+        )
         link = RunIndex(Path(run_dir)).record(slot, stage.name, outcome.key, outcome.path)
         manifest = read_manifest(outcome.path)
         shown = {k: v for k, v in manifest.metrics.items() if not isinstance(v, (list, dict))}
-        get_run_logger().info("%s %s (key %s, %.1f s when made): %s", stage.description,
-                              "reused from the store" if outcome.cached else "done", outcome.key[:12],
-                              manifest.seconds, shown)
+        get_run_logger().info(
+            "%s %s (key %s, %.1f s when made): %s",
+            stage.description,
+            "reused from the store" if outcome.cached else "done",
+            outcome.key[:12],
+            manifest.seconds,
+            shown,
+        )
         if outcome.cached:
             return Completed(data=str(link), name="Cached", message=f"reused {outcome.key[:12]} from the store")
         return str(link)
@@ -73,13 +92,21 @@ def _task_for(stage: Stage):
 TASKS = {stage.name: _task_for(stage) for stage in STAGES}
 
 
-def run_stage(stage: Stage, config: Config, run_dir: Path, scope: str = "", slot: str | None = None,
-              inputs: dict[str, Path | str | None] | None = None, models: dict[str, ModelSpec] | None = None,
-              **options) -> Path:
+def run_stage(
+    stage: Stage,
+    config: Config,
+    run_dir: Path,
+    scope: str = "",
+    slot: str | None = None,
+    inputs: dict[str, Path | str | None] | None = None,
+    models: dict[str, ModelSpec] | None = None,
+    **options,
+) -> Path:
     """Run a stage's task inside a flow; its output appears at `run_dir/scope/slot` (default: the declared slot)."""
     where = "/".join(p for p in (scope, slot or stage.slot) if p)
     plain = {k: str(v) if v is not None else None for k, v in (inputs or {}).items()}
-    state = TASKS[stage.name].with_options(**options)(config, plain, models or {}, str(run_dir), where,
-                                                      return_state=True)
+    state = TASKS[stage.name].with_options(**options)(
+        config, plain, models or {}, str(run_dir), where, return_state=True
+    )
     result = state.result()
     return Path(result.result() if hasattr(result, "result") else result)  # a Cached state wraps the path

@@ -20,17 +20,29 @@ def tiny_overrides(models: dict[str, Path]) -> list[str]:
     return [
         f"source_model.id={models['llama']}",
         f"target_model.id={models['gemma3']}",
-        "task.n_train=24", "task.n_test=12",
-        "source_train.max_steps=3", "source_train.batch_size=4",
-        "discriminator.n_negatives=8", "discriminator.corrupted_fraction=0.5", "discriminator.train.batch_size=4",
-        "discriminator.train.lr=0.03", "discriminator.train.max_steps=40",
+        "task.n_train=24",
+        "task.n_test=12",
+        "source_train.max_steps=3",
+        "source_train.batch_size=4",
+        "discriminator.n_negatives=8",
+        "discriminator.corrupted_fraction=0.5",
+        "discriminator.train.batch_size=4",
+        "discriminator.train.lr=0.03",
+        "discriminator.train.max_steps=40",
         "discriminator.adapter.target_modules=[q_proj,v_proj,o_proj,up_proj,down_proj]",
         # Pinned here, not taken from the profile: the tiny discriminator keeps a few percent, so the budget is
         # generous and the sampling settings fixed.
-        "synthesis.max_new_tokens=12", "synthesis.batch_size=8", "synthesis.temperature=1.0", "synthesis.top_p=0.95",
-        "filter.n_keep=3", "filter.max_generated=256", "filter.batch_size=8",
-        "label.max_new_tokens=3", "label.min_confidence=0",  # a random tiny teacher is never sure
-        "distill_train.max_steps=2", "distill_train.batch_size=4",
+        "synthesis.max_new_tokens=12",
+        "synthesis.batch_size=8",
+        "synthesis.temperature=1.0",
+        "synthesis.top_p=0.95",
+        "filter.n_keep=3",
+        "filter.max_generated=256",
+        "filter.batch_size=8",
+        "label.max_new_tokens=3",
+        "label.min_confidence=0",  # a random tiny teacher is never sure
+        "distill_train.max_steps=2",
+        "distill_train.batch_size=4",
         "eval.batch_size=8",
     ]
 
@@ -45,24 +57,54 @@ def finetune_stages(cfg, store):
     data = run_stage(stages.PREPARE_DATA, cfg, store)
     source = run_stage(stages.SOURCE_ADAPTER, cfg, store, inputs={"data": data}, models={"base": cfg.source_model})
     negatives = run_stage(stages.NEGATIVES, cfg, store, inputs={"data": data}, models={"base": cfg.source_model})
-    disc = run_stage(stages.DISCRIMINATOR, cfg, store, inputs={"data": data, "negatives": negatives},
-               models={"base": cfg.discriminator_base})
-    bundle = run_stage(stages.BUNDLE, cfg, store, inputs={"data": data, "source_adapter": source, "discriminator": disc},
-                 models={"source": cfg.source_model, "discriminator": cfg.discriminator_base})
+    disc = run_stage(
+        stages.DISCRIMINATOR,
+        cfg,
+        store,
+        inputs={"data": data, "negatives": negatives},
+        models={"base": cfg.discriminator_base},
+    )
+    bundle = run_stage(
+        stages.BUNDLE,
+        cfg,
+        store,
+        inputs={"data": data, "source_adapter": source, "discriminator": disc},
+        models={"source": cfg.source_model, "discriminator": cfg.discriminator_base},
+    )
     return data, bundle
 
 
 def transfer_stages(cfg, store, bundle_dir):
     """Stage 2 through the store: (filtered, adapter, new bundle)."""
     bundle = Bundle(bundle_dir)
-    filtered = run_stage(stages.FILTER, cfg, store, inputs={"bundle": bundle_dir},
-                   models={"target": cfg.target_model, "discriminator": bundle.discriminator_model()})
-    labelled = run_stage(stages.LABEL, cfg, store, inputs={"bundle": bundle_dir, "filtered": filtered},
-                   models={"teacher": bundle.teacher_model()})
-    adapter = run_stage(stages.DISTILL, cfg, store, inputs={"bundle": bundle_dir, "filtered": filtered,
-                                                      "labelled": labelled}, models={"base": cfg.target_model})
-    new_bundle = run_stage(stages.EMIT_BUNDLE, cfg, store, inputs={"bundle": bundle_dir, "adapter": adapter},
-                     models={"target": cfg.target_model})
+    filtered = run_stage(
+        stages.FILTER,
+        cfg,
+        store,
+        inputs={"bundle": bundle_dir},
+        models={"target": cfg.target_model, "discriminator": bundle.discriminator_model()},
+    )
+    labelled = run_stage(
+        stages.LABEL,
+        cfg,
+        store,
+        inputs={"bundle": bundle_dir, "filtered": filtered},
+        models={"teacher": bundle.teacher_model()},
+    )
+    adapter = run_stage(
+        stages.DISTILL,
+        cfg,
+        store,
+        inputs={"bundle": bundle_dir, "filtered": filtered, "labelled": labelled},
+        models={"base": cfg.target_model},
+    )
+    new_bundle = run_stage(
+        stages.EMIT_BUNDLE,
+        cfg,
+        store,
+        inputs={"bundle": bundle_dir, "adapter": adapter},
+        models={"target": cfg.target_model},
+    )
     return filtered, adapter, new_bundle
 
 
@@ -70,22 +112,34 @@ def make_adapter(model_dir: Path, out: Path, kind: str = "lora") -> Path:
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    training.save_adapter(training.new_adapter(model, AdapterSpec(kind=kind, target_modules=["q_proj", "v_proj"])),
-                          out)
+    training.save_adapter(training.new_adapter(model, AdapterSpec(kind=kind, target_modules=["q_proj", "v_proj"])), out)
     return out
 
 
-def make_bundle(out: Path, adapter: Path, source: Path, made_on: Path | None = None,
-                signing_key: str | None = None) -> Path:
+def make_bundle(
+    out: Path, adapter: Path, source: Path, made_on: Path | None = None, signing_key: str | None = None
+) -> Path:
     """A bundle of untrained adapters on `source`, as `translora finetune` writes one; `made_on` names the model
     whose content hash bundle.json records (another base: a bundle made elsewhere)."""
     spec = ModelSpec(id=str(source))
     recorded = fingerprint(ModelSpec(id=str(made_on or source)))
-    info = bundles.BundleInfo(source_model=spec, source_model_hash=recorded, discriminator_model=spec,
-                              discriminator_model_hash=fingerprint(spec), source_adapter_hash=hash_path(adapter),
-                              discriminator_adapter_hash=hash_path(adapter), n_seeds=3)
-    card = TaskCard(name="boolean_expressions", description="Evaluate a Boolean expression.",
-                    choices=["True", "False"], source="/data/private/task.jsonl", n_train=24, n_test=12)
+    info = bundles.BundleInfo(
+        source_model=spec,
+        source_model_hash=recorded,
+        discriminator_model=spec,
+        discriminator_model_hash=fingerprint(spec),
+        source_adapter_hash=hash_path(adapter),
+        discriminator_adapter_hash=hash_path(adapter),
+        n_seeds=3,
+    )
+    card = TaskCard(
+        name="boolean_expressions",
+        description="Evaluate a Boolean expression.",
+        choices=["True", "False"],
+        source="/data/private/task.jsonl",
+        n_train=24,
+        n_test=12,
+    )
     seeds = [e.input for e in boolean_expressions.generate(3, seed=5)]
     bundles.write(out, info, card, seeds, adapter, adapter, signing_key)
     return out
@@ -109,8 +163,13 @@ def plain_peft_adapter(base: Path, out: Path, kind: str = "lora", steps: int = 4
     if kind == "prompt_tuning":
         config = PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=6)
     else:
-        config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=4, lora_alpha=8, target_modules=["q_proj", "k_proj"],
-                            use_dora=kind == "dora")
+        config = LoraConfig(
+            task_type=TaskType.CAUSAL_LM,
+            r=4,
+            lora_alpha=8,
+            target_modules=["q_proj", "k_proj"],
+            use_dora=kind == "dora",
+        )
     peft_model = get_peft_model(model, config)
     optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-2)
     for example in boolean_expressions.generate(steps, seed=9):

@@ -23,12 +23,15 @@ def _config_file(tmp_path, kind: str):
     return path
 
 
-@pytest.mark.parametrize("kind, phrase", [
-    ("directory", "is a directory; give the YAML file itself"),
-    ("latin-1", "is not UTF-8 text .*save it as UTF-8"),
-    ("list", "must hold a mapping of sections .*not a list"),
-    ("bad yaml", "is not valid YAML at line 3, column 1: .*fix the file there"),
-])
+@pytest.mark.parametrize(
+    "kind, phrase",
+    [
+        ("directory", "is a directory; give the YAML file itself"),
+        ("latin-1", "is not UTF-8 text .*save it as UTF-8"),
+        ("list", "must hold a mapping of sections .*not a list"),
+        ("bad yaml", "is not valid YAML at line 3, column 1: .*fix the file there"),
+    ],
+)
 def test_bad_config_file(tmp_path, kind, phrase):
     with pytest.raises(ConfigError, match=phrase) as err:
         load_config("cpu", path=_config_file(tmp_path, kind))
@@ -40,18 +43,21 @@ def test_empty_config_file_changes_nothing(tmp_path):
     assert load_config("cpu", path=tmp_path / "c.yaml") == load_config("cpu")
 
 
-@pytest.mark.parametrize("overrides, phrase", [
-    (["filter.n_keep=[3"], "'filter.n_keep=\\[3': the value is not valid YAML .*a string in quotes"),
-    (["task.name=@home"], "not valid YAML"),
-    (["=3"], "empty name before '='"),
-    (["filter.=3"], "empty name before '='"),
-    ([".n_keep=3"], "empty name before '='"),
-    (["filter n_keep 3"], "not of the form section.field=value"),
-    (["filter=3", "filter.n_keep=2"], "cannot set fields of filter: it is 3, a plain value, not a section"),
-    (["filter.n_keep.max=2"], "cannot set fields of filter.n_keep: it is \\d+, a plain value"),
-    (["filterr.n_keep=2"], "unknown config section 'filterr' \\(did you mean 'filter'\\?\\); known sections: "),
-    (["colour=red"], "unknown config section 'colour'; known sections: profile, seed"),
-])
+@pytest.mark.parametrize(
+    "overrides, phrase",
+    [
+        (["filter.n_keep=[3"], "'filter.n_keep=\\[3': the value is not valid YAML .*a string in quotes"),
+        (["task.name=@home"], "not valid YAML"),
+        (["=3"], "empty name before '='"),
+        (["filter.=3"], "empty name before '='"),
+        ([".n_keep=3"], "empty name before '='"),
+        (["filter n_keep 3"], "not of the form section.field=value"),
+        (["filter=3", "filter.n_keep=2"], "cannot set fields of filter: it is 3, a plain value, not a section"),
+        (["filter.n_keep.max=2"], "cannot set fields of filter.n_keep: it is \\d+, a plain value"),
+        (["filterr.n_keep=2"], "unknown config section 'filterr' \\(did you mean 'filter'\\?\\); known sections: "),
+        (["colour=red"], "unknown config section 'colour'; known sections: profile, seed"),
+    ],
+)
 def test_bad_override(overrides, phrase):
     with pytest.raises(ConfigError, match=phrase) as err:
         load_config("cpu", overrides=overrides)
@@ -73,13 +79,16 @@ def _task_file(tmp_path, kind: str):
     return path
 
 
-@pytest.mark.parametrize("kind, phrase", [
-    ("directory", "is a directory; give the .jsonl file itself"),
-    ("gzip", "is not UTF-8 text \\(a binary or compressed file\\?\\)"),
-    ("nul bytes", "is not UTF-8 text"),
-    ("empty", "holds no examples; write one"),
-    ("blank lines", "holds no examples"),
-])
+@pytest.mark.parametrize(
+    "kind, phrase",
+    [
+        ("directory", "is a directory; give the .jsonl file itself"),
+        ("gzip", "is not UTF-8 text \\(a binary or compressed file\\?\\)"),
+        ("nul bytes", "is not UTF-8 text"),
+        ("empty", "holds no examples; write one"),
+        ("blank lines", "holds no examples"),
+    ],
+)
 def test_bad_task_file(tmp_path, kind, phrase):
     path = _task_file(tmp_path, kind)
     with pytest.raises(DataError, match=phrase) as err:
@@ -90,7 +99,8 @@ def test_bad_task_file(tmp_path, kind, phrase):
 @pytest.mark.parametrize("name", ["causal_judgment", "logical_deduction", "../configs/cpu", ""])
 def test_unknown_bbh_task_lists_the_known_ones(tmp_path, name):
     """A misspelt BIG-Bench Hard task (here BIG-bench spellings the release renamed or split) names the real ones."""
-    with pytest.raises(DataError, match="unknown BIG-Bench Hard task .*causal_judgement.*"
-                                       "logical_deduction_five_objects") as err:
+    with pytest.raises(
+        DataError, match="unknown BIG-Bench Hard task .*causal_judgement.*logical_deduction_five_objects"
+    ) as err:
         load_task(TaskSpec(name=f"bbh:{name}", n_train=10, n_test=1), 0, tmp_path)
     assert "\n" not in str(err.value)

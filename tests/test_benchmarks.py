@@ -34,8 +34,12 @@ def test_mmlu_rows_and_subjects():
 def test_mmlu_card_and_split(tmp_path):
     data = load_task(spec("mmlu:abstract_algebra", 50, 50), 0, tmp_path)
     card = data.card
-    assert (card.kind, card.metric, card.choices, card.name) == ("multiple_choice", "acc", ["A", "B", "C", "D"],
-                                                                 "mmlu_abstract_algebra")
+    assert (card.kind, card.metric, card.choices, card.name) == (
+        "multiple_choice",
+        "acc",
+        ["A", "B", "C", "D"],
+        "mmlu_abstract_algebra",
+    )
     assert not card.per_example_choices and "/" not in card.for_bundle()["source"]
     ex = data.test[0]
     assert ex.target in card.choices

@@ -28,23 +28,40 @@ def test_config_prints_resolved_yaml(capsys):
 
 
 def test_transfer_target_keeps_the_configured_dtype_and_revision():
-    args = cli.parser().parse_args(["transfer", "--bundle", "b", "--target", "my/new-base", "--profile", "paper",
-                                    "--set", "target_model.revision=v2"])
+    args = cli.parser().parse_args(
+        [
+            "transfer",
+            "--bundle",
+            "b",
+            "--target",
+            "my/new-base",
+            "--profile",
+            "paper",
+            "--set",
+            "target_model.revision=v2",
+        ]
+    )
     target = cli.command_config(args).target_model
     assert (target.id, target.dtype, target.revision) == ("my/new-base", "bfloat16", "v2")
 
 
 def test_transfer_from_a_folder_that_is_not_a_bundle(tmp_path, capsys):
-    assert cli.main(["transfer", "--bundle", str(tmp_path), "--target", str(tmp_path),
-                     "--run-dir", str(tmp_path / "r")]) == 2
+    assert (
+        cli.main(["transfer", "--bundle", str(tmp_path), "--target", str(tmp_path), "--run-dir", str(tmp_path / "r")])
+        == 2
+    )
     assert "is not a transfer bundle (no bundle.json)" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # refused before anything was written
 
 
 def test_console_script_runs_without_traceback():
     """One real subprocess: the installed entry point, as a user runs it."""
-    out = subprocess.run([sys.executable, "-m", "flows.cli", "config", "--set", "nosuch.x=1"], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "config", "--set", "nosuch.x=1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.startswith("error: unknown config section 'nosuch'; known sections: profile, seed,")
 
@@ -69,8 +86,16 @@ def _a_run_with_an_output(tmp_path):
     from translora.store import RunIndex, Store
 
     store = Store(tmp_path / "store")
-    outs = [execute(Stage(n, lambda ctx: (ctx.out / "w").write_bytes(b"x" * 2048) and {}, (), slot=n),
-                    load_config(), {}, {}, store) for n in ("kept", "loose")]
+    outs = [
+        execute(
+            Stage(n, lambda ctx: (ctx.out / "w").write_bytes(b"x" * 2048) and {}, (), slot=n),
+            load_config(),
+            {},
+            {},
+            store,
+        )
+        for n in ("kept", "loose")
+    ]
     run_dir = tmp_path / "run"
     RunIndex(run_dir).record("data", "kept", outs[0].key, outs[0].path)
     store.register_run(run_dir)
@@ -110,8 +135,22 @@ def test_upgrade_dry_run_lists_what_would_move_and_starts_nothing(tmp_path, caps
         registry.add("acme", "acme-inc", registry_bundle(tmp_path / "a", base="org/old"))
         registry.add("globex", "globex", registry_bundle(tmp_path / "g", base="org/new"))
     monkeypatch.setattr(cli, "_start_prefect_server", lambda: (_ for _ in ()).throw(AssertionError("started")))
-    assert cli.main(["upgrade", "--dry-run", "--json", "--target", "org/new", "--registry", url,
-                     "--run-dir", str(tmp_path / "run")]) == 0
+    assert (
+        cli.main(
+            [
+                "upgrade",
+                "--dry-run",
+                "--json",
+                "--target",
+                "org/new",
+                "--registry",
+                url,
+                "--run-dir",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert [r["id"] for r in json.loads(captured.out)] == ["acme"]
     assert "would move acme (owner acme-inc" in captured.err and not (tmp_path / "run").exists()
@@ -123,8 +162,23 @@ def test_registry_retire_and_list_json(tmp_path, capsys):
     from tests.helpers import registry_bundle
 
     url = f"sqlite:///{tmp_path / 'registry.db'}"
-    assert cli.main(["registry", "--registry", url, "add", "--id", "acme", "--owner", "acme-inc", "--bundle",
-                     str(registry_bundle(tmp_path / "a"))]) == 0
+    assert (
+        cli.main(
+            [
+                "registry",
+                "--registry",
+                url,
+                "add",
+                "--id",
+                "acme",
+                "--owner",
+                "acme-inc",
+                "--bundle",
+                str(registry_bundle(tmp_path / "a")),
+            ]
+        )
+        == 0
+    )
     assert cli.main(["registry", "--registry", url, "retire", "acme"]) == 0
     assert "retired acme: upgrades no longer move it" in capsys.readouterr().out
     assert cli.main(["registry", "--registry", url, "list", "--json"]) == 0

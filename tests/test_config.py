@@ -117,9 +117,9 @@ def test_the_upgrade_trigger_passes_the_target_id_only():
     spec = yaml.safe_load((Path(__file__).parents[1] / "deployments" / "prefect.yaml").read_text())
     triggers = [t for d in spec["deployments"] for t in d.get("triggers", [])]
     assert triggers and all(t["parameters"]["target"] == "{{ event.payload.target }}" for t in triggers)
-    checked = upgrade.validate_parameters({"target": "org/new", "config": {"target_model": {"id": "x",
-                                                                                            "dtype": "bfloat16"}},
-                                           "run_dir": "r"})
+    checked = upgrade.validate_parameters(
+        {"target": "org/new", "config": {"target_model": {"id": "x", "dtype": "bfloat16"}}, "run_dir": "r"}
+    )
     assert checked["target"] == "org/new"
 
 

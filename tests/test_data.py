@@ -4,9 +4,8 @@ import random
 import pytest
 
 from translora.config import TaskSpec
-from translora.data import bigbench
+from translora.data import bigbench, load_task
 from translora.data import boolean_expressions as be
-from translora.data import load_task
 from translora.data.records import choices_from_targets
 from translora.errors import DataError
 
@@ -40,8 +39,9 @@ def test_split_is_disjoint_sized_and_deterministic(tmp_path):
 
 def test_jsonl_task_and_its_errors(tmp_path):
     path = tmp_path / "t.jsonl"
-    path.write_text("".join(json.dumps({"input": f"q{i}", "target": "yes" if i % 2 else "no"}) + "\n"
-                            for i in range(30)))
+    path.write_text(
+        "".join(json.dumps({"input": f"q{i}", "target": "yes" if i % 2 else "no"}) + "\n" for i in range(30))
+    )
     data = load_task(TaskSpec(name=f"jsonl:{path}", n_train=20, n_test=10), 0, tmp_path)
     assert data.card.choices == ["no", "yes"] and data.card.name == "t"
     with pytest.raises(DataError, match="n_train \\+ n_test"):
@@ -54,14 +54,35 @@ def test_jsonl_task_and_its_errors(tmp_path):
 
 
 # The vendored BIG-Bench Hard release: 27 tasks, 250 examples each except these three.
-BBH_COUNTS = {name: 250 for name in (
-    "boolean_expressions", "date_understanding", "disambiguation_qa", "dyck_languages", "formal_fallacies",
-    "geometric_shapes", "hyperbaton", "logical_deduction_five_objects", "logical_deduction_seven_objects",
-    "logical_deduction_three_objects", "movie_recommendation", "multistep_arithmetic_two", "navigate",
-    "object_counting", "reasoning_about_colored_objects", "ruin_names", "salient_translation_error_detection",
-    "sports_understanding", "temporal_sequences", "tracking_shuffled_objects_five_objects",
-    "tracking_shuffled_objects_seven_objects", "tracking_shuffled_objects_three_objects", "web_of_lies",
-    "word_sorting")} | {"causal_judgement": 187, "penguins_in_a_table": 146, "snarks": 178}
+BBH_COUNTS = {
+    name: 250
+    for name in (
+        "boolean_expressions",
+        "date_understanding",
+        "disambiguation_qa",
+        "dyck_languages",
+        "formal_fallacies",
+        "geometric_shapes",
+        "hyperbaton",
+        "logical_deduction_five_objects",
+        "logical_deduction_seven_objects",
+        "logical_deduction_three_objects",
+        "movie_recommendation",
+        "multistep_arithmetic_two",
+        "navigate",
+        "object_counting",
+        "reasoning_about_colored_objects",
+        "ruin_names",
+        "salient_translation_error_detection",
+        "sports_understanding",
+        "temporal_sequences",
+        "tracking_shuffled_objects_five_objects",
+        "tracking_shuffled_objects_seven_objects",
+        "tracking_shuffled_objects_three_objects",
+        "web_of_lies",
+        "word_sorting",
+    )
+} | {"causal_judgement": 187, "penguins_in_a_table": 146, "snarks": 178}
 
 
 def test_every_vendored_bbh_task_loads_with_its_example_count():
@@ -94,8 +115,11 @@ def test_bbh_boolean_expressions_stays_generated(tmp_path):
 
 
 def test_unknown_bbh_task_names_the_known_ones():
-    with pytest.raises(DataError, match="unknown BIG-Bench Hard task 'causal_judgment'; known tasks: "
-                                        "boolean_expressions, causal_judgement, .*, word_sorting$"):
+    with pytest.raises(
+        DataError,
+        match="unknown BIG-Bench Hard task 'causal_judgment'; known tasks: "
+        "boolean_expressions, causal_judgement, .*, word_sorting$",
+    ):
         bigbench.load("causal_judgment")
 
 

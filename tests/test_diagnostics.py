@@ -19,8 +19,14 @@ def test_filter_quality_precision_and_recall():
     valid = {"a", "b", "c"}.__contains__
     # (input, accepted by the filter, kept): "c" was accepted after n_keep was reached, so it is not kept, but the
     # filter did not reject it: it counts for recall, not for precision
-    candidates = [("a", True, True), ("b", True, True), ("c", True, False), ("x", True, True), ("y", False, False),
-                  ("d", False, False)]
+    candidates = [
+        ("a", True, True),
+        ("b", True, True),
+        ("c", True, False),
+        ("x", True, True),
+        ("y", False, False),
+        ("d", False, False),
+    ]
     q = dg.filter_quality(candidates, {"a", "b", "c", "d"}.__contains__)
     assert (q.n_candidates, q.n_valid, q.n_kept, q.n_kept_valid) == (6, 4, 3, 2)
     assert q.precision == pytest.approx(2 / 3) and q.recall == pytest.approx(3 / 4)

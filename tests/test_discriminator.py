@@ -25,7 +25,11 @@ def test_trained_discriminator_separates_real_from_synthetic(tiny_models):
     real = ["True and False is", "not ( True ) or False is", "False or not True is", "True and True is"]
     fake = ["zq zq zq", "12 34 56 !!", "abc def", "?? ;; ::"]
     peft_model = training.new_adapter(model, AdapterSpec(target_modules=["q_proj", "v_proj", "o_proj", "up_proj"]))
-    training.train(peft_model, tok, disc.training_pairs(real, fake, "boolean_expressions"),
-                   TrainSpec(max_steps=40, batch_size=8, lr=3e-2))
+    training.train(
+        peft_model,
+        tok,
+        disc.training_pairs(real, fake, "boolean_expressions"),
+        TrainSpec(max_steps=40, batch_size=8, lr=3e-2),
+    )
     d = disc.Discriminator(peft_model, tok, "boolean_expressions")
     assert d.accuracy(real, fake) == {"real_accepted": 1.0, "synthetic_rejected": 1.0}

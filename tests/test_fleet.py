@@ -14,13 +14,27 @@ from translora.registry import Registration
 
 
 def _registration(id: str, bundle, base: str) -> Registration:
-    return Registration(id=id, owner="acme", task="boolean_expressions", source_base=base, source_base_hash="h",
-                        bundle=str(bundle), created_at=datetime.now(timezone.utc))
+    return Registration(
+        id=id,
+        owner="acme",
+        task="boolean_expressions",
+        source_base=base,
+        source_base_hash="h",
+        bundle=str(bundle),
+        created_at=datetime.now(timezone.utc),
+    )
 
 
 def _outcome(after, floor) -> BundleOutcome:
-    return BundleOutcome(id="acme", owner="acme", task="t", source_base="org/old", status="failed",
-                         accuracy_after=after, accuracy_target_base=floor)
+    return BundleOutcome(
+        id="acme",
+        owner="acme",
+        task="t",
+        source_base="org/old",
+        status="failed",
+        accuracy_after=after,
+        accuracy_target_base=floor,
+    )
 
 
 def test_child_ids_name_the_target_briefly():
@@ -36,8 +50,9 @@ def test_a_transfer_below_the_target_base_is_refused_with_its_reason():
 
 
 def test_the_owners_evaluation_set_is_a_local_jsonl(tmp_path, tiny_models):
-    bundle = Bundle(make_bundle(tmp_path / "b", make_adapter(tiny_models["llama"], tmp_path / "a"),
-                                tiny_models["llama"]))
+    bundle = Bundle(
+        make_bundle(tmp_path / "b", make_adapter(tiny_models["llama"], tmp_path / "a"), tiny_models["llama"])
+    )
     rows = tmp_path / "eval.jsonl"
     rows.write_text('{"input": "True is", "target": "True"}\n')
     folder = eval_data_folder(f"file://{rows}", bundle, tmp_path / "out")
@@ -51,8 +66,12 @@ def test_the_owners_evaluation_set_is_a_local_jsonl(tmp_path, tiny_models):
 
 def test_shared_servers_follow_what_the_transfers_generate_with(tmp_path, tiny_models):
     adapter = make_adapter(tiny_models["llama"], tmp_path / "a")
-    todo = [_registration(f"r{i}", make_bundle(tmp_path / f"b{i}", adapter, tiny_models["llama"]),
-                          str(tiny_models["llama"])) for i in range(3)]
+    todo = [
+        _registration(
+            f"r{i}", make_bundle(tmp_path / f"b{i}", adapter, tiny_models["llama"]), str(tiny_models["llama"])
+        )
+        for i in range(3)
+    ]
     base = tiny_overrides(tiny_models) + ["generation.backend=vllm"]
     # choice-scored labels run on torch: only the target synthesizes on a server
     shared = models_to_share(load_config(overrides=base), todo, slots=2)
@@ -62,16 +81,31 @@ def test_shared_servers_follow_what_the_transfers_generate_with(tmp_path, tiny_m
     assert [m.model.id for m in shared] == [str(tiny_models["gemma3"]), str(tiny_models["llama"])]
     assert shared[1].lora_rank == 8 and shared[1].max_loras == 2
     # the seeds_only ablation never synthesizes; a model with a named server is not started again
-    shared = models_to_share(load_config(overrides=base + ["filter.mode=seeds_only", "label.mode=generate",
-                                                          f"generation.vllm.servers={{'{tiny_models['llama']}': "
-                                                          "'http://127.0.0.1:1'}"]), todo, slots=2)
+    shared = models_to_share(
+        load_config(
+            overrides=base
+            + [
+                "filter.mode=seeds_only",
+                "label.mode=generate",
+                f"generation.vllm.servers={{'{tiny_models['llama']}': 'http://127.0.0.1:1'}}",
+            ]
+        ),
+        todo,
+        slots=2,
+    )
     assert shared == []
 
 
 def test_the_summary_has_one_row_per_bundle_with_its_accuracies():
-    done = _outcome(0.7, 0.6).model_copy(update={"status": "transferred", "new_id": "acme@new", "accuracy_before": 0.65,
-                                                 "subflow_run_id": "123", "filter": {"kept": 3, "distinct": 4,
-                                                                                      "generated": 5}})
+    done = _outcome(0.7, 0.6).model_copy(
+        update={
+            "status": "transferred",
+            "new_id": "acme@new",
+            "accuracy_before": 0.65,
+            "subflow_run_id": "123",
+            "filter": {"kept": 3, "distinct": 4, "generated": 5},
+        }
+    )
     rows = summary_rows([done], lambda run: f"http://ui/runs/{run}")
     assert rows[0]["accuracy before -> after"] == "65.0% -> 70.0%" and rows[0]["target base"] == "60.0%"
     assert rows[0]["filter (kept/distinct/generated)"] == "3/4/5" and rows[0]["transfer run"] == "http://ui/runs/123"

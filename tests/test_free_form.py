@@ -45,50 +45,94 @@ def per_sample(result: dict) -> dict[str, float]:
     return {s["input"]: s[result["metric"]] for s in result["samples"]}
 
 
-GSM = TaskCard(name="gsm", description="d", kind="free_form", metric="regex", answer_pattern=r"#### (\-?[0-9\.\,]+)",
-               normalizer=["no_punctuation"], chain_of_thought=True, max_gen_tokens=32)
+GSM = TaskCard(
+    name="gsm",
+    description="d",
+    kind="free_form",
+    metric="regex",
+    answer_pattern=r"#### (\-?[0-9\.\,]+)",
+    normalizer=["no_punctuation"],
+    chain_of_thought=True,
+    max_gen_tokens=32,
+)
 
 
 def test_the_regex_metric_extracts_the_answer_with_lm_eval_filters(tmp_path):
-    test = [Example(input="a", target="6 and 36 make 42. #### 42"), Example(input="b", target="So #### 1,000"),
-            Example(input="c", target="#### 7"), Example(input="d", target="#### 8"),
-            Example(input="e", target="#### -3")]
-    generations = {"a": " 6 and 36 make 42.\n#### 42", "b": " a thousand #### 1000",  # "1,000" == "1000"
-                   "c": " the answer is 7", "d": " #### 9 #### 8",  # no match; the first match is taken
-                   "e": " #### -3\n\nQuestion: more"}
+    test = [
+        Example(input="a", target="6 and 36 make 42. #### 42"),
+        Example(input="b", target="So #### 1,000"),
+        Example(input="c", target="#### 7"),
+        Example(input="d", target="#### 8"),
+        Example(input="e", target="#### -3"),
+    ]
+    generations = {
+        "a": " 6 and 36 make 42.\n#### 42",
+        "b": " a thousand #### 1000",  # "1,000" == "1000"
+        "c": " the answer is 7",
+        "d": " #### 9 #### 8",  # no match; the first match is taken
+        "e": " #### -3\n\nQuestion: more",
+    }
     result = score(GSM, test, Scripted(generations), tmp_path)
     assert result["metric"] == "exact_match"
     assert per_sample(result) == {"a": 1.0, "b": 1.0, "c": 0.0, "d": 0.0, "e": 1.0}
     assert result["accuracy"] == pytest.approx(0.6)
     assert {s["input"]: s["response"] for s in result["samples"]} == {
-        "a": "42", "b": "1000", "c": "[invalid]", "d": "9", "e": "-3"}
+        "a": "42",
+        "b": "1000",
+        "c": "[invalid]",
+        "d": "9",
+        "e": "-3",
+    }
     spec = yaml.safe_load((tmp_path / "task" / "translora_gsm.yaml").read_text())
     assert spec["output_type"] == "generate_until"
-    assert spec["filter_list"] == [{"name": "extracted", "filter": [
-        {"function": "regex", "regex_pattern": GSM.answer_pattern}, {"function": "take_first"}]}]
+    assert spec["filter_list"] == [
+        {
+            "name": "extracted",
+            "filter": [{"function": "regex", "regex_pattern": GSM.answer_pattern}, {"function": "take_first"}],
+        }
+    ]
     assert spec["generation_kwargs"]["until"] == [] and spec["generation_kwargs"]["max_gen_toks"] == 32
     assert [json.loads(r)["answer"] for r in (tmp_path / "task" / "test.jsonl").read_text().splitlines()] == [
-        "42", "1,000", "7", "8", "-3"]
+        "42",
+        "1,000",
+        "7",
+        "8",
+        "-3",
+    ]
 
 
-@pytest.mark.parametrize("normalizer, expected", [
-    (["lowercase"], {"a": 1.0, "b": 0.0, "c": 0.0}),
-    (["lowercase", "no_articles", "no_punctuation"], {"a": 1.0, "b": 1.0, "c": 0.0}),
-])
+@pytest.mark.parametrize(
+    "normalizer, expected",
+    [
+        (["lowercase"], {"a": 1.0, "b": 0.0, "c": 0.0}),
+        (["lowercase", "no_articles", "no_punctuation"], {"a": 1.0, "b": 1.0, "c": 0.0}),
+    ],
+)
 def test_exact_match_normalizes_both_answers_as_the_card_says(normalizer, expected, tmp_path):
     card = TaskCard(name="places", description="d", kind="free_form", metric="exact_match", normalizer=normalizer)
-    test = [Example(input="a", target="Paris"), Example(input="b", target="The Eiffel Tower"),
-            Example(input="c", target="Rome")]
+    test = [
+        Example(input="a", target="Paris"),
+        Example(input="b", target="The Eiffel Tower"),
+        Example(input="c", target="Rome"),
+    ]
     result = score(card, test, Scripted({"a": " paris ", "b": " eiffel tower.", "c": " Milan"}), tmp_path)
     assert per_sample(result) == expected
 
 
 def test_the_code_metric_runs_each_completion_against_its_tests(tmp_path):
-    card = TaskCard(name="code", description="d", kind="free_form", metric="code_execution", timeout_s=2,
-                    program_template="{completion}\n\n{tests}\n")
+    card = TaskCard(
+        name="code",
+        description="d",
+        kind="free_form",
+        metric="code_execution",
+        timeout_s=2,
+        program_template="{completion}\n\n{tests}\n",
+    )
     tests = "assert add(2, 3) == 5\nassert add(-1, 1) == 0"
-    test = [Example(input=f"Write add(a, b). ({how})", target="def add(a, b):\n    return a + b", tests=tests)
-            for how in ("right", "wrong", "endless", "escapes")]
+    test = [
+        Example(input=f"Write add(a, b). ({how})", target="def add(a, b):\n    return a + b", tests=tests)
+        for how in ("right", "wrong", "endless", "escapes")
+    ]
     generations = {
         test[0].input: " def add(a, b):\n    return a + b\n",
         test[1].input: " def add(a, b):\n    return a * b\n",
@@ -104,14 +148,21 @@ def test_the_code_metric_runs_each_completion_against_its_tests(tmp_path):
 
 def test_the_program_template_fills_placeholders_once():
     doc = {"input": "x", "tests": "assert f() == '{tests}'"}
-    assert evaluation.program("{completion}\n{tests}", doc, " def f(): return '{tests}'\n") == \
-        "def f(): return '{tests}'\nassert f() == '{tests}'"
+    assert (
+        evaluation.program("{completion}\n{tests}", doc, " def f(): return '{tests}'\n")
+        == "def f(): return '{tests}'\nassert f() == '{tests}'"
+    )
 
 
 def per_example_test() -> list[Example]:
-    return [Example(input=f"Which is fruit {i}? (A) apple{i} (B) stone{i}", target=f"apple{i}",
-                    choices=[f"stone{i}", f"apple{i}"] if i % 2 else [f"apple{i}", f"stone{i}", f"sand{i}"])
-            for i in range(4)]
+    return [
+        Example(
+            input=f"Which is fruit {i}? (A) apple{i} (B) stone{i}",
+            target=f"apple{i}",
+            choices=[f"stone{i}", f"apple{i}"] if i % 2 else [f"apple{i}", f"stone{i}", f"sand{i}"],
+        )
+        for i in range(4)
+    ]
 
 
 def test_per_example_choices_are_each_rows_own(tmp_path):
@@ -133,12 +184,16 @@ def test_per_example_choices_on_a_tiny_model(tiny_models, tmp_path):
 
 def arithmetic_task(folder) -> str:
     """A chain-of-thought task file: the target reasons, then gives the answer after ####."""
-    rows = [{"question": f"{a} + {b} =", "answer": f"{a} plus {b} is {a + b}\n#### {a + b}"}
-            for a in range(6) for b in range(7)]
+    rows = [
+        {"question": f"{a} + {b} =", "answer": f"{a} plus {b} is {a + b}\n#### {a + b}"}
+        for a in range(6)
+        for b in range(7)
+    ]
     (folder / "sums.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (folder / "sums.task.yaml").write_text(
         "data: sums.jsonl\nfields: {input: question, target: answer}\nkind: free_form\nmetric: regex\n"
-        "answer_pattern: '#### (\\-?[0-9]+)'\nchain_of_thought: true\nmax_gen_tokens: 10\n")
+        "answer_pattern: '#### (\\-?[0-9]+)'\nchain_of_thought: true\nmax_gen_tokens: 10\n"
+    )
     return f"task.name=file:{folder / 'sums.task.yaml'}"
 
 
@@ -160,8 +215,9 @@ def test_a_chain_of_thought_task_transfers_and_is_evaluated_end_to_end(tiny_mode
     # the card's cap (10 tokens), not label.max_new_tokens=3: the teacher wrote its reasoning
     assert max(lengths) > cfg.label.max_new_tokens and max(lengths) <= 10 + 1
     assert read_manifest(labelled).metrics["labelled"] == len(rows)
-    out = run_stage(stages.EVALUATE, cfg, store, inputs={"data": data, "adapter": adapter},
-                    models={"model": cfg.target_model})
+    out = run_stage(
+        stages.EVALUATE, cfg, store, inputs={"data": data, "adapter": adapter}, models={"model": cfg.target_model}
+    )
     result = json.loads((out / "result.json").read_text())
     assert result["metric"] == "exact_match" and result["n"] == cfg.task.n_test and result["accuracy"] <= 0.25
     samples = read_jsonl(out / "samples.jsonl")

@@ -6,8 +6,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from translora import training
 from translora.config import AdapterSpec, SynthesisSpec
-from translora.generation.base import GenerationRequest, Generator, cut_at_stop
 from translora.generation import hf
+from translora.generation.base import GenerationRequest, Generator, cut_at_stop
 from translora.generation.hf import HFGenerator
 from translora.synthesis import Synthesizer, build_prompt, parse_continuation
 
@@ -59,8 +59,10 @@ def test_prompt_tuning_generation_scores_each_token_as_a_full_forward_pass(tiny_
     """A prompt-tuning teacher's completions (free-form labels) must come from the logits a full forward pass gives
     at every step, alone or left-padded in a batch. peft's own generate got both wrong: from the second token on its
     logits were 0.08-0.13 off, and left padding moved the virtual tokens away from the text."""
-    model, tok = AutoModelForCausalLM.from_pretrained(tiny_models["llama"]), AutoTokenizer.from_pretrained(
-        tiny_models["llama"])
+    model, tok = (
+        AutoModelForCausalLM.from_pretrained(tiny_models["llama"]),
+        AutoTokenizer.from_pretrained(tiny_models["llama"]),
+    )
     peft_model = training.new_adapter(model, AdapterSpec(kind="prompt_tuning", num_virtual_tokens=4)).eval()
     seen = recorded_scores(monkeypatch)
     gen = HFGenerator(peft_model, tok)
@@ -172,10 +174,14 @@ def test_sampling_is_reproducible_with_a_seed(tiny_models):
 def test_an_item_may_run_only_half_again_as_long_as_the_longest_seed():
     words = lambda text: len(text.split())  # noqa: E731  (a tokenizer that counts words)
     seeds = ["True and False is", "not ( True ) or False and True is"]  # longest: 9 words
-    assert Synthesizer(Scripted([]), seeds, SynthesisSpec(max_new_tokens=64), count_tokens=words) \
-        .request().max_new_tokens == int(1.5 * 9) + 4
-    assert Synthesizer(Scripted([]), seeds, SynthesisSpec(max_new_tokens=10), count_tokens=words) \
-        .request().max_new_tokens == 10  # the configured cap still bounds it
+    assert (
+        Synthesizer(Scripted([]), seeds, SynthesisSpec(max_new_tokens=64), count_tokens=words).request().max_new_tokens
+        == int(1.5 * 9) + 4
+    )
+    assert (
+        Synthesizer(Scripted([]), seeds, SynthesisSpec(max_new_tokens=10), count_tokens=words).request().max_new_tokens
+        == 10
+    )  # the configured cap still bounds it
     assert Synthesizer(Scripted([]), seeds, SynthesisSpec(max_new_tokens=64)).request().max_new_tokens == 64
 
 
@@ -241,12 +247,17 @@ def test_lm_eval_decodes_a_prompt_tuning_adapter_as_a_full_forward_pass(tiny_mod
         return scores
 
     steps = 4
-    out = lm._model_generate(context, context.shape[1] + steps, ["never in four tokens: <<<>>>"],
-                             attention_mask=attention, do_sample=False,
-                             logits_processor=LogitsProcessorList([record]))
+    out = lm._model_generate(
+        context,
+        context.shape[1] + steps,
+        ["never in four tokens: <<<>>>"],
+        attention_mask=attention,
+        do_sample=False,
+        logits_processor=LogitsProcessorList([record]),
+    )
     assert out.shape == (len(prompts), context.shape[1] + steps)  # lm-eval cuts the context off the front
     for row in range(len(prompts)):
-        ids = torch.cat([context[row][attention[row].bool()], out[row, context.shape[1]:-1]]).view(1, -1)
+        ids = torch.cat([context[row][attention[row].bool()], out[row, context.shape[1] : -1]]).view(1, -1)
         with torch.no_grad():
             full = training.tail_logits(lm.model, ids, torch.ones_like(ids), steps)[0]
         torch.testing.assert_close(torch.stack([step[row] for step in seen]), full, rtol=1e-4, atol=1e-4)

@@ -39,14 +39,16 @@ def test_an_adapter_for_another_base_is_refused_by_name(made, tiny_models):
 
 def test_an_adapter_whose_shapes_do_not_fit_is_refused(made, tmp_path):
     narrow = tiny.build(tmp_path / "narrow", "llama", hidden_size=32, head_dim=16, intermediate_size=64)
-    with pytest.raises(AdapterMismatchError, match="k_proj.lora_A.weight has shape \\[4, 64\\], but that layer maps "
-                                                   "32 to 16 features"):
+    with pytest.raises(
+        AdapterMismatchError, match="k_proj.lora_A.weight has shape \\[4, 64\\], but that layer maps 32 to 16 features"
+    ):
         adapters.check_against_base(made["lora"], ModelSpec(id=str(narrow)), allow_other_base_name=True)
     with pytest.raises(AdapterMismatchError, match="prompt embeddings are 64 wide, the model's hidden size is 32"):
         adapters.check_against_base(made["prompt_tuning"], ModelSpec(id=str(narrow)), allow_other_base_name=True)
     shallow = tiny.build(tmp_path / "shallow", "llama", num_hidden_layers=1)
-    with pytest.raises(AdapterMismatchError, match="adapts module 'model.layers.1.self_attn.[qk]_proj', which the "
-                                                   "model does not have"):
+    with pytest.raises(
+        AdapterMismatchError, match="adapts module 'model.layers.1.self_attn.[qk]_proj', which the model does not have"
+    ):
         adapters.check_against_base(made["dora"], ModelSpec(id=str(shallow)), allow_other_base_name=True)
 
 

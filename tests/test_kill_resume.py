@@ -26,25 +26,42 @@ pytestmark = pytest.mark.slow
 
 SLOW_ENOUGH_TO_KILL = [
     # many small steps and batches, a checkpoint after every training step, so each stage is seen mid-way
-    "source_train.max_steps=40", "source_train.checkpoint_every_s=0",
-    "discriminator.n_negatives=60", "discriminator.corrupted_fraction=0", "synthesis.batch_size=2",
+    "source_train.max_steps=40",
+    "source_train.checkpoint_every_s=0",
+    "discriminator.n_negatives=60",
+    "discriminator.corrupted_fraction=0",
+    "synthesis.batch_size=2",
     # no filter: a random tiny discriminator may keep nothing (it did once the sampler changed); without one the
     # stage still scores, journals and resumes candidates batch by batch, 20 batches of 2 here
-    "filter.mode=none", "filter.n_keep=40", "filter.batch_size=2", "filter.max_generated=800",
-    "distill_train.max_steps=40", "distill_train.checkpoint_every_s=0", "eval.oracle=false",
+    "filter.mode=none",
+    "filter.n_keep=40",
+    "filter.batch_size=2",
+    "filter.max_generated=800",
+    "distill_train.max_steps=40",
+    "distill_train.checkpoint_every_s=0",
+    "eval.oracle=false",
 ]
 
 
 def _cli(tiny_models, run_dir: Path, env: dict) -> subprocess.Popen:
     args = [a for o in tiny_overrides(tiny_models) + SLOW_ENOUGH_TO_KILL for a in ("--set", o)]
-    return subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "--run-dir", str(run_dir), *args],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "run", "--run-dir", str(run_dir), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _env(tmp: Path) -> dict:
-    env = os.environ | {"TRANSLORA_HOME": str(tmp / "home"), "TOKENIZERS_PARALLELISM": "false",
-                        "PREFECT_HOME": str(tmp / "prefect"), "TRANSLORA_STORE": str(tmp / "store")}
+    env = os.environ | {
+        "TRANSLORA_HOME": str(tmp / "home"),
+        "TOKENIZERS_PARALLELISM": "false",
+        "PREFECT_HOME": str(tmp / "prefect"),
+        "TRANSLORA_STORE": str(tmp / "store"),
+    }
     env.pop("PREFECT_API_URL", None)
     return env
 
@@ -153,12 +170,14 @@ def _stage_progress(run: Path, store: Path) -> dict:
     """When each resumable stage has made progress (and, for training, is not finished yet)."""
     work = store / "work"
     return {
-        "source adapter training": lambda: "finetune/source_adapter" not in _slots(run)
-        and any(work.glob("*/checkpoints/step-*")),
+        "source adapter training": lambda: (
+            "finetune/source_adapter" not in _slots(run) and any(work.glob("*/checkpoints/step-*"))
+        ),
         "negative synthesis": lambda: any(work.glob("*/negatives/state.json")),
         "synthesis + filter": lambda: any(work.glob("*/candidates/state.json")),
-        "distillation": lambda: any(s.endswith("/labelled") for s in _slots(run))
-        and any(work.glob("*/checkpoints/step-*")),
+        "distillation": lambda: (
+            any(s.endswith("/labelled") for s in _slots(run)) and any(work.glob("*/checkpoints/step-*"))
+        ),
     }
 
 
@@ -208,8 +227,9 @@ def test_sigint_and_sigterm_end_the_run_promptly_and_lose_nothing(tiny_models, r
     ]
     # the link, not the index entry: RunIndex.record writes the index first, and a signal between the two would
     # leave a slot without its link until the next run (as a kill -9 there would)
-    progress["discriminator training"] = lambda: (run / "finetune" / "negatives").is_symlink() \
-        and "finetune/discriminator" not in _slots(run)
+    progress["discriminator training"] = lambda: (
+        (run / "finetune" / "negatives").is_symlink() and "finetune/discriminator" not in _slots(run)
+    )
     for what, sig, to in interrupts:
         _interrupt_when(_cli(tiny_models, run, env), progress[what], what, sig, to)
         assert all((run / s).resolve().exists() for s in _slots(run))
@@ -240,8 +260,13 @@ def test_a_process_stuck_after_the_signal_still_ends_and_reaps_its_children(how)
     """The deadline of PromptExitOnSignals, without a pipeline: whatever the main thread does after the signal,
     the process ends (after the grace period, or at once on a second Ctrl-C) and leaves no child, zombie or not."""
     grace = 2 if how.startswith("SIGTERM") else 60
-    proc = subprocess.Popen([sys.executable, "-c", STUCK, str(grace)], stdout=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parents[1], start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STUCK, str(grace)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        start_new_session=True,
+    )
     child = int(proc.stdout.readline())
     start = time.time()
     if how.startswith("SIGTERM"):

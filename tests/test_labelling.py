@@ -50,8 +50,13 @@ def test_batched_choice_scores_match_unbatched_log_likelihoods(tiny_models, arch
 
 def _label(text: str, label: str, confidence: float) -> labelling.ChoiceLabel:
     other = 1 - confidence
-    return labelling.ChoiceLabel(input=text, label=label, confidence=confidence, probs={label: confidence, "x": other},
-                                 scores={label: 0.0, "x": -1.0})
+    return labelling.ChoiceLabel(
+        input=text,
+        label=label,
+        confidence=confidence,
+        probs={label: confidence, "x": other},
+        scores={label: 0.0, "x": -1.0},
+    )
 
 
 def test_select_drops_unsure_labels_and_balances_classes():
@@ -95,8 +100,9 @@ def test_sharpened_soft_targets_lean_towards_the_teachers_answer():
     assert labelling.sharpen({"a": 0.75, "b": 0.25}, 0.01)["a"] == pytest.approx(1.0)  # no overflow near hard
     card = TaskCard(name="t", description="d", choices=["True", "x"])
     rows = labelling.as_labelled([_label("a", "True", 0.75)], 2, "soft")
-    assert labelling.student_data(rows, "soft", card, 0.5).answers == [{" True": pytest.approx(0.9),
-                                                                        " x": pytest.approx(0.1)}]
+    assert labelling.student_data(rows, "soft", card, 0.5).answers == [
+        {" True": pytest.approx(0.9), " x": pytest.approx(0.1)}
+    ]
 
 
 def test_choices_must_be_distinct():

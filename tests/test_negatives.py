@@ -48,7 +48,9 @@ def test_each_corruption_does_what_it_says():
     flipped = neg.flip_case(text, rng)
     assert flipped.lower() == text.lower() and flipped != text
     noisy = neg.insert_noise(text, rng)
-    assert len(noisy.split()) == len(text.split()) + 1 and set(noisy.split()) - set(text.split()) <= set(neg.NOISE_WORDS)
+    assert len(noisy.split()) == len(text.split()) + 1 and set(noisy.split()) - set(text.split()) <= set(
+        neg.NOISE_WORDS
+    )
 
 
 def test_mix_drops_real_duplicates_and_fills_with_corrupted():

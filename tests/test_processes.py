@@ -40,8 +40,11 @@ def test_a_server_that_stops_answering_fails_the_request_naming_what_hung():
     try:
         gen = VLLMGenerator(fake_vllm.url(server), description="target synthesis", request_timeout=1)
         start = time.time()
-        with pytest.raises(GenerationBackendError, match=r"did not answer within 1 s while target synthesis "
-                                                         r"\(prompts 1-2 of 2\).*generation.vllm.request_timeout"):
+        with pytest.raises(
+            GenerationBackendError,
+            match=r"did not answer within 1 s while target synthesis "
+            r"\(prompts 1-2 of 2\).*generation.vllm.request_timeout",
+        ):
             gen.generate(["1.", "2."], GenerationRequest(max_new_tokens=4))
         assert time.time() - start < 10
     finally:
@@ -62,15 +65,24 @@ def test_managed_servers_listen_on_loopback_with_a_fresh_key_each(tmp_path):
 
 
 def test_a_managed_vllm_server_dies_with_a_killed_parent(tmp_path):
-    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
         from translora.config import VLLMSpec
         from translora.generation.vllm import VLLMServer
-        srv = VLLMServer(VLLMSpec(command={FAKE!r}), "m", None, Path({str(tmp_path / 'log')!r})).start()
+        srv = VLLMServer(VLLMSpec(command={FAKE!r}), "m", None, Path({str(tmp_path / "log")!r})).start()
         print(srv.process.pid, flush=True)
         time.sleep(600)
-    """)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    """),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     server_pid = int(parent.stdout.readline())
     assert psutil.pid_exists(server_pid)
     parent.kill()  # SIGKILL: no handler, no atexit, nothing of the parent runs
@@ -82,12 +94,19 @@ def test_a_killed_cli_run_leaves_no_process_behind(tiny_models, tmp_path):
     """`translora run` SIGKILLed in the middle of a stage: its temporary Prefect server (and anything else it
     started) goes too."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")} | {
-        "PREFECT_HOME": str(tmp_path / "prefect"), "TRANSLORA_HOME": str(tmp_path / "home"),
-        "TRANSLORA_STORE": str(tmp_path / "store")}
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "TRANSLORA_HOME": str(tmp_path / "home"),
+        "TRANSLORA_STORE": str(tmp_path / "store"),
+    }
     run_dir = tmp_path / "run"
     sets = [a for o in tiny_overrides(tiny_models) + ["source_train.max_steps=400"] for a in ("--set", o)]
-    cli = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "--run-dir", str(run_dir), *sets],
-                           cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "run", "--run-dir", str(run_dir), *sets],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 240
         while not (run_dir / "data").exists():  # prepare-data recorded: the source adapter is training now

@@ -29,8 +29,9 @@ from translora.registry import (
 
 
 def _pg_bin() -> Path | None:
-    found = shutil.which("pg_ctl") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)),
-                                           None)
+    found = shutil.which("pg_ctl") or next(
+        iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), reverse=True)), None
+    )
     return Path(found).parent if found else None
 
 
@@ -51,11 +52,17 @@ def postgres_server() -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     data = root / "data"
-    subprocess.run([*run_as, bindir / "initdb", "-D", data, "-U", "translora", "--auth=trust", "-E", "UTF8"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*run_as, bindir / "initdb", "-D", data, "-U", "translora", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+    )
     options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c shared_buffers=16MB"
-    subprocess.run([*run_as, bindir / "pg_ctl", "-D", data, "-l", root / "log", "-o", options, "-w", "start"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*run_as, bindir / "pg_ctl", "-D", data, "-l", root / "log", "-o", options, "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql+psycopg://translora@127.0.0.1:{port}"
     finally:
@@ -86,7 +93,10 @@ def test_add_get_and_list(registry_url: str, tmp_path: Path) -> None:
         added = reg.add("acme-bool", "acme", bundle, eval_set="s3://acme/eval.jsonl")
         assert reg.get("acme-bool") == added
         assert (added.task, added.source_base, added.source_base_hash) == (
-            "bbh:boolean_expressions", "org/base-a", "h-org/base-a")
+            "bbh:boolean_expressions",
+            "org/base-a",
+            "h-org/base-a",
+        )
         assert added.bundle == str(bundle.resolve()) and added.status == "active" and added.parent_id is None
         assert added.created_at.tzinfo is not None
     with open_registry(registry_url) as reg:  # persisted, not held in memory
@@ -138,7 +148,10 @@ def test_provenance_chain(registry_url: str, tmp_path: Path) -> None:
         assert (v2.owner, v2.eval_set, v2.parent_id) == ("acme", "/acme/eval.jsonl", "v1")
         reg.add_transferred("v3", registry_bundle(tmp_path / "v3", base="org/base-c"), parent_id="v2")
         assert [(r.id, r.source_base) for r in reg.lineage("v3")] == [
-            ("v3", "org/base-c"), ("v2", "org/base-b"), ("v1", "org/base-a")]
+            ("v3", "org/base-c"),
+            ("v2", "org/base-b"),
+            ("v1", "org/base-a"),
+        ]
         # an upgrade starts from the newest of a line, not again from the ones already transferred
         assert [r.status for r in reg.find()] == ["superseded", "superseded", "active"]
         assert [r.id for r in reg.outdated("org/base-d")] == ["v3"]
@@ -188,8 +201,20 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 def test_cli_add_list_show(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'r.db'}"
     b1, b2 = registry_bundle(tmp_path / "b1"), registry_bundle(tmp_path / "b2", base="org/base-b", task="bbh:navigate")
-    code, out, _ = _cli(capsys, "--registry", url, "add", "--id", "one", "--owner", "acme", "--bundle", str(b1),
-                        "--eval-set", "https://acme.example/eval.jsonl")
+    code, out, _ = _cli(
+        capsys,
+        "--registry",
+        url,
+        "add",
+        "--id",
+        "one",
+        "--owner",
+        "acme",
+        "--bundle",
+        str(b1),
+        "--eval-set",
+        "https://acme.example/eval.jsonl",
+    )
     assert code == 0 and out == "registered one: bbh:boolean_expressions on org/base-a (owner acme)\n"
     # --registry also after the subcommand
     assert _cli(capsys, "add", "--id", "two", "--owner", "globex", "--bundle", str(b2), "--registry", url)[0] == 0
@@ -209,15 +234,18 @@ def test_cli_add_list_show(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     assert out.splitlines()[-1] == "provenance:       one (org/base-a)"
 
 
-def test_cli_errors_are_one_line_with_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_errors_are_one_line_with_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TRANSLORA_REGISTRY_URL", f"sqlite:///{tmp_path / 'r.db'}")  # the env var picks the store
     bundle = str(registry_bundle(tmp_path / "b"))
     assert _cli(capsys, "add", "--id", "one", "--owner", "acme", "--bundle", bundle)[0] == 0
     for args, message in [
         (("add", "--id", "one", "--owner", "acme", "--bundle", bundle), "error: registration id 'one' already exists"),
-        (("add", "--id", "two", "--owner", "acme", "--bundle", str(tmp_path)),
-         f"error: {tmp_path} is not a transfer bundle"),
+        (
+            ("add", "--id", "two", "--owner", "acme", "--bundle", str(tmp_path)),
+            f"error: {tmp_path} is not a transfer bundle",
+        ),
         (("show", "ghost"), "error: no registration with id 'ghost'"),
     ]:
         code, out, err = _cli(capsys, *args)

@@ -25,8 +25,16 @@ def _run(tmp_path: Path, correct: dict[str, int]) -> report.Results:
     }
     for name, m in metrics.items():  # a task without a checker: the report reads only these manifests
         write_json(tmp_path / name / MANIFEST, Manifest(stage=name, metrics=m).model_dump())
-    return report.collect("toy_task", "source-model", "target-model", evals, tmp_path / "no_filter.json",
-                          tmp_path / "filtered", tmp_path / "labelled", {})
+    return report.collect(
+        "toy_task",
+        "source-model",
+        "target-model",
+        evals,
+        tmp_path / "no_filter.json",
+        tmp_path / "filtered",
+        tmp_path / "labelled",
+        {},
+    )
 
 
 def test_results_json_text_and_markdown_carry_the_pgr(tmp_path):

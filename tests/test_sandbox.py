@@ -64,26 +64,33 @@ def test_a_write_beside_the_guard_fails_where_the_world_is_read_only(tmp_path):
     mount namespace still stops it."""
     if sandbox.isolation() != "namespaces":
         pytest.skip("unshare -rnm does not work here")
-    program = (f"import os\nfd = os.open({str(tmp_path)!r}, os.O_RDONLY)\n"
-               "os.close(os.open('outside.txt', os.O_WRONLY | os.O_CREAT, dir_fd=fd))\n")
+    program = (
+        f"import os\nfd = os.open({str(tmp_path)!r}, os.O_RDONLY)\n"
+        "os.close(os.open('outside.txt', os.O_WRONLY | os.O_CREAT, dir_fd=fd))\n"
+    )
     outcome = sandbox.run(program, LIMITS)
     assert outcome.status == "failed" and "Read-only file system" in outcome.reason
     assert not (tmp_path / "outside.txt").exists()
 
 
 def test_writes_inside_the_scratch_directory_are_allowed(mode):
-    program = ("import os, tempfile\nopen('a.txt', 'w').write('x')\nos.mkdir('d')\nos.rename('a.txt', 'd/b.txt')\n"
-               "fd, name = tempfile.mkstemp()\nos.close(fd)\nos.remove(name)\n"
-               "assert open('d/b.txt').read() == 'x'\n")
+    program = (
+        "import os, tempfile\nopen('a.txt', 'w').write('x')\nos.mkdir('d')\nos.rename('a.txt', 'd/b.txt')\n"
+        "fd, name = tempfile.mkstemp()\nos.close(fd)\nos.remove(name)\n"
+        "assert open('d/b.txt').read() == 'x'\n"
+    )
     assert sandbox.run(program, LIMITS).status == "passed"
 
 
-@pytest.mark.parametrize("program, event", [
-    ("import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=1)\n", "socket."),
-    ("import subprocess\nsubprocess.run(['true'])\n", "subprocess.Popen"),
-    ("import os\nos.system('true')\n", "os.system"),
-    ("import os\nos.fork()\n", "os.fork"),
-])
+@pytest.mark.parametrize(
+    "program, event",
+    [
+        ("import socket\nsocket.create_connection(('127.0.0.1', 9), timeout=1)\n", "socket."),
+        ("import subprocess\nsubprocess.run(['true'])\n", "subprocess.Popen"),
+        ("import os\nos.system('true')\n", "os.system"),
+        ("import os\nos.fork()\n", "os.fork"),
+    ],
+)
 def test_network_and_new_processes_are_refused(mode, program, event):
     outcome = sandbox.run(program, LIMITS)
     assert outcome.status == "failed" and event in outcome.reason

@@ -14,12 +14,18 @@ def keys(request, tmp_path):
     if request.param == "hmac":
         signing.generate_hmac_key(tmp_path / "k")
         signing.generate_hmac_key(tmp_path / "other")
-        return signing.load_key(f"hmac:{tmp_path / 'k'}"), signing.load_key(f"hmac:{tmp_path / 'k'}"), \
-            signing.load_key(f"hmac:{tmp_path / 'other'}")
+        return (
+            signing.load_key(f"hmac:{tmp_path / 'k'}"),
+            signing.load_key(f"hmac:{tmp_path / 'k'}"),
+            signing.load_key(f"hmac:{tmp_path / 'other'}"),
+        )
     signing.generate_ed25519_keypair(tmp_path / "k.pem", tmp_path / "k.pub.pem")
     other = signing.generate_ed25519_keypair(tmp_path / "o.pem", tmp_path / "o.pub.pem")
-    return signing.load_key(f"ed25519:{tmp_path / 'k.pem'}"), \
-        signing.load_key(f"ed25519-pub:{tmp_path / 'k.pub.pem'}"), other
+    return (
+        signing.load_key(f"ed25519:{tmp_path / 'k.pem'}"),
+        signing.load_key(f"ed25519-pub:{tmp_path / 'k.pub.pem'}"),
+        other,
+    )
 
 
 @pytest.fixture()
@@ -77,14 +83,17 @@ def test_missing_signature(keys, manifest):
         signing.verify_file(manifest.with_name("nothing.json"), [keys[1]])
 
 
-@pytest.mark.parametrize("content, why", [
-    (b"\xff\xfe not text", "not JSON"),
-    (b"{not json", "not JSON"),
-    (b"[1, 2]", "not a JSON object"),
-    (b'{"scheme": "ed25519", "key_id": "x"}', "string fields"),
-    (b'{"scheme": "ed25519", "key_id": "x", "signature": 5}', "string fields"),
-    (b'{"scheme": "ed25519", "key_id": "x", "signature": "***"}', "not base64"),
-])
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        (b"\xff\xfe not text", "not JSON"),
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"scheme": "ed25519", "key_id": "x"}', "string fields"),
+        (b'{"scheme": "ed25519", "key_id": "x", "signature": 5}', "string fields"),
+        (b'{"scheme": "ed25519", "key_id": "x", "signature": "***"}', "not base64"),
+    ],
+)
 def test_malformed_signature_file(manifest, tmp_path, content, why):
     key = signing.generate_ed25519_keypair(tmp_path / "k.pem", tmp_path / "k.pub.pem")
     signing.signature_path(manifest).write_bytes(content)

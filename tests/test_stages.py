@@ -10,34 +10,44 @@ from pathlib import Path
 import pytest
 
 from flows.evaluate import adapter_base
+from tests.helpers import run_stage as run
+from tests.helpers import tiny_overrides
+from tests.helpers import transfer_stages as transfer
 from translora import stages
 from translora.artifacts import read_manifest
 from translora.bundle import Bundle
-from translora.synthesis import Synthesizer
 from translora.config import load_config
 from translora.errors import ArtifactError, FilterExhaustedError
 from translora.stage import execute
 from translora.stages.transfer import filter_threshold
 from translora.store import Store
-from tests.helpers import run_stage as run, tiny_overrides, transfer_stages as transfer
+from translora.synthesis import Synthesizer
 
 
 def test_bundle_holds_adapters_seed_inputs_and_card_only(finetuned):
     cfg, _, data, bundle = finetuned
     names = sorted(p.name for p in bundle.iterdir())
-    assert names == ["bundle.json", "discriminator", "files.json", "manifest.json", "seeds.jsonl", "source_adapter",
-                     "task_card.json"]
+    assert names == [
+        "bundle.json",
+        "discriminator",
+        "files.json",
+        "manifest.json",
+        "seeds.jsonl",
+        "source_adapter",
+        "task_card.json",
+    ]
     seeds = [json.loads(r) for r in (bundle / "seeds.jsonl").read_text().splitlines()]
     assert len(seeds) == cfg.task.n_seeds and all(set(s) == {"input"} for s in seeds)  # no answers
     train = (data / "train.jsonl").read_text().splitlines()
     everything = "".join(p.read_text(errors="ignore") for p in bundle.rglob("*") if p.is_file())
-    leaked = [row for row in train[cfg.task.n_seeds:] if json.loads(row)["input"] in everything]
+    leaked = [row for row in train[cfg.task.n_seeds :] if json.loads(row)["input"] in everything]
     assert leaked == []  # no train example beyond the seeds goes into the bundle
     for adapter in ("source_adapter", "discriminator"):
         assert (bundle / adapter / "adapter_model.safetensors").exists()
     info = Bundle(bundle).info
     assert info.source_model.id == cfg.source_model.id and [h.how for h in info.provenance] == [
-        "finetuned on the task data"]
+        "finetuned on the task data"
+    ]
 
 
 def test_transfer_reads_only_the_bundle_and_emits_a_chainable_bundle(finetuned, tmp_path):
@@ -70,7 +80,9 @@ def test_bundles_chain_over_three_models(finetuned, tiny_models):
     """llama -> gemma3 -> llama-b: the second hop takes the first hop's emitted bundle like any other."""
     cfg, store, _, bundle = finetuned
     _, _, hop1 = transfer(cfg, store, bundle)
-    third = cfg.model_copy(update={"target_model": cfg.target_model.model_copy(update={"id": str(tiny_models["llama-b"])})})
+    third = cfg.model_copy(
+        update={"target_model": cfg.target_model.model_copy(update={"id": str(tiny_models["llama-b"])})}
+    )
     _, adapter, hop2 = transfer(third, store, hop1)
     assert adapter_base(adapter).id == str(tiny_models["llama-b"])
     hops = Bundle(hop2).info.provenance
@@ -97,8 +109,11 @@ def test_a_target_that_keeps_repeating_itself_is_told_apart_from_a_strict_filter
     monkeypatch.setattr(Synthesizer, "draw", mostly_repeats)
     # max_generated differs from the test above: its failed run's journal must not be resumed here
     strict = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"n_keep": 40, "max_generated": 48})})
-    with pytest.raises(FilterExhaustedError, match=r"of the generations repeated an earlier input: raise "
-                                                   r"synthesis.temperature"):
+    with pytest.raises(
+        FilterExhaustedError,
+        match=r"of the generations repeated an earlier input: raise "
+        r"synthesis.temperature",
+    ):
         transfer(strict, store, bundle)
 
 
@@ -115,8 +130,13 @@ def test_a_changed_bundle_is_refused(finetuned, tmp_path):
 
 def test_evaluation_and_its_saved_task_rerun_by_the_lm_eval_cli(finetuned, tmp_path):
     cfg, store, data, bundle = finetuned
-    out = run(stages.EVALUATE, cfg, store, inputs={"data": data, "adapter": Bundle(bundle).source_adapter},
-              models={"model": cfg.source_model})
+    out = run(
+        stages.EVALUATE,
+        cfg,
+        store,
+        inputs={"data": data, "adapter": Bundle(bundle).source_adapter},
+        models={"model": cfg.source_model},
+    )
     result = json.loads((out / "result.json").read_text())
     assert result["metric"] == "acc" and result["n"] == cfg.task.n_test and 0 <= result["accuracy"] <= 1
     samples = (out / "samples.jsonl").read_text().splitlines()
@@ -124,11 +144,28 @@ def test_evaluation_and_its_saved_task_rerun_by_the_lm_eval_cli(finetuned, tmp_p
     task_dir = out / "lm_eval_task"
     name = next(task_dir.glob("*.yaml")).stem
     cli = subprocess.run(
-        [str(Path(sys.executable).parent / "lm_eval"), "--model", "hf", "--model_args",
-         f"pretrained={cfg.source_model.id},peft={Bundle(bundle).source_adapter},dtype=float32",
-         "--include_path", str(task_dir), "--tasks", name, "--batch_size", "8", "--device", "cpu",
-         "--output_path", str(tmp_path / "lm_eval_out")],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        [
+            str(Path(sys.executable).parent / "lm_eval"),
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={cfg.source_model.id},peft={Bundle(bundle).source_adapter},dtype=float32",
+            "--include_path",
+            str(task_dir),
+            "--tasks",
+            name,
+            "--batch_size",
+            "8",
+            "--device",
+            "cpu",
+            "--output_path",
+            str(tmp_path / "lm_eval_out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert cli.returncode == 0, cli.stderr[-2000:]
     saved = json.loads(next((tmp_path / "lm_eval_out").rglob("results_*.json")).read_text())
     assert saved["results"][name]["acc,none"] == pytest.approx(result["accuracy"], abs=1e-9)
@@ -146,10 +183,20 @@ def test_generated_labels_report_the_answers_cut_at_max_new_tokens(finetuned, ti
     _, store, _, bundle_dir = finetuned
     cfg = load_config("cpu", overrides=[*tiny_overrides(tiny_models), "label.mode=generate"])
     bundle = Bundle(bundle_dir)
-    filtered = run(stages.FILTER, cfg, store, inputs={"bundle": bundle_dir},
-                   models={"target": cfg.target_model, "discriminator": bundle.discriminator_model()})
-    labelled = run(stages.LABEL, cfg, store, inputs={"bundle": bundle_dir, "filtered": filtered},
-                   models={"teacher": bundle.teacher_model()})
+    filtered = run(
+        stages.FILTER,
+        cfg,
+        store,
+        inputs={"bundle": bundle_dir},
+        models={"target": cfg.target_model, "discriminator": bundle.discriminator_model()},
+    )
+    labelled = run(
+        stages.LABEL,
+        cfg,
+        store,
+        inputs={"bundle": bundle_dir, "filtered": filtered},
+        models={"teacher": bundle.teacher_model()},
+    )
     metrics = read_manifest(labelled).metrics
     kept = len((filtered / "kept.jsonl").read_text().splitlines())
     # a random tiny teacher never writes the newline that ends an answer: every answer runs to the 3-token cap
@@ -160,6 +207,11 @@ def test_a_recomputed_bundle_has_the_same_content_hash(finetuned, tmp_path):
     """Bundles are content-addressed outputs: the same inputs give the same bytes (no wall-clock time inside)."""
     cfg, store, _, bundle = finetuned
     _, adapter, emitted = transfer(cfg, store, bundle)
-    again = execute(stages.EMIT_BUNDLE, cfg, {"bundle": bundle, "adapter": adapter}, {"target": cfg.target_model},
-                    Store(tmp_path / "other-store"))
+    again = execute(
+        stages.EMIT_BUNDLE,
+        cfg,
+        {"bundle": bundle, "adapter": adapter},
+        {"target": cfg.target_model},
+        Store(tmp_path / "other-store"),
+    )
     assert not again.cached and Bundle(again.path).hash == Bundle(emitted).hash

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from translora import models, store as store_module
+from translora import models
+from translora import store as store_module
 from translora.config import ModelSpec, load_config
 from translora.stage import Stage, execute
 from translora.store import RunIndex, Store, code_version, stage_key
@@ -101,13 +102,19 @@ def test_a_failed_stage_leaves_nothing_and_the_next_writer_sweeps_stale_temporar
 def test_gc_frees_only_what_no_run_references(tmp_path):
     store = Store(tmp_path / "store")
     cfg = load_config("cpu")
-    kept, dropped = (execute(Stage(n, lambda ctx: (ctx.out / "w").write_bytes(b"x" * 4096) and {}, (), slot=n),
-                             cfg, {}, {}, store) for n in ("kept", "dropped"))
+    kept, dropped = (
+        execute(Stage(n, lambda ctx: (ctx.out / "w").write_bytes(b"x" * 4096) and {}, (), slot=n), cfg, {}, {}, store)
+        for n in ("kept", "dropped")
+    )
     for run_dir, out in ((tmp_path / "a", kept), (tmp_path / "b", dropped)):
         RunIndex(run_dir).record("slot", out.path.parent.name, out.key, out.path)
         store.register_run(run_dir)
-    assert store.runs() == [p.resolve() for p in sorted((tmp_path / "a", tmp_path / "b"), key=lambda p: hashlib.sha256(
-        str(p.resolve()).encode()).hexdigest())]
+    assert store.runs() == [
+        p.resolve()
+        for p in sorted(
+            (tmp_path / "a", tmp_path / "b"), key=lambda p: hashlib.sha256(str(p.resolve()).encode()).hexdigest()
+        )
+    ]
     shutil.rmtree(tmp_path / "b")
     assert store.gc(dry_run=True) == store.gc(dry_run=True) and dropped.path.exists()  # says, removes nothing
     removed, freed = store.gc()
@@ -118,8 +125,13 @@ def test_gc_frees_only_what_no_run_references(tmp_path):
 
 def test_run_index_is_readable_and_moves(tmp_path):
     store = Store(tmp_path / "store")
-    out = execute(Stage("one", lambda ctx: (ctx.out / "f").write_text("1") and {}, (), slot="one"),
-                  load_config("cpu"), {}, {}, store)
+    out = execute(
+        Stage("one", lambda ctx: (ctx.out / "f").write_text("1") and {}, (), slot="one"),
+        load_config("cpu"),
+        {},
+        {},
+        store,
+    )
     RunIndex(tmp_path / "run").record("finetune/one", "one", out.key, out.path)
     index = json.loads((tmp_path / "run" / "index.json").read_text())
     assert index["slots"]["finetune/one"]["key"] == out.key
@@ -293,8 +305,10 @@ def test_a_damaged_input_names_the_store_entry_and_the_repair(tmp_path):
 
 def test_verify_finds_damaged_entries_and_repair_moves_only_those_aside(tmp_path):
     store, cfg = Store(tmp_path / "store"), load_config("cpu")
-    intact, edited, emptied = (execute(Stage(n, _counted(tmp_path / "runs.txt"), (), slot=n), cfg, {}, {}, store)
-                               for n in ("intact", "edited", "emptied"))
+    intact, edited, emptied = (
+        execute(Stage(n, _counted(tmp_path / "runs.txt"), (), slot=n), cfg, {}, {}, store)
+        for n in ("intact", "edited", "emptied")
+    )
     (edited.path / "result.txt").write_text("edited")
     (emptied.path / "manifest.json").unlink()
     assert store.verify() == store.verify(repair=False)

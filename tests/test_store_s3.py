@@ -37,9 +37,14 @@ def url(s3_endpoint, monkeypatch, request) -> str:
     spawned processes inherit."""
     import boto3
 
-    for name, value in {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
-                        "AWS_SHARED_CREDENTIALS_FILE": os.devnull}.items():
+    for name, value in {
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     client = boto3.client("s3")
@@ -51,7 +56,7 @@ def url(s3_endpoint, monkeypatch, request) -> str:
 def _objects(store, prefix: str) -> list[str]:
     """The names under `prefix` (relative to the store's prefix)."""
     listed = store.client.list_objects_v2(Bucket=store.bucket, Prefix=store._key(prefix))
-    return sorted(o["Key"][len(store.prefix) + 1:] for o in listed.get("Contents", []))
+    return sorted(o["Key"][len(store.prefix) + 1 :] for o in listed.get("Contents", []))
 
 
 # -------------------------------------------------------------- a stage that several processes run
@@ -101,8 +106,16 @@ def _machine(url: str, home: str, counter: str, results, start=None, stall_flag:
         start.wait(60)  # every machine asks for the key at the same moment
     began = time.time()
     out = execute(SLOW, config, {}, {}, store)
-    results.put({"path": str(out.path), "cached": out.cached, "seconds": time.time() - began, "log": logged,
-                 "text": (out.path / "result.txt").read_text(), "cache": str(store.root)})
+    results.put(
+        {
+            "path": str(out.path),
+            "cached": out.cached,
+            "seconds": time.time() - began,
+            "log": logged,
+            "text": (out.path / "result.txt").read_text(),
+            "cache": str(store.root),
+        }
+    )
 
 
 def _start(ctx, results, url, home, counter, **kwargs):
@@ -166,7 +179,7 @@ def test_a_writer_killed_mid_upload_leaves_nothing_visible_and_its_lease_is_take
     assert flag.exists(), "the first writer never uploaded anything"
 
     reader, key = Store(url, cache=tmp_path / "reader"), _slow_key(counter)
-    assert _objects(reader, f"slow/{key}/") == [flag.read_text()[len(reader.prefix) + 1:]]  # half uploaded
+    assert _objects(reader, f"slow/{key}/") == [flag.read_text()[len(reader.prefix) + 1 :]]  # half uploaded
     assert not reader.has("slow", key) and reader.problem("slow", key).startswith("it is not published")
     os.kill(killed.pid, signal.SIGKILL)
     killed.join(10)
@@ -177,8 +190,9 @@ def test_a_writer_killed_mid_upload_leaves_nothing_visible_and_its_lease_is_take
     assert not after["cached"] and after["text"] == "done"
     assert any("was not renewed" in line and "taking it over" in line for line in after["log"])
     assert len(counter.read_text().splitlines()) == 2  # the killed one's computation, then the new holder's
-    marker = json.loads(reader.client.get_object(Bucket=reader.bucket, Key=reader._key("slow", key, "complete.json"))
-                        ["Body"].read())
+    marker = json.loads(
+        reader.client.get_object(Bucket=reader.bucket, Key=reader._key("slow", key, "complete.json"))["Body"].read()
+    )
     uploads = {name.split("/")[2] for name in _objects(reader, f"slow/{key}/") if not name.endswith("complete.json")}
     assert uploads == {marker["upload"]}  # the killed writer's partial upload is gone
     assert _objects(reader, "locks/") == []  # released
@@ -213,9 +227,13 @@ def test_a_damaged_cached_copy_is_downloaded_again(url, tmp_path, caplog):
     # an input reached through a run folder's link into the cache is checked and downloaded again the same way
     link = RunIndex(tmp_path / "run").record("counted", "counted", copy.key, copy.path)
     (link / "result.txt").unlink()
-    down = Stage("down", lambda ctx: (ctx.out / "read.txt").write_text((ctx.inputs["data"] / "result.txt")
-                                                                        .read_text()) and {}, (), slot="down",
-                 inputs=("data",))
+    down = Stage(
+        "down",
+        lambda ctx: (ctx.out / "read.txt").write_text((ctx.inputs["data"] / "result.txt").read_text()) and {},
+        (),
+        slot="down",
+        inputs=("data",),
+    )
     out = execute(down, cfg, {"data": link}, {}, reader)
     assert (out.path / "read.txt").read_text() == "intact"
 

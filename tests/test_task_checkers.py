@@ -13,21 +13,38 @@ def test_boolean_expressions_checker_agrees_with_the_generator():
         assert checker.is_valid(e.input) and checker.answer(e.input) == e.target
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("not ( True ) and ( True ) is", "False"),
-    ("(True or False) and not False is", "True"),  # parentheses without spaces
-    ("True or False and False is", "True"),  # and binds tighter than or
-    ("  False  is ", "False"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("not ( True ) and ( True ) is", "False"),
+        ("(True or False) and not False is", "True"),  # parentheses without spaces
+        ("True or False and False is", "True"),  # and binds tighter than or
+        ("  False  is ", "False"),
+    ],
+)
 def test_checker_answers_valid_inputs(text, expected):
     checker = checker_for("boolean_expressions")  # the card name works too
     assert checker.is_valid(text) and checker.answer(text) == expected
 
 
-@pytest.mark.parametrize("text", [
-    "The correct statement is", "True and False", "True and is", "( True is", "True ) is", "not is", "is", "",
-    "True and False is True", "true and false is", "True and __import__('os') is", "True True is", "( ) is",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The correct statement is",
+        "True and False",
+        "True and is",
+        "( True is",
+        "True ) is",
+        "not is",
+        "is",
+        "",
+        "True and False is True",
+        "true and false is",
+        "True and __import__('os') is",
+        "True True is",
+        "( ) is",
+    ],
+)
 def test_checker_rejects_invalid_inputs(text):
     checker = checker_for("bbh:boolean_expressions")
     assert not checker.is_valid(text) and checker.answer(text) is None

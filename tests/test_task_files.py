@@ -14,13 +14,17 @@ SPEC = {"n_train": 20, "n_test": 10}
 
 
 def arithmetic(n: int = 30) -> list[dict]:
-    return [{"question": f"What is {i} + {i + 1}?", "answer": f"{i} and {i + 1} make {2 * i + 1}. #### {2 * i + 1}"}
-            for i in range(n)]
+    return [
+        {"question": f"What is {i} + {i + 1}?", "answer": f"{i} and {i + 1} make {2 * i + 1}. #### {2 * i + 1}"}
+        for i in range(n)
+    ]
 
 
-GSM = ('fields: {input: question, target: answer}\nkind: free_form\nmetric: regex\n'
-       'answer_pattern: "#### (\\\\-?[0-9\\\\.\\\\,]+)"\nchain_of_thought: true\nmax_gen_tokens: 48\n'
-       'normalizer: [no_punctuation]\nprompt_template: "Question: {input}\\nAnswer:"\n')
+GSM = (
+    "fields: {input: question, target: answer}\nkind: free_form\nmetric: regex\n"
+    'answer_pattern: "#### (\\\\-?[0-9\\\\.\\\\,]+)"\nchain_of_thought: true\nmax_gen_tokens: 48\n'
+    'normalizer: [no_punctuation]\nprompt_template: "Question: {input}\\nAnswer:"\n'
+)
 
 
 def write_data(folder, fmt: str, rows: list[dict]) -> str:
@@ -82,8 +86,14 @@ def test_the_bundle_card_names_no_path_and_carries_the_scoring(tmp_path):
 
 
 def test_per_example_choices_with_index_targets(tmp_path):
-    rows = [{"input": f"Capital of country {i}? (A) x{i} (B) y{i} (C) z{i}", "choices": [f"x{i}", f"y{i}", f"z{i}"],
-             "target": i % 3} for i in range(30)]
+    rows = [
+        {
+            "input": f"Capital of country {i}? (A) x{i} (B) y{i} (C) z{i}",
+            "choices": [f"x{i}", f"y{i}", f"z{i}"],
+            "target": i % 3,
+        }
+        for i in range(30)
+    ]
     data = load_task(task(tmp_path, "kind: multiple_choice\nchoices: per_example\n", rows=rows), 0, tmp_path)
     assert data.card.kind == "multiple_choice" and data.card.per_example_choices and data.card.choices is None
     for e in data.train + data.test:
@@ -103,8 +113,14 @@ def test_fixed_choices_and_code_rows(tmp_path):
     data = load_task(task(tmp_path, "kind: multiple_choice\nchoices: [yes, no]\n", rows=rows), 0, tmp_path)
     assert data.card.choices == ["yes", "no"] and data.card.metric == "acc"
     assert "choices" not in json.loads(data.train[0].model_dump_json())  # rows of other tasks stay {input, target}
-    code = [{"input": f"Write add{i}(a, b).", "target": f"def add{i}(a, b):\n    return a + b",
-             "tests": [f"assert add{i}(1, 2) == 3", f"assert add{i}(0, 0) == 0"]} for i in range(30)]
+    code = [
+        {
+            "input": f"Write add{i}(a, b).",
+            "target": f"def add{i}(a, b):\n    return a + b",
+            "tests": [f"assert add{i}(1, 2) == 3", f"assert add{i}(0, 0) == 0"],
+        }
+        for i in range(30)
+    ]
     (tmp_path / "code").mkdir()
     data = load_task(task(tmp_path / "code", "kind: free_form\nmetric: code_execution\n", rows=code), 0, tmp_path)
     assert data.card.metric == "code_execution" and data.card.stop_strings() == ()
@@ -126,32 +142,71 @@ def test_an_old_card_without_kind_reads_as_before():
 
 
 BAD = [
-    ("mixed per-example choices", "kind: multiple_choice\nchoices: per_example\n",
-     [{"input": "a", "target": "x", "choices": ["x", "y"]}, {"input": "b", "target": "x"}],
-     r"row 2 has no list of choices in 'choices', but the task file says choices: per_example"),
-    ("multiple choice without choices", "kind: multiple_choice\n", None,
-     "a multiple_choice task needs choices: a list of answers, or per_example"),
+    (
+        "mixed per-example choices",
+        "kind: multiple_choice\nchoices: per_example\n",
+        [{"input": "a", "target": "x", "choices": ["x", "y"]}, {"input": "b", "target": "x"}],
+        r"row 2 has no list of choices in 'choices', but the task file says choices: per_example",
+    ),
+    (
+        "multiple choice without choices",
+        "kind: multiple_choice\n",
+        None,
+        "a multiple_choice task needs choices: a list of answers, or per_example",
+    ),
     ("unknown metric", "kind: free_form\nmetric: f1\n", None, r"metric: Input should be .* \(got 'f1'\)"),
     ("empty metric", "kind: free_form\nmetric: ''\n", None, r"metric: Input should be .* \(got ''\)"),
     ("null metric", "kind: free_form\nmetric:\n", None, "a free_form task needs metric: exact_match, regex"),
     ("regex without pattern", "kind: free_form\nmetric: regex\n", None, "metric regex needs answer_pattern"),
-    ("invalid pattern", "kind: free_form\nmetric: regex\nanswer_pattern: '(unclosed'\n", None,
-     r"answer_pattern '\(unclosed' is not a valid regular expression \(missing \), unterminated subpattern"),
-    ("code without tests", "kind: free_form\nmetric: code_execution\n", None,
-     r"row 1 has no test code in 'tests'; a code_execution task runs each row's tests"),
-    ("target not a choice", "kind: multiple_choice\nchoices: [yes, no]\n", None,
-     r"row 1: target '0 and 1 make 1. #### 1' is not one of its choices \['yes', 'no'\]"),
+    (
+        "invalid pattern",
+        "kind: free_form\nmetric: regex\nanswer_pattern: '(unclosed'\n",
+        None,
+        r"answer_pattern '\(unclosed' is not a valid regular expression \(missing \), unterminated subpattern",
+    ),
+    (
+        "code without tests",
+        "kind: free_form\nmetric: code_execution\n",
+        None,
+        r"row 1 has no test code in 'tests'; a code_execution task runs each row's tests",
+    ),
+    (
+        "target not a choice",
+        "kind: multiple_choice\nchoices: [yes, no]\n",
+        None,
+        r"row 1: target '0 and 1 make 1. #### 1' is not one of its choices \['yes', 'no'\]",
+    ),
     ("no kind", "metric: exact_match\n", None, "kind: Field required"),
-    ("unknown key", "kind: free_form\nmetric: exact_match\nanwser_pattern: x\n", None,
-     "anwser_pattern: Extra inputs are not permitted"),
-    ("unknown normalizer", "kind: free_form\nmetric: exact_match\nnormalizer: [casefold]\n", None,
-     r"normalizer.0: Input should be 'strip', 'lowercase'"),
-    ("chain of thought with exact match", "kind: free_form\nmetric: exact_match\nchain_of_thought: true\n", None,
-     "chain_of_thought needs metric regex"),
-    ("prompt without input", "kind: free_form\nmetric: exact_match\nprompt_template: 'Q: {question}'\n", None,
-     "must hold {input} and no other braces"),
-    ("missing column", "kind: free_form\nmetric: exact_match\nfields: {input: prompt}\n", None,
-     r"row 1 has no 'prompt' \(columns: input, target\); fill it, or name the columns in fields"),
+    (
+        "unknown key",
+        "kind: free_form\nmetric: exact_match\nanwser_pattern: x\n",
+        None,
+        "anwser_pattern: Extra inputs are not permitted",
+    ),
+    (
+        "unknown normalizer",
+        "kind: free_form\nmetric: exact_match\nnormalizer: [casefold]\n",
+        None,
+        r"normalizer.0: Input should be 'strip', 'lowercase'",
+    ),
+    (
+        "chain of thought with exact match",
+        "kind: free_form\nmetric: exact_match\nchain_of_thought: true\n",
+        None,
+        "chain_of_thought needs metric regex",
+    ),
+    (
+        "prompt without input",
+        "kind: free_form\nmetric: exact_match\nprompt_template: 'Q: {question}'\n",
+        None,
+        "must hold {input} and no other braces",
+    ),
+    (
+        "missing column",
+        "kind: free_form\nmetric: exact_match\nfields: {input: prompt}\n",
+        None,
+        r"row 1 has no 'prompt' \(columns: input, target\); fill it, or name the columns in fields",
+    ),
 ]
 
 
@@ -172,8 +227,9 @@ def test_missing_data_and_ambiguous_splits(tmp_path):
     import datasets
 
     rows = arithmetic()
-    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows), "test": datasets.Dataset.from_list(rows)}
-                         ).save_to_disk(str(tmp_path / "two"))
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(rows), "test": datasets.Dataset.from_list(rows)}
+    ).save_to_disk(str(tmp_path / "two"))
     card = "kind: free_form\nmetric: exact_match\nfields: {input: question, target: answer}\n"
     (tmp_path / "t.yaml").write_text("data: two\n" + card)
     with pytest.raises(DataError, match="holds the splits test, train; choose one with split: NAME"):

@@ -26,8 +26,10 @@ def test_encode_pair_keeps_the_completion_and_cuts_the_prompt_left(tiny_models):
 def test_completion_loss_equals_masked_full_loss(tiny_models, arch):
     """logits_to_keep + left padding must give exactly the loss of the full, unpadded forward pass."""
     model, tok = _load(tiny_models[arch])
-    encoded = [training.encode_pair(tok, p, c, 64) for p, c in
-               [("Q: not False is\nA:", " True"), ("Q: ( True or False ) and not True is\nA:", " False")]]
+    encoded = [
+        training.encode_pair(tok, p, c, 64)
+        for p, c in [("Q: not False is\nA:", " True"), ("Q: ( True or False ) and not True is\nA:", " False")]
+    ]
     batch = training.collate(encoded, tok.pad_token_id)
     fast = training.completion_loss(model, batch)
     total, count = 0.0, 0
@@ -48,8 +50,12 @@ def test_weighted_loss_is_a_weighted_mean_and_a_zero_weight_row_teaches_nothing(
     n = [e.n for e in encoded]
     expected = (alone[0] * n[0] + 0.5 * alone[2] * n[2]) / (n[0] + 0.5 * n[2])
     torch.testing.assert_close(weighted, expected, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(training.completion_loss(model, batch, torch.ones(3)),
-                               training.completion_loss(model, batch), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        training.completion_loss(model, batch, torch.ones(3)),
+        training.completion_loss(model, batch),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_soft_targets_follow_the_answers_that_agree_so_far():
@@ -75,7 +81,7 @@ def test_soft_loss_is_the_cross_entropy_against_the_teachers_distribution(tiny_m
     soft_tokens = -(0.7 * logp[0, true] + 0.3 * logp[0, false]) - logp[1, tok.eos_token_id]
     hard_logits = model(input_ids=torch.tensor([hard.ids])).logits[0, :-1]
     hard_tokens = torch.nn.functional.cross_entropy(hard_logits, torch.tensor(hard.ids[1:]), reduction="none")
-    expected = (soft_tokens + hard_tokens[-hard.n:].sum()) / (soft.n + hard.n)
+    expected = (soft_tokens + hard_tokens[-hard.n :].sum()) / (soft.n + hard.n)
     torch.testing.assert_close(loss, expected, rtol=1e-4, atol=1e-4)
 
 
@@ -149,9 +155,17 @@ def test_adapter_for_another_base_is_a_clear_error(tiny_models, tmp_path):
     # Same module names, different shapes: a wider model.
     from transformers import LlamaConfig
 
-    wide = AutoModelForCausalLM.from_config(LlamaConfig(vocab_size=len(tok), hidden_size=96, intermediate_size=160,
-                                                        num_hidden_layers=2, num_attention_heads=3, head_dim=32,
-                                                        num_key_value_heads=1))
+    wide = AutoModelForCausalLM.from_config(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=96,
+            intermediate_size=160,
+            num_hidden_layers=2,
+            num_attention_heads=3,
+            head_dim=32,
+            num_key_value_heads=1,
+        )
+    )
     with pytest.raises(AdapterMismatchError, match="does not fit this base model"):
         training.attach_adapter(wide, tmp_path / "a")
     with pytest.raises(AdapterMismatchError, match="target_modules"):
@@ -213,12 +227,15 @@ def test_a_left_padded_batch_gives_each_row_its_unpadded_loss(tiny_models, kind)
     model, tok = _load(tiny_models["llama"])
     peft_model = training.new_adapter(model, AdapterSpec(kind=kind, num_virtual_tokens=4))
     peft_model.eval()
-    short, long = (training.encode_pair(tok, p, c, 64) for p, c in
-                   [("Q: not False is\nA:", " True"), ("Q: ( True or False ) and not ( True ) is\nA:", " False")])
+    short, long = (
+        training.encode_pair(tok, p, c, 64)
+        for p, c in [("Q: not False is\nA:", " True"), ("Q: ( True or False ) and not ( True ) is\nA:", " False")]
+    )
     assert len(short.ids) < len(long.ids)  # the short row gets padded
     batch = training.collate([short, long], tok.pad_token_id)
-    per_row = torch.stack([training.completion_loss(peft_model, training.collate([e], tok.pad_token_id))
-                           for e in (short, long)])
+    per_row = torch.stack(
+        [training.completion_loss(peft_model, training.collate([e], tok.pad_token_id)) for e in (short, long)]
+    )
     both = training.completion_loss(peft_model, batch)
     mean = (per_row * torch.tensor([short.n, long.n])).sum() / (short.n + long.n)
     torch.testing.assert_close(both, mean, rtol=1e-6, atol=1e-6)  # the old prompt tuning was 4.5e-5 off
@@ -252,8 +269,13 @@ def test_the_aux_confidence_loss_changes_what_the_student_learns(tiny_models):
 
     def trained(aux: float) -> list[torch.Tensor]:
         model = training.new_adapter(AutoModelForCausalLM.from_pretrained(model_dir), AdapterSpec(), seed=0)
-        training.train(model, tok, pairs, TrainSpec(max_steps=4, batch_size=4, lr=1e-2, aux_confidence=aux,
-                                                    aux_warmup=0.5), answers=answers)
+        training.train(
+            model,
+            tok,
+            pairs,
+            TrainSpec(max_steps=4, batch_size=4, lr=1e-2, aux_confidence=aux, aux_warmup=0.5),
+            answers=answers,
+        )
         return [p.detach().clone() for p in model.parameters() if p.requires_grad]
 
     off, on, off_again = trained(0.0), trained(0.5), trained(0.0)

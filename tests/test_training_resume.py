@@ -30,6 +30,7 @@ def _kill_after(step: int):
     def progress(fraction: float) -> None:
         if round(fraction * SPEC.max_steps) == step:
             raise Killed
+
     return progress
 
 
@@ -48,8 +49,7 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tiny_models, tmp_path, 
     # Another init seed: the resumed weights must come from the checkpoint, not from the init.
     model, tok = _fresh(tiny_models, kind, init_seed=2)
     seen: list[float] = []
-    resumed = training.train(model, tok, PAIRS, SPEC, progress=seen.append, checkpoint_dir=ckpt,
-                             checkpoint_every_s=0)
+    resumed = training.train(model, tok, PAIRS, SPEC, progress=seen.append, checkpoint_dir=ckpt, checkpoint_every_s=0)
     assert resumed.resumed_from_step == 3 and len(seen) == SPEC.max_steps - 3
     assert resumed.losses == straight.losses and resumed.completion_tokens == straight.completion_tokens
     got = get_peft_model_state_dict(model)

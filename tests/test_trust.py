@@ -66,19 +66,20 @@ def test_the_bundle_card_has_no_path_and_no_test_count(tiny_models, adapter, tmp
 
 
 def test_the_bundle_stages_sign_with_the_operators_key(tiny_models, adapter, tmp_path):
+    from tests.helpers import tiny_overrides
     from translora import stages
     from translora.config import load_config
     from translora.stage import execute
     from translora.store import Store
-    from tests.helpers import tiny_overrides
 
     generate_hmac_key(tmp_path / "k")
     key = f"hmac:{tmp_path / 'k'}"
     cfg = load_config("cpu", overrides=tiny_overrides(tiny_models) + [f"trust.signing_key={key}"])
     target = ModelSpec(id=str(tiny_models["gemma3"]))
     unsigned = make_bundle(tmp_path / "b", adapter, tiny_models["llama"])
-    out = execute(stages.EMIT_BUNDLE, cfg, {"bundle": unsigned, "adapter": adapter}, {"target": target},
-                  Store(tmp_path / "store"))
+    out = execute(
+        stages.EMIT_BUNDLE, cfg, {"bundle": unsigned, "adapter": adapter}, {"target": target}, Store(tmp_path / "store")
+    )
     assert bundles.verify_signature(out.path, [key])
 
 

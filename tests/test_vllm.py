@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from translora import training
 from tests.vllm_env import require_vllm
+from translora import training
 from translora.config import AdapterSpec, TrainSpec, VLLMSpec
 from translora.generation.base import GenerationRequest
 from translora.generation.hf import HFGenerator
@@ -18,8 +18,11 @@ from translora.generation.vllm import VLLMGenerator, VLLMServer, VLLMStartError
 pytestmark = pytest.mark.vllm
 require_vllm()
 
-PROMPTS = ["Q: True and not False is\nA:", "1. not ( True ) and False is\n2. True or False is\n3.",
-           "Q: ( False or True ) and True is\nA:"]
+PROMPTS = [
+    "Q: True and not False is\nA:",
+    "1. not ( True ) and False is\n2. True or False is\n3.",
+    "Q: ( False or True ) and True is\nA:",
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +30,12 @@ def tiny_lora(tiny_models, tmp_path_factory) -> Path:
     model = AutoModelForCausalLM.from_pretrained(tiny_models["llama"])
     tok = AutoTokenizer.from_pretrained(tiny_models["llama"])
     peft_model = training.new_adapter(model, AdapterSpec(r=8, target_modules=["q_proj", "v_proj"]))
-    training.train(peft_model, tok, [("Q: True is\nA:", " True"), ("Q: False is\nA:", " False")],
-                   TrainSpec(max_steps=10, batch_size=2, lr=5e-2))
+    training.train(
+        peft_model,
+        tok,
+        [("Q: True is\nA:", " True"), ("Q: False is\nA:", " False")],
+        TrainSpec(max_steps=10, batch_size=2, lr=5e-2),
+    )
     out = tmp_path_factory.mktemp("lora") / "adapter"
     training.save_adapter(peft_model, out)
     return out
@@ -48,8 +55,9 @@ def server(tiny_models, tiny_lora, tmp_path_factory):
 
 def test_greedy_completions_match_hf(tiny_models, server):
     request = GenerationRequest(max_new_tokens=10, stop=("\n",))
-    hf = HFGenerator(AutoModelForCausalLM.from_pretrained(tiny_models["llama"]),
-                     AutoTokenizer.from_pretrained(tiny_models["llama"]))
+    hf = HFGenerator(
+        AutoModelForCausalLM.from_pretrained(tiny_models["llama"]), AutoTokenizer.from_pretrained(tiny_models["llama"])
+    )
     assert VLLMGenerator(server.url).generate(PROMPTS, request) == hf.generate(PROMPTS, request)
 
 
@@ -70,8 +78,12 @@ def test_the_managed_server_refuses_requests_without_its_key(server):
     import httpx
 
     assert httpx.get(f"{server.url}/v1/models", timeout=10).status_code == 401
-    assert httpx.get(f"{server.url}/v1/models", headers={"Authorization": f"Bearer {server.api_key}"},
-                     timeout=10).status_code == 200
+    assert (
+        httpx.get(
+            f"{server.url}/v1/models", headers={"Authorization": f"Bearer {server.api_key}"}, timeout=10
+        ).status_code
+        == 200
+    )
 
 
 def test_bad_model_path_is_a_clear_error_not_a_retry(tmp_path):

@@ -39,24 +39,30 @@ def fetch(spec: ImportSpec) -> Path:
     path = Path(spec.id).expanduser()
     if path.exists() or spec.id.startswith((".", "/", "~")):
         if not path.is_dir():
-            raise ArtifactError(f"adapter folder {spec.id} does not exist or is not a folder; give the folder that "
-                                "peft's save_pretrained wrote, or a hub id")
+            raise ArtifactError(
+                f"adapter folder {spec.id} does not exist or is not a folder; give the folder that "
+                "peft's save_pretrained wrote, or a hub id"
+            )
         return path.resolve()
     from huggingface_hub import snapshot_download
 
     try:
         return Path(snapshot_download(spec.id, revision=spec.revision, allow_patterns=list(FILES)))
     except Exception as exc:  # noqa: BLE001 - offline, unknown repository, unknown revision: one message
-        raise ModelNotFoundError(f"cannot get adapter {spec.id!r} from the hub ({type(exc).__name__}: "
-                                 f"{str(exc).splitlines()[0][:200]}); give a local adapter folder, or a reachable "
-                                 "hub id and revision") from None
+        raise ModelNotFoundError(
+            f"cannot get adapter {spec.id!r} from the hub ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200]}); give a local adapter folder, or a reachable "
+            "hub id and revision"
+        ) from None
 
 
 def inspect(folder: Path) -> AdapterFacts:
     """The adapter's kind and settings from its adapter_config.json, and that its weights are safetensors."""
     if not (folder / CONFIG).is_file():
-        raise ArtifactError(f"{folder} has no {CONFIG}, so it is not a peft adapter folder; give the folder that "
-                            "peft's save_pretrained wrote")
+        raise ArtifactError(
+            f"{folder} has no {CONFIG}, so it is not a peft adapter folder; give the folder that "
+            "peft's save_pretrained wrote"
+        )
     try:
         config = json.loads((folder / CONFIG).read_text())
         if not isinstance(config, dict):
@@ -65,19 +71,31 @@ def inspect(folder: Path) -> AdapterFacts:
         raise ArtifactError(f"{folder / CONFIG} is not valid JSON ({exc}); give the file peft wrote") from None
     peft_type = str(config.get("peft_type"))
     if peft_type not in SUPPORTED:
-        raise AdapterMismatchError(f"{folder} holds a {peft_type} adapter (peft_type in {CONFIG}); translora moves "
-                                   "LoRA, DoRA and prompt-tuning adapters")
+        raise AdapterMismatchError(
+            f"{folder} holds a {peft_type} adapter (peft_type in {CONFIG}); translora moves "
+            "LoRA, DoRA and prompt-tuning adapters"
+        )
     if not (folder / WEIGHTS).is_file():
-        pickled = " (it holds adapter_model.bin, a pickle translora never loads: save it again with peft's " \
-                  "save_pretrained(..., safe_serialization=True))" if (folder / "adapter_model.bin").exists() else ""
+        pickled = (
+            " (it holds adapter_model.bin, a pickle translora never loads: save it again with peft's "
+            "save_pretrained(..., safe_serialization=True))"
+            if (folder / "adapter_model.bin").exists()
+            else ""
+        )
         raise ArtifactError(f"{folder} has no {WEIGHTS}{pickled}")
     if peft_type == "PROMPT_TUNING":
-        return AdapterFacts(kind="prompt_tuning", base_model=config.get("base_model_name_or_path"),
-                            num_virtual_tokens=config.get("num_virtual_tokens"))
+        return AdapterFacts(
+            kind="prompt_tuning",
+            base_model=config.get("base_model_name_or_path"),
+            num_virtual_tokens=config.get("num_virtual_tokens"),
+        )
     modules = config.get("target_modules")
-    return AdapterFacts(kind="dora" if config.get("use_dora") else "lora",
-                        base_model=config.get("base_model_name_or_path"), r=config.get("r"),
-                        target_modules=sorted(modules) if isinstance(modules, list) else None)
+    return AdapterFacts(
+        kind="dora" if config.get("use_dora") else "lora",
+        base_model=config.get("base_model_name_or_path"),
+        r=config.get("r"),
+        target_modules=sorted(modules) if isinstance(modules, list) else None,
+    )
 
 
 def check_against_base(folder: Path, base: ModelSpec, allow_other_base_name: bool = False) -> AdapterFacts:
@@ -88,7 +106,8 @@ def check_against_base(folder: Path, base: ModelSpec, allow_other_base_name: boo
         raise AdapterMismatchError(
             f"adapter {folder} was trained on {facts.base_model!r} ({CONFIG}), not on the source model "
             f"{base.id}; set source_model.id to its base, or trust.allow_base_mismatch=true if it is the same "
-            "model under another name (module names and shapes are still checked)")
+            "model under another name (module names and shapes are still checked)"
+        )
     _check_tensors(folder, base)
     return facts
 
@@ -122,13 +141,16 @@ def _check_tensors(folder: Path, base: ModelSpec) -> None:
         with safe_open(str(folder / WEIGHTS), framework="pt") as weights:
             tensors = {key: tuple(weights.get_slice(key).get_shape()) for key in weights.keys()}
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for a damaged file
-        raise ArtifactError(f"{folder / WEIGHTS} is not a readable safetensors file ({str(exc)[:200]}); copy the "
-                            "adapter again") from None
+        raise ArtifactError(
+            f"{folder / WEIGHTS} is not a readable safetensors file ({str(exc)[:200]}); copy the adapter again"
+        ) from None
     for key, shape in tensors.items():
         problem = _tensor_problem(key, shape, shapes)
         if problem:
-            raise AdapterMismatchError(f"adapter {folder} does not fit the source model {base.id}: {problem}; use "
-                                       "the base model the adapter was trained on")
+            raise AdapterMismatchError(
+                f"adapter {folder} does not fit the source model {base.id}: {problem}; use "
+                "the base model the adapter was trained on"
+            )
 
 
 def _tensor_problem(key: str, shape: tuple[int, ...], shapes: dict[str, tuple[int, int] | None]) -> str | None:
@@ -136,12 +158,15 @@ def _tensor_problem(key: str, shape: tuple[int, ...], shapes: dict[str, tuple[in
     linear layers (None for other modules), with "<hidden>" holding the embedding width."""
     if key == "prompt_embeddings":
         hidden = shapes["<hidden>"]
-        return None if hidden and shape[-1] == hidden[1] else \
-            f"its prompt embeddings are {shape[-1]} wide, the model's hidden size is {hidden and hidden[1]}"
+        return (
+            None
+            if hidden and shape[-1] == hidden[1]
+            else f"its prompt embeddings are {shape[-1]} wide, the model's hidden size is {hidden and hidden[1]}"
+        )
     part = next((p for p in LORA_PARTS if key.endswith(p)), None)
     if part is None or not key.startswith(PEFT_PREFIX):
         return f"it holds tensor {key!r}, which is not a LoRA, DoRA or prompt-tuning weight translora can move"
-    module = key[len(PEFT_PREFIX): -len(part)]
+    module = key[len(PEFT_PREFIX) : -len(part)]
     if module not in shapes:
         return f"it adapts module {module!r}, which the model does not have"
     features = shapes[module]
@@ -164,13 +189,13 @@ def _module_shapes(base: ModelSpec) -> dict[str, tuple[int, int] | None]:
 
     from translora.models import resolve
 
-    config = AutoConfig.from_pretrained(resolve(base), revision=base.revision,
-                                        trust_remote_code=base.trust_remote_code)
+    config = AutoConfig.from_pretrained(resolve(base), revision=base.revision, trust_remote_code=base.trust_remote_code)
     with init_empty_weights():
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=base.trust_remote_code)
     shapes: dict[str, tuple[int, int] | None] = {
         name: (m.in_features, m.out_features) if isinstance(m, torch.nn.Linear) else None
-        for name, m in model.named_modules()}
+        for name, m in model.named_modules()
+    }
     embeddings = model.get_input_embeddings()
     shapes["<hidden>"] = (0, embeddings.embedding_dim) if embeddings is not None else None
     return shapes

@@ -12,9 +12,9 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Sequence
 from contextlib import contextmanager
 from importlib import metadata
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -159,14 +159,15 @@ def folder_hash(folder: Path, verify: bool = True) -> str:
             manifest, real = read_manifest(folder), folder.resolve()
             where = f"{folder} (a link to {real})" if real != folder.absolute() else str(folder)
             if manifest.key and (real.parent.name, real.name) == (manifest.stage, manifest.key):  # a store entry
-                advice = (f"every run that links to it sees the edit, and deleting a run folder's link leaves it in "
-                          f"the store: run `translora store verify --repair --store {real.parent.parent}` to move "
-                          "it aside, then re-run the command that made it")
+                advice = (
+                    f"every run that links to it sees the edit, and deleting a run folder's link leaves it in "
+                    f"the store: run `translora store verify --repair --store {real.parent.parent}` to move "
+                    "it aside, then re-run the command that made it"
+                )
             else:
                 advice = "delete the folder and re-run its stage"
             raise ArtifactError(
-                f"{where} was changed after it was written (hash {actual[:12]} != manifest {recorded[:12]}); "
-                f"{advice}."
+                f"{where} was changed after it was written (hash {actual[:12]} != manifest {recorded[:12]}); {advice}."
             )
         return actual
     return hash_path(folder)

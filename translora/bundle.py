@@ -78,8 +78,10 @@ class Bundle:
     def __init__(self, folder: Path):
         folder = Path(folder)
         if not folder.is_dir():
-            raise ArtifactError(f"bundle {folder} does not exist or is not a folder; give the bundle folder that "
-                                "`translora finetune` printed")
+            raise ArtifactError(
+                f"bundle {folder} does not exist or is not a folder; give the bundle folder that "
+                "`translora finetune` printed"
+            )
         if not (folder / "bundle.json").is_file():
             raise ArtifactError(f"{folder} is not a transfer bundle (no bundle.json); run `translora finetune` first")
         self.folder = folder
@@ -90,8 +92,10 @@ class Bundle:
             self.card = TaskCard.model_validate(read_json(folder / "task_card.json"))
             self.seeds = [Seed.model_validate(r).input for r in read_jsonl(folder / "seeds.jsonl")]
         except (ValueError, ArtifactError) as exc:
-            raise ArtifactError(f"{folder} holds a malformed bundle ({str(exc).splitlines()[0]}); "
-                                "write it again with `translora finetune`") from None
+            raise ArtifactError(
+                f"{folder} holds a malformed bundle ({str(exc).splitlines()[0]}); "
+                "write it again with `translora finetune`"
+            ) from None
         if not self.seeds:
             raise ArtifactError(f"{folder} holds no seed inputs; write it again with `translora finetune`")
         for adapter in (self.source_adapter, self.discriminator):
@@ -131,8 +135,10 @@ def _listing(folder: Path) -> dict[str, str]:
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder).as_posix()
         if path.is_symlink():  # a link could point anywhere on the machine that reads the bundle
-            raise ArtifactError(f"bundle {folder} holds a link ({rel}); a bundle holds plain files only: get an "
-                                "intact copy from its maker")
+            raise ArtifactError(
+                f"bundle {folder} holds a link ({rel}); a bundle holds plain files only: get an "
+                "intact copy from its maker"
+            )
         if path.is_file() and rel not in UNLISTED:
             out[rel] = _sha256(path)
     return out
@@ -146,23 +152,30 @@ def check_files(folder: Path) -> None:
         if not isinstance(listed, dict):
             raise TypeError("'files' is not an object")
     except FileNotFoundError:
-        raise ArtifactError(f"bundle {folder} has no {FILES} (the list of its files and their hashes): it was "
-                            "written by an older translora or stripped; write it again with `translora finetune`") \
-            from None
+        raise ArtifactError(
+            f"bundle {folder} has no {FILES} (the list of its files and their hashes): it was "
+            "written by an older translora or stripped; write it again with `translora finetune`"
+        ) from None
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"bundle {folder}: {FILES} is malformed ({type(exc).__name__}: {exc}); get an intact "
-                            "copy of the bundle from its maker") from None
+        raise ArtifactError(
+            f"bundle {folder}: {FILES} is malformed ({type(exc).__name__}: {exc}); get an intact "
+            "copy of the bundle from its maker"
+        ) from None
     actual = _listing(folder)
     for rel, digest in sorted(listed.items()):
         if rel not in actual:
             raise ArtifactError(f"bundle {folder} is incomplete: {rel} is missing; get an intact copy from its maker")
         if actual[rel] != digest:
-            raise ArtifactError(f"bundle {folder}: {rel} was changed after it was written (its sha256 "
-                                f"differs from {FILES}); do not use it, get an intact copy from its maker")
+            raise ArtifactError(
+                f"bundle {folder}: {rel} was changed after it was written (its sha256 "
+                f"differs from {FILES}); do not use it, get an intact copy from its maker"
+            )
     extra = sorted(set(actual) - set(listed))
     if extra:
-        raise ArtifactError(f"bundle {folder} holds {extra[0]}, which {FILES} does not list (added after it was "
-                            "written); remove it, or get an intact copy from its maker")
+        raise ArtifactError(
+            f"bundle {folder} holds {extra[0]}, which {FILES} does not list (added after it was "
+            "written); remove it, or get an intact copy from its maker"
+        )
 
 
 def _check_adapter(folder: Path) -> None:
@@ -172,11 +185,15 @@ def _check_adapter(folder: Path) -> None:
         if not isinstance(config, dict) or "peft_type" not in config:
             raise ValueError("no peft_type")
     except (OSError, ValueError) as exc:
-        raise ArtifactError(f"bundle adapter {folder} has no valid adapter_config.json ({exc}); write the bundle "
-                            "again with `translora finetune`") from None
+        raise ArtifactError(
+            f"bundle adapter {folder} has no valid adapter_config.json ({exc}); write the bundle "
+            "again with `translora finetune`"
+        ) from None
     if not (folder / "adapter_model.safetensors").is_file():
-        raise ArtifactError(f"bundle adapter {folder} has no adapter_model.safetensors; write the bundle again "
-                            "with `translora finetune`")
+        raise ArtifactError(
+            f"bundle adapter {folder} has no adapter_model.safetensors; write the bundle again "
+            "with `translora finetune`"
+        )
 
 
 def verify_signature(folder: Path, trusted_keys: Sequence[str]) -> str | None:
@@ -193,16 +210,18 @@ def check_bases(bundle: Bundle, trust: TrustSpec) -> None:
     """The teacher and discriminator bases here are the models the bundle's adapters were trained on."""
     from translora.models import fingerprint
 
-    pairs = (("source (teacher)", bundle.teacher_model(trust.remote_code_models), bundle.info.source_model_hash),
-             ("discriminator", bundle.discriminator_model(trust.remote_code_models),
-              bundle.info.discriminator_model_hash))
+    pairs = (
+        ("source (teacher)", bundle.teacher_model(trust.remote_code_models), bundle.info.source_model_hash),
+        ("discriminator", bundle.discriminator_model(trust.remote_code_models), bundle.info.discriminator_model_hash),
+    )
     for role, spec, made_on in pairs:
         here = fingerprint(spec)
         if here != made_on and not trust.allow_base_mismatch:
             raise AdapterMismatchError(
                 f"bundle {bundle.folder} was made on {role} base {spec.id} with content hash {made_on[:12]}, but "
                 f"{spec.id} here has hash {here[:12]}, so its adapter would run on another model; put the original "
-                "model there, or set trust.allow_base_mismatch=true to use it anyway")
+                "model there, or set trust.allow_base_mismatch=true to use it anyway"
+            )
 
 
 def open_trusted(folder: Path, trust: TrustSpec) -> Bundle:
@@ -214,8 +233,15 @@ def open_trusted(folder: Path, trust: TrustSpec) -> Bundle:
     return bundle
 
 
-def write(out: Path, info: BundleInfo, card: TaskCard, seeds: list[str], source_adapter: Path,
-          discriminator: Path, signing_key: str | None = None) -> None:
+def write(
+    out: Path,
+    info: BundleInfo,
+    card: TaskCard,
+    seeds: list[str],
+    source_adapter: Path,
+    discriminator: Path,
+    signing_key: str | None = None,
+) -> None:
     """Write a bundle into `out`; `signing_key` (trust.signing_key) signs its file list."""
     shutil.copytree(source_adapter, out / SOURCE_ADAPTER, ignore=shutil.ignore_patterns(MANIFEST))
     shutil.copytree(discriminator, out / DISCRIMINATOR, ignore=shutil.ignore_patterns(MANIFEST))
@@ -229,15 +255,24 @@ def write(out: Path, info: BundleInfo, card: TaskCard, seeds: list[str], source_
         sign_file(out / FILES, load_key(signing_key))
 
 
-def chain(previous: Bundle, adapter: Path, target: ModelSpec, target_hash: str, out: Path,
-          signing_key: str | None = None) -> BundleInfo:
+def chain(
+    previous: Bundle, adapter: Path, target: ModelSpec, target_hash: str, out: Path, signing_key: str | None = None
+) -> BundleInfo:
     """A bundle whose source is `adapter` on `target`, from the bundle it was transferred from."""
     adapter_hash = folder_hash(adapter)
-    hop = Hop(base_model=target.id, base_model_hash=target_hash, adapter_hash=adapter_hash,
-              how=f"transferred from {previous.info.source_model.id}")
-    info = previous.info.model_copy(update={
-        "source_model": target, "source_model_hash": target_hash, "source_adapter_hash": adapter_hash,
-        "provenance": [*previous.info.provenance, hop],
-    })
+    hop = Hop(
+        base_model=target.id,
+        base_model_hash=target_hash,
+        adapter_hash=adapter_hash,
+        how=f"transferred from {previous.info.source_model.id}",
+    )
+    info = previous.info.model_copy(
+        update={
+            "source_model": target,
+            "source_model_hash": target_hash,
+            "source_adapter_hash": adapter_hash,
+            "provenance": [*previous.info.provenance, hop],
+        }
+    )
     write(out, info, previous.card, previous.seeds, adapter, previous.discriminator, signing_key)
     return info

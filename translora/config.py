@@ -28,24 +28,36 @@ Dtype = Literal["float32", "bfloat16", "float16"]
 class ModelSpec(Section):
     """A base model: `embedded:<name>` (shipped in a PyPI package), a local folder, or a hub id."""
 
-    id: str = Field(description="embedded:<name> (smollm2-135m-instruct, gemma3-270m), a local transformers "
-                                "folder, or a hub id")
-    revision: str | None = Field(None, description="hub revision to load (a commit sha pins it); local folders: "
-                                                   "unused")
-    trust_remote_code: bool = Field(False, description="let transformers run the model's own code; a bundle can "
-                                                       "never turn this on (see trust.remote_code_models)")
+    id: str = Field(
+        description="embedded:<name> (smollm2-135m-instruct, gemma3-270m), a local transformers folder, or a hub id"
+    )
+    revision: str | None = Field(None, description="hub revision to load (a commit sha pins it); local folders: unused")
+    trust_remote_code: bool = Field(
+        False,
+        description="let transformers run the model's own code; a bundle can "
+        "never turn this on (see trust.remote_code_models)",
+    )
     dtype: Dtype = Field("float32", description="precision the model is loaded in for training and evaluation")
 
 
 class TaskSpec(Section):
     """The task and its split: train (stage 1 only) and a held-out test split (evaluation only)."""
 
-    name: str = Field("bbh:boolean_expressions", description=(
-        "bbh:<task> (BIG-Bench Hard, vendored; boolean_expressions is generated), mmlu:<subject> or mmlu:all, gsm8k, "
-        "humaneval, file:<task.yaml> (your task file: kind, metric, data in jsonl/csv/parquet/datasets folder) or "
-        "jsonl:<path> (one {\"input\", \"target\"} object a line)"))
-    n_train: int = Field(200, ge=10, description="train examples: the source adapter's data and the discriminator's "
-                                                 "real inputs; the first n_seeds go into the bundle")
+    name: str = Field(
+        "bbh:boolean_expressions",
+        description=(
+            "bbh:<task> (BIG-Bench Hard, vendored; boolean_expressions is generated), mmlu:<subject> or mmlu:all, "
+            "gsm8k, "
+            "humaneval, file:<task.yaml> (your task file: kind, metric, data in jsonl/csv/parquet/datasets folder) or "
+            'jsonl:<path> (one {"input", "target"} object a line)'
+        ),
+    )
+    n_train: int = Field(
+        200,
+        ge=10,
+        description="train examples: the source adapter's data and the discriminator's "
+        "real inputs; the first n_seeds go into the bundle",
+    )
     n_test: int = Field(100, ge=1, description="held-out test examples for evaluation; never seen by stage 2")
     n_seeds: int = Field(5, ge=1, le=20, description="train inputs (inputs only) the bundle keeps as synthesis seeds")
 
@@ -73,45 +85,77 @@ class TrainSpec(Section):
     """AdamW with a linear schedule; loss on completion tokens only."""
 
     epochs: float = Field(1, gt=0, description="passes over the training data (max_steps overrides)")
-    batch_size: int = Field(8, ge=1, description="examples per optimizer step (halved into micro-batches on out of "
-                                                 "memory, same effective batch)")
+    batch_size: int = Field(
+        8,
+        ge=1,
+        description="examples per optimizer step (halved into micro-batches on out of memory, same effective batch)",
+    )
     lr: float = Field(2e-4, gt=0, description="peak learning rate")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of steps with a linear learning-rate warm-up")
     max_length: int = Field(256, ge=16, description="tokens per example; the prompt is cut from the left")
     max_steps: int | None = Field(None, ge=1, description="optimizer steps; None: from epochs")
     seed: int = Field(0, description="adapter initialization and data order")
-    checkpoint_every_s: float = Field(60, ge=0, description="seconds between training checkpoints (a kill costs at "
-                                                            "most this much training); 0: every step")
-    aux_confidence: float = Field(0.0, ge=0, lt=1, description=(
-        "weak-to-strong auxiliary confidence loss (Burns et al. 2023), soft targets only: the answer token's target "
-        "becomes (1 - c) * the teacher's distribution + c * the student's own class-balanced answer; 0: off"))
-    aux_warmup: float = Field(0.2, gt=0, le=1, description="share of steps over which aux_confidence rises to its "
-                                                           "value")
+    checkpoint_every_s: float = Field(
+        60,
+        ge=0,
+        description="seconds between training checkpoints (a kill costs at most this much training); 0: every step",
+    )
+    aux_confidence: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description=(
+            "weak-to-strong auxiliary confidence loss (Burns et al. 2023), soft targets only: the answer token's "
+            "target "
+            "becomes (1 - c) * the teacher's distribution + c * the student's own class-balanced answer; 0: off"
+        ),
+    )
+    aux_warmup: float = Field(
+        0.2, gt=0, le=1, description="share of steps over which aux_confidence rises to its value"
+    )
 
 
 class SynthesisSpec(Section):
     """Numbered-list prompting: the seeds as `1. …` … `5. …`, then `6.` left open."""
 
-    max_new_tokens: int = Field(64, ge=4, description="cap on one synthetic input's tokens (an item also stops at "
-                                                      "1.5x the longest seed)")
+    max_new_tokens: int = Field(
+        64, ge=4, description="cap on one synthetic input's tokens (an item also stops at 1.5x the longest seed)"
+    )
     temperature: float = Field(1.0, ge=0, description="sampling temperature")
     top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling (1.0 skips the vocabulary sort)")
     batch_size: int = Field(16, ge=1, description="prompts per generation batch")
-    completions_per_prompt: int = Field(1, ge=1, description=(
-        "completions sampled from each shuffled seed prompt; the hf backend reads a repeated prompt once per batch"))
+    completions_per_prompt: int = Field(
+        1,
+        ge=1,
+        description=(
+            "completions sampled from each shuffled seed prompt; the hf backend reads a repeated prompt once per batch"
+        ),
+    )
 
 
 class DiscriminatorSpec(Section):
     """The filter's judge: a LoRA on the discriminator base answering yes (real input) or no (synthetic)."""
 
     n_negatives: int = Field(100, ge=2, description="'no' examples it trains on")
-    corrupted_fraction: float = Field(0.5, ge=0, le=1, description=(
-        "share of the negatives made by corrupting real train inputs (truncated, shuffled, prose spliced in, "
-        "chatter around them); the rest are the source model's own samples (the paper's negatives)"))
-    min_real_accept: float = Field(0.9, ge=0, le=1, description=(
-        "threshold calibration: the threshold on log p(yes) - log p(no) rejects the most held-out synthetic inputs "
-        "while accepting at least this share of held-out real ones; 0: threshold 0, the paper's p(yes) > p(no)"))
+    corrupted_fraction: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description=(
+            "share of the negatives made by corrupting real train inputs (truncated, shuffled, prose spliced in, "
+            "chatter around them); the rest are the source model's own samples (the paper's negatives)"
+        ),
+    )
+    min_real_accept: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description=(
+            "threshold calibration: the threshold on log p(yes) - log p(no) rejects the most held-out synthetic inputs "
+            "while accepting at least this share of held-out real ones; 0: threshold 0, the paper's p(yes) > p(no)"
+        ),
+    )
     adapter: AdapterSpec = Field(AdapterSpec(), description="the discriminator's adapter")
     train: TrainSpec = Field(TrainSpec(), description="the discriminator's training")
 
@@ -119,9 +163,13 @@ class DiscriminatorSpec(Section):
 class FilterSpec(Section):
     """Stage 2's synthesize-and-filter loop on the target model."""
 
-    mode: Literal["discriminator", "none", "seeds_only", "random_text"] = Field("discriminator", description=(
-        "discriminator: Trans-LoRA; the paper's ablations: none (every synthetic input), seeds_only (the bundle's "
-        "seed inputs alone), random_text (random word sequences)"))
+    mode: Literal["discriminator", "none", "seeds_only", "random_text"] = Field(
+        "discriminator",
+        description=(
+            "discriminator: Trans-LoRA; the paper's ablations: none (every synthetic input), seeds_only (the bundle's "
+            "seed inputs alone), random_text (random word sequences)"
+        ),
+    )
     n_keep: int = Field(64, ge=1, description="synthetic inputs to keep (the distillation data)")
     max_generated: int = Field(512, ge=1, description="generation budget: give up after this many candidates")
     batch_size: int = Field(16, ge=1, description="candidates generated and judged per batch")
@@ -130,16 +178,30 @@ class FilterSpec(Section):
 class LabelSpec(Section):
     """How the teacher (source model + source adapter) labels the kept inputs, and how the student learns them."""
 
-    mode: Literal["choices", "generate"] = Field("choices", description=(
-        "choices: on multiple-choice tasks the teacher scores each answer choice as lm-eval does and the best one is "
-        "the label, with its probability kept; generate: greedy completion (free-form tasks always use it)"))
+    mode: Literal["choices", "generate"] = Field(
+        "choices",
+        description=(
+            "choices: on multiple-choice tasks the teacher scores each answer choice as lm-eval does and the best one "
+            "is "
+            "the label, with its probability kept; generate: greedy completion (free-form tasks always use it)"
+        ),
+    )
     min_confidence: float = Field(0.0, ge=0, le=1, description="drop labels the teacher is less sure of")
     balance: bool = Field(False, description="down-sample the majority answers to the rarest one's count")
-    targets: Literal["hard", "weighted", "soft"] = Field("hard", description=(
-        "how the student learns a choice label: hard (the teacher's answer), weighted (the answer, its loss scaled "
-        "by the teacher's probability above chance) or soft (the teacher's distribution over the answers)"))
-    temperature: float = Field(1.0, gt=0, description=(
-        "soft targets are the teacher's p^(1/temperature), renormalized: below 1 sharpens them toward its answer"))
+    targets: Literal["hard", "weighted", "soft"] = Field(
+        "hard",
+        description=(
+            "how the student learns a choice label: hard (the teacher's answer), weighted (the answer, its loss scaled "
+            "by the teacher's probability above chance) or soft (the teacher's distribution over the answers)"
+        ),
+    )
+    temperature: float = Field(
+        1.0,
+        gt=0,
+        description=(
+            "soft targets are the teacher's p^(1/temperature), renormalized: below 1 sharpens them toward its answer"
+        ),
+    )
     max_new_tokens: int = Field(16, ge=1, description="cap on a generated label's tokens (free-form tasks)")
     batch_size: int = Field(16, ge=1, description="inputs the teacher labels per batch")
 
@@ -149,9 +211,13 @@ class EvalSpec(Section):
 
     batch_size: int = Field(16, ge=1, description="lm-eval batch size")
     limit: int | None = Field(None, ge=1, description="evaluate only the first N test examples (None: all)")
-    oracle: bool = Field(True, description=(
-        "also train and score the oracle: the target plus an adapter trained on filter.n_keep real train examples "
-        "with the distillation settings; it only measures what the target can reach, stage 2 never sees it"))
+    oracle: bool = Field(
+        True,
+        description=(
+            "also train and score the oracle: the target plus an adapter trained on filter.n_keep real train examples "
+            "with the distillation settings; it only measures what the target can reach, stage 2 never sees it"
+        ),
+    )
 
 
 MANAGED_SERVER_FLAGS = ("--host", "--port", "--api-key", "--uds")
@@ -160,26 +226,51 @@ MANAGED_SERVER_FLAGS = ("--host", "--port", "--api-key", "--uds")
 class VLLMSpec(Section):
     """Where vLLM servers come from: running ones named per model (`servers`), else one started per stage."""
 
-    servers: dict[str, str] = Field({}, description=(
-        "model id (as in source_model.id / target_model.id) -> base URL of a running vLLM server for that model; "
-        "adapters are loaded into it at run time (it needs --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, "
-        "and must see the adapter's path)"))
-    command: list[str] | None = Field(None, description=(
-        "how to start a managed server; None: python -m vllm.entrypoints.openai.api_server with "
-        "$TRANSLORA_VLLM_PYTHON, else .venv-vllm/bin/python (scripts/setup-vllm.sh); translora appends --model, "
-        "--port and the rest"))
+    servers: dict[str, str] = Field(
+        {},
+        description=(
+            "model id (as in source_model.id / target_model.id) -> base URL of a running vLLM server for that model; "
+            "adapters are loaded into it at run time (it needs --enable-lora and "
+            "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, "
+            "and must see the adapter's path)"
+        ),
+    )
+    command: list[str] | None = Field(
+        None,
+        description=(
+            "how to start a managed server; None: python -m vllm.entrypoints.openai.api_server with "
+            "$TRANSLORA_VLLM_PYTHON, else .venv-vllm/bin/python (scripts/setup-vllm.sh); translora appends --model, "
+            "--port and the rest"
+        ),
+    )
     extra_args: list[str] = Field([], description="more arguments for a managed server")
     startup_timeout: float = Field(300, gt=0, description="seconds a managed server may take to answer")
     max_model_len: int = Field(2048, ge=64, description="vLLM --max-model-len")
-    cpu_kvcache_gib: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE for vLLM's CPU build (without it it "
-                                                      "asks for 90% of RAM); the GPU build ignores it")
-    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description=(
-        "vLLM --gpu-memory-utilization: the share of GPU memory a server may take (weights + KV cache); None: "
-        "vLLM's default (0.9). Lower it when training shares the GPU with a server"))
-    enforce_eager: bool = Field(False, description="vLLM --enforce-eager: CUDA graphs and compilation off (the cpu "
-                                                   "profile sets it: on CPU the warm-up costs ~40 s and gains nothing)")
-    request_timeout: float = Field(600, gt=0, description=(
-        "seconds a server may go without answering one request before the stage fails, naming what hung"))
+    cpu_kvcache_gib: int = Field(
+        1,
+        ge=1,
+        description="VLLM_CPU_KVCACHE_SPACE for vLLM's CPU build (without it it "
+        "asks for 90% of RAM); the GPU build ignores it",
+    )
+    gpu_memory_utilization: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description=(
+            "vLLM --gpu-memory-utilization: the share of GPU memory a server may take (weights + KV cache); None: "
+            "vLLM's default (0.9). Lower it when training shares the GPU with a server"
+        ),
+    )
+    enforce_eager: bool = Field(
+        False,
+        description="vLLM --enforce-eager: CUDA graphs and compilation off (the cpu "
+        "profile sets it: on CPU the warm-up costs ~40 s and gains nothing)",
+    )
+    request_timeout: float = Field(
+        600,
+        gt=0,
+        description=("seconds a server may go without answering one request before the stage fails, naming what hung"),
+    )
 
     @field_validator("command", "extra_args")
     @classmethod
@@ -188,20 +279,28 @@ class VLLMSpec(Section):
         for arg in args or []:
             flag = arg.split("=", 1)[0]
             if flag in MANAGED_SERVER_FLAGS:
-                raise ValueError(f"{flag} is set by translora for the servers it starts (loopback, a fresh random "
-                                 f"API key); remove it, or run the server yourself and name it in "
-                                 "generation.vllm.servers")
+                raise ValueError(
+                    f"{flag} is set by translora for the servers it starts (loopback, a fresh random "
+                    f"API key); remove it, or run the server yourself and name it in "
+                    "generation.vllm.servers"
+                )
         return args
 
 
 class GenerationSpec(Section):
     """The generation backend for synthesis and free-form labels."""
 
-    backend: Literal["hf", "vllm"] = Field("hf", description="hf: transformers in this process; vllm: vLLM's "
-                                                             "OpenAI-compatible server")
+    backend: Literal["hf", "vllm"] = Field(
+        "hf", description="hf: transformers in this process; vllm: vLLM's OpenAI-compatible server"
+    )
     vllm: VLLMSpec = Field(VLLMSpec(), description="vLLM servers")
-    dtype: Dtype | None = Field(None, description=(
-        "the precision generation loads a model in (training and evaluation keep the model's own); None: the model's"))
+    dtype: Dtype | None = Field(
+        None,
+        description=(
+            "the precision generation loads a model in (training and evaluation keep the model's own); None: the "
+            "model's"
+        ),
+    )
 
     def as_loaded(self, spec: ModelSpec) -> ModelSpec:
         """`spec` as generation loads it."""
@@ -214,16 +313,29 @@ KEY_KINDS = ("hmac:", "ed25519:", "ed25519-pub:")
 class TrustSpec(Section):
     """What only the operator decides, never a bundle: remote code, bundle signatures, base-model checks."""
 
-    remote_code_models: list[str] = Field([], description=(
-        "model ids whose own code may run (transformers trust_remote_code) when a bundle names them as teacher or "
-        "discriminator base; a bundle's own trust_remote_code flag is always ignored"))
-    signing_key: str | None = Field(None, description="sign the bundles this platform writes: hmac:SECRET_FILE or "
-                                                      "ed25519:PRIVATE.pem")
-    trusted_keys: list[str] = Field([], description=(
-        "when any are given, a bundle must be signed by one of them: hmac:SECRET_FILE or ed25519-pub:PUBLIC.pem"))
-    allow_base_mismatch: bool = Field(False, description=(
-        "use a bundle whose teacher or discriminator base here differs from the one it was made on, or import an "
-        "adapter that names another base (its module names and shapes are still checked)"))
+    remote_code_models: list[str] = Field(
+        [],
+        description=(
+            "model ids whose own code may run (transformers trust_remote_code) when a bundle names them as teacher or "
+            "discriminator base; a bundle's own trust_remote_code flag is always ignored"
+        ),
+    )
+    signing_key: str | None = Field(
+        None, description="sign the bundles this platform writes: hmac:SECRET_FILE or ed25519:PRIVATE.pem"
+    )
+    trusted_keys: list[str] = Field(
+        [],
+        description=(
+            "when any are given, a bundle must be signed by one of them: hmac:SECRET_FILE or ed25519-pub:PUBLIC.pem"
+        ),
+    )
+    allow_base_mismatch: bool = Field(
+        False,
+        description=(
+            "use a bundle whose teacher or discriminator base here differs from the one it was made on, or import an "
+            "adapter that names another base (its module names and shapes are still checked)"
+        ),
+    )
 
     @field_validator("signing_key")
     @classmethod
@@ -246,19 +358,29 @@ class Config(Section):
     the dict overrides it section by section, so a partial dict (Prefect deployment parameters, a form in the
     Prefect UI) is a full config, validated once."""
 
-    profile: Literal[PROFILES] = Field(PROFILES[0], description=(  # type: ignore[valid-type]
-        "base settings every other field overrides: cpu (sized for 2 cores), gpu (one CUDA GPU, vLLM) or paper (the "
-        "paper's settings and filter rules, GPUs)"))
+    profile: Literal[PROFILES] = Field(  # type: ignore[valid-type]  # a Literal of the declared profile names
+        PROFILES[0],
+        description=(
+            "base settings every other field overrides: cpu (sized for 2 cores), gpu (one CUDA GPU, vLLM) or paper "
+            "(the "
+            "paper's settings and filter rules, GPUs)"
+        ),
+    )
     seed: int = Field(0, description="the task split, synthesis sampling, negatives and label selection")
-    source_model: ModelSpec = Field(ModelSpec(id="embedded:smollm2-135m-instruct"),
-                                    description="the base the source adapter is for (the teacher's base)")
+    source_model: ModelSpec = Field(
+        ModelSpec(id="embedded:smollm2-135m-instruct"),
+        description="the base the source adapter is for (the teacher's base)",
+    )
     target_model: ModelSpec = Field(ModelSpec(id="embedded:gemma3-270m"), description="the new base to transfer to")
-    discriminator_model: ModelSpec | None = Field(None, description="the discriminator's base; None: the source "
-                                                                    "model")
+    discriminator_model: ModelSpec | None = Field(None, description="the discriminator's base; None: the source model")
     task: TaskSpec = Field(TaskSpec(), description="the task and its split")
-    import_adapter: ImportSpec | None = Field(None, description=(
-        "an existing peft adapter to import instead of training source_adapter (translora finetune "
-        "--source-adapter)"))
+    import_adapter: ImportSpec | None = Field(
+        None,
+        description=(
+            "an existing peft adapter to import instead of training source_adapter (translora finetune "
+            "--source-adapter)"
+        ),
+    )
     source_adapter: AdapterSpec = Field(AdapterSpec(), description="the source adapter stage 1 trains")
     source_train: TrainSpec = Field(TrainSpec(), description="the source adapter's training")
     synthesis: SynthesisSpec = Field(SynthesisSpec(), description="synthetic inputs from the seeds")
@@ -317,8 +439,10 @@ def _deep_merge(base: dict, extra: dict, where: str = "") -> dict:
         if isinstance(value, dict) and isinstance(old, dict):
             out[key] = _deep_merge(old, value, f"{path}.")
         elif isinstance(value, dict) and old is not None:
-            raise ConfigError(f"cannot set fields of {path}: it is {old!r}, a plain value, not a section; remove "
-                              f"the setting that made {path} a plain value")
+            raise ConfigError(
+                f"cannot set fields of {path}: it is {old!r}, a plain value, not a section; remove "
+                f"the setting that made {path} a plain value"
+            )
         else:
             out[key] = value
     return out
@@ -330,14 +454,17 @@ def _parse_override(text: str) -> dict:
     dotted, raw = text.split("=", 1)
     parts = [part.strip() for part in dotted.split(".")]
     if not all(parts):
-        raise ConfigError(f"override {text!r} has an empty name before '='; write section.field=value "
-                          "(e.g. filter.n_keep=32)")
+        raise ConfigError(
+            f"override {text!r} has an empty name before '='; write section.field=value (e.g. filter.n_keep=32)"
+        )
     try:
         value = yaml.safe_load(raw) if raw else None
     except yaml.YAMLError as exc:  # its own message spans several lines; one line names the problem
         problem = getattr(exc, "problem", None) or "cannot parse it"
-        raise ConfigError(f"override {text!r}: the value is not valid YAML ({problem}); give a number, true/false, "
-                          "a list like [a, b], or a string in quotes") from None
+        raise ConfigError(
+            f"override {text!r}: the value is not valid YAML ({problem}); give a number, true/false, "
+            "a list like [a, b], or a string in quotes"
+        ) from None
     out: dict = {}
     node = out
     for part in parts[:-1]:
@@ -371,8 +498,11 @@ def load_config(
     for key in user:
         if key not in Config.model_fields:
             close = difflib.get_close_matches(key, Config.model_fields, n=1)
-            raise ConfigError(f"unknown config section {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-                              + f"; known sections: {', '.join(Config.model_fields)}")
+            raise ConfigError(
+                f"unknown config section {key!r}"
+                + (f" (did you mean {close[0]!r}?)" if close else "")
+                + f"; known sections: {', '.join(Config.model_fields)}"
+            )
     return validate_config(_deep_merge(profile_dict(chosen), user | {"profile": chosen}))
 
 
@@ -384,8 +514,7 @@ def _read_config_file(path: Path) -> dict:
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML") \
-            from None
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path} ({exc.strerror}); check its permissions") from None
     try:
@@ -393,13 +522,16 @@ def _read_config_file(path: Path) -> dict:
     except yaml.YAMLError as exc:  # its own message spans several lines; one line names the problem
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"config file {path} is not valid YAML{where}: "
-                          f"{getattr(exc, 'problem', None) or exc}; fix the file there") from None
+        raise ConfigError(
+            f"config file {path} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}; fix the file there"
+        ) from None
     if user is None:  # an empty file changes nothing
         return {}
     if not isinstance(user, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of sections (e.g. `filter: {{n_keep: 32}}`), "
-                          f"not a {type(user).__name__}")
+        raise ConfigError(
+            f"config file {path} must hold a mapping of sections (e.g. `filter: {{n_keep: 32}}`), "
+            f"not a {type(user).__name__}"
+        )
     return user
 
 

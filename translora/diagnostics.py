@@ -40,6 +40,7 @@ class Interval(BaseModel):
 class PGR(BaseModel):
     """Performance gap recovered: (transferred - best) / (oracle - best), best = max(source + adapter, target base)
     (Burns et al. 2023, arXiv 2312.09390). 0: no better than the best baseline; 1: as good as the oracle."""
+
     estimate: float | None  # None when the oracle does not beat the best baseline on the test set (reason says so)
     low: float | None  # percentile interval over the bootstrap samples that have a gap; None without any
     high: float | None
@@ -80,7 +81,10 @@ def filter_quality(candidates: Sequence[tuple[str, bool, bool]], is_valid: Calla
     return FilterQuality(
         precision=n_kept_valid / n_kept if n_kept else None,
         recall=n_accepted_valid / n_valid if n_valid else None,
-        n_candidates=len(candidates), n_valid=n_valid, n_kept=n_kept, n_kept_valid=n_kept_valid,
+        n_candidates=len(candidates),
+        n_valid=n_valid,
+        n_kept=n_kept,
+        n_kept_valid=n_kept_valid,
     )
 
 
@@ -94,8 +98,9 @@ def label_accuracy(rows: Sequence[tuple[str, str]], answer: Callable[[str], str 
             continue
         checked += 1
         right += label.strip() == truth
-    return LabelAccuracy(accuracy=right / checked if checked else None, n_checked=checked,
-                         n_invalid_inputs=len(rows) - checked)
+    return LabelAccuracy(
+        accuracy=right / checked if checked else None, n_checked=checked, n_invalid_inputs=len(rows) - checked
+    )
 
 
 # A gap this small is float noise from averaging (e.g. fractional scores), not a gap: dividing by it would give
@@ -129,8 +134,9 @@ def bootstrap_interval(values: Sequence[float], n_boot: int = 2000, seed: int = 
     return _percentile_interval(means, float(x.mean()), level, int(x.size))
 
 
-def paired_bootstrap_difference(a: Sequence[float], b: Sequence[float], n_boot: int = 2000, seed: int = 0,
-                                level: float = 0.95) -> Interval:
+def paired_bootstrap_difference(
+    a: Sequence[float], b: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> Interval:
     """Interval of mean(a - b) for two models scored on the same samples: resampling pairs, not each list on its
     own, keeps the per-sample correlation, so the interval is much tighter than two separate ones."""
     if len(a) != len(b):
@@ -138,8 +144,15 @@ def paired_bootstrap_difference(a: Sequence[float], b: Sequence[float], n_boot: 
     return bootstrap_interval(np.asarray(a, dtype=float) - np.asarray(b, dtype=float), n_boot, seed, level)
 
 
-def pgr_bootstrap(source: Sequence[float], target_base: Sequence[float], transferred: Sequence[float],
-                  oracle: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> PGR:
+def pgr_bootstrap(
+    source: Sequence[float],
+    target_base: Sequence[float],
+    transferred: Sequence[float],
+    oracle: Sequence[float],
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> PGR:
     """PGR with a percentile bootstrap interval, from per-example scores of the four models on the same test
     examples in the same order. Each bootstrap sample resamples examples jointly for all four lists and takes best
     as the larger of the two resampled baseline means, so which baseline is best may change between samples (a
@@ -155,12 +168,22 @@ def pgr_bootstrap(source: Sequence[float], target_base: Sequence[float], transfe
     best, best_b = max(src, base), np.maximum(src_b, base_b)
     gap_b = orc_b - best_b
     has_gap = gap_b > _MIN_GAP
-    shared = dict(level=level, n=n, best="source" if src >= base else "target base",
-                  gap_skipped_samples=int((~has_gap).sum()), n_boot=n_boot)
+    shared = dict(
+        level=level,
+        n=n,
+        best="source" if src >= base else "target base",
+        gap_skipped_samples=int((~has_gap).sum()),
+        n_boot=n_boot,
+    )
     if orc - best <= _MIN_GAP:  # an interval around an undefined estimate would mislead: report neither
-        return PGR(estimate=None, low=None, high=None, **shared,
-                   reason=f"no gap to recover: the oracle ({orc:.3f}) does not beat the best baseline, "
-                          f"{shared['best']} ({best:.3f})")
+        return PGR(
+            estimate=None,
+            low=None,
+            high=None,
+            **shared,
+            reason=f"no gap to recover: the oracle ({orc:.3f}) does not beat the best baseline, "
+            f"{shared['best']} ({best:.3f})",
+        )
     # A positive full-sample gap leaves (almost always) some samples with a gap; without any, no interval.
     ratios = (trans_b - best_b)[has_gap] / gap_b[has_gap]
     low, high = _percentiles(ratios, level) if ratios.size else (None, None)

@@ -4,9 +4,8 @@ log p(yes) - log p(no) is above a threshold: 0 (p(yes) > p(no)) unless one was c
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import math
+from pathlib import Path
 
 import torch
 from pydantic import BaseModel
@@ -36,8 +35,7 @@ class HeldOutReport(BaseModel):
     n_synthetic: int
 
 
-def held_out_report(real_margins: list[float], synthetic_margins: list[float], threshold: float = 0.0
-                    ) -> HeldOutReport:
+def held_out_report(real_margins: list[float], synthetic_margins: list[float], threshold: float = 0.0) -> HeldOutReport:
     return HeldOutReport(
         auc=roc_auc(real_margins, synthetic_margins),
         threshold=threshold,
@@ -48,8 +46,9 @@ def held_out_report(real_margins: list[float], synthetic_margins: list[float], t
     )
 
 
-def calibrate_threshold(real_margins: list[float], synthetic_margins: list[float], min_real_accept: float = 0.9
-                        ) -> float:
+def calibrate_threshold(
+    real_margins: list[float], synthetic_margins: list[float], min_real_accept: float = 0.9
+) -> float:
     """The threshold that rejects the most held-out synthetic inputs while still keeping (margin > threshold) at
     least `min_real_accept` of the held-out real ones.
 
@@ -96,14 +95,15 @@ class Discriminator:
         tok.padding_side = "left"
         out: list[float] = []
         for start in range(0, len(texts), batch_size):
-            batch = [question(t, self.task) for t in texts[start: start + batch_size]]
+            batch = [question(t, self.task) for t in texts[start : start + batch_size]]
             enc = tok(batch, return_tensors="pt", padding=True).to(self.model.device)
             logits = tail_logits(self.model, enc["input_ids"], enc["attention_mask"], 1)[:, -1, :]
             out.extend((logits[:, self.yes_id] - logits[:, self.no_id]).tolist())
         return out
 
-    def report(self, real: list[str], synthetic: list[str], threshold: float = 0.0, batch_size: int = 16
-               ) -> HeldOutReport:
+    def report(
+        self, real: list[str], synthetic: list[str], threshold: float = 0.0, batch_size: int = 16
+    ) -> HeldOutReport:
         """held_out_report on the margins of held-out real and synthetic inputs."""
         return held_out_report(self.margins(real, batch_size), self.margins(synthetic, batch_size), threshold)
 

@@ -71,24 +71,46 @@ def write_task(card: TaskCard, test: list[Example], folder: Path, located_at: Pa
     }
     function = None
     if card.kind == "multiple_choice":
-        spec |= {"output_type": "multiple_choice", "doc_to_choice": "choices", "doc_to_target": "label",
-                 "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}]}
+        spec |= {
+            "output_type": "multiple_choice",
+            "doc_to_choice": "choices",
+            "doc_to_target": "label",
+            "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+        }
     else:
-        spec |= {"output_type": "generate_until",
-                 "generation_kwargs": {"until": list(card.stop_strings()), "do_sample": False,
-                                       "max_gen_toks": card.gen_tokens(MAX_GEN_TOKENS)}}
+        spec |= {
+            "output_type": "generate_until",
+            "generation_kwargs": {
+                "until": list(card.stop_strings()),
+                "do_sample": False,
+                "max_gen_toks": card.gen_tokens(MAX_GEN_TOKENS),
+            },
+        }
         if card.metric == "code_execution":
-            spec |= {"doc_to_target": "{{target}}",
-                     "metric_list": [{"metric": "pass@1", "aggregation": "mean", "higher_is_better": True}]}
+            spec |= {
+                "doc_to_target": "{{target}}",
+                "metric_list": [{"metric": "pass@1", "aggregation": "mean", "higher_is_better": True}],
+            }
             function = "process_results: !function utils.process_results\n"
             (folder / "utils.py").write_text(_UTILS.format(program=card.program_template, timeout=card.timeout_s))
         else:
-            spec |= {"doc_to_target": "{{answer}}" if card.metric == "regex" else "{{target}}",
-                     "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}
-                                     | card.exact_match_kwargs()]}
+            spec |= {
+                "doc_to_target": "{{answer}}" if card.metric == "regex" else "{{target}}",
+                "metric_list": [
+                    {"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}
+                    | card.exact_match_kwargs()
+                ],
+            }
             if card.metric == "regex":
-                spec["filter_list"] = [{"name": FILTER_NAME, "filter": [
-                    {"function": "regex", "regex_pattern": card.answer_pattern}, {"function": "take_first"}]}]
+                spec["filter_list"] = [
+                    {
+                        "name": FILTER_NAME,
+                        "filter": [
+                            {"function": "regex", "regex_pattern": card.answer_pattern},
+                            {"function": "take_first"},
+                        ],
+                    }
+                ]
     text = yaml.safe_dump(spec, sort_keys=False) + (function or "")  # safe_dump cannot write lm-eval's !function tag
     (folder / f"{name}.yaml").write_text(text)
     return name
@@ -141,7 +163,8 @@ def evaluate(
     if adapter is not None:
         model_args["peft"] = str(adapter)
     lm = PromptAlignedHFLM.create_from_arg_obj(
-        model_args, {"batch_size": batch_size, "device": "cpu" if not _cuda() else "cuda"})
+        model_args, {"batch_size": batch_size, "device": "cpu" if not _cuda() else "cuda"}
+    )
     return run(lm, task_dir, name, limit)
 
 
@@ -159,8 +182,11 @@ def run(lm, task_dir: Path, name: str, limit: int | None = None) -> dict:
     samples = []
     for s in out["samples"][name]:
         sample = {"input": s["doc"]["input"], "target": s["doc"]["target"], metric: float(s[metric])}
-        if isinstance(s.get("filtered_resps"), list) and s["filtered_resps"] and \
-                isinstance(s["filtered_resps"][0], str):  # generated answers (after the filter, if any)
+        if (
+            isinstance(s.get("filtered_resps"), list)
+            and s["filtered_resps"]
+            and isinstance(s["filtered_resps"][0], str)
+        ):  # generated answers (after the filter, if any)
             sample["response"] = s["filtered_resps"][0]
         samples.append(sample)
     stderr = result.get(key.replace(",", "_stderr,", 1))

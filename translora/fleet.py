@@ -92,9 +92,11 @@ def refuse(outcome: BundleOutcome, max_regression: float) -> bool:
     if after is None or floor is None or after >= floor - max_regression:
         return False
     outcome.status = "refused"
-    outcome.error = (f"the transferred adapter scores {_percent(after)} on the owner's evaluation set, below the "
-                     f"target base alone ({_percent(floor)}): not registered, the bundle stays on "
-                     f"{outcome.source_base}")
+    outcome.error = (
+        f"the transferred adapter scores {_percent(after)} on the owner's evaluation set, below the "
+        f"target base alone ({_percent(floor)}): not registered, the bundle stays on "
+        f"{outcome.source_base}"
+    )
     return True
 
 
@@ -123,8 +125,11 @@ def models_to_share(config: Config, todo: list[Registration], slots: int) -> lis
         specs = {spec for spec, _ in entries}
         if len(specs) > 1:  # one id, two loadings (dtype, revision): one server cannot stand for both
             continue
-        shared.append(SharedModel(entries[0][0], lora_rank=max(rank for _, rank in entries),
-                                  max_loras=max(1, min(len(entries), slots))))
+        shared.append(
+            SharedModel(
+                entries[0][0], lora_rank=max(rank for _, rank in entries), max_loras=max(1, min(len(entries), slots))
+            )
+        )
     return shared
 
 
@@ -137,19 +142,33 @@ def summary_rows(outcomes: list[BundleOutcome], run_url: Callable[[str | None], 
     rows = []
     for o in outcomes:
         f, lab = o.filter, o.labels
-        rows.append({
-            "bundle": o.id, "owner": o.owner, "task": o.task, "from": o.source_base,
-            "new registration": o.new_id or "-", "acceptance": _percent(f.get("acceptance_rate")),
-            "filter (kept/distinct/generated)": "/".join(str(f.get(k, "?")) for k in ("kept", "distinct",
-                                                                                      "generated")) if f else "-",
-            "labels": (f"{lab.get('labelled', '?')} labelled, {lab.get('dropped', '?')} dropped; answers "
-                       + json.dumps(lab.get("answers", {}), sort_keys=True)) if lab else "-",
-            "accuracy before -> after": (f"{_percent(o.accuracy_before)} -> {_percent(o.accuracy_after)}"
-                                         if o.accuracy_after is not None else o.eval_note or "-"),
-            "target base": _percent(o.accuracy_target_base),
-            "status": o.status if o.error is None else f"{o.status}: {o.error}",
-            "transfer run": run_url(o.subflow_run_id),
-        })
+        rows.append(
+            {
+                "bundle": o.id,
+                "owner": o.owner,
+                "task": o.task,
+                "from": o.source_base,
+                "new registration": o.new_id or "-",
+                "acceptance": _percent(f.get("acceptance_rate")),
+                "filter (kept/distinct/generated)": "/".join(
+                    str(f.get(k, "?")) for k in ("kept", "distinct", "generated")
+                )
+                if f
+                else "-",
+                "labels": (
+                    f"{lab.get('labelled', '?')} labelled, {lab.get('dropped', '?')} dropped; answers "
+                    + json.dumps(lab.get("answers", {}), sort_keys=True)
+                )
+                if lab
+                else "-",
+                "accuracy before -> after": (
+                    f"{_percent(o.accuracy_before)} -> {_percent(o.accuracy_after)}"
+                    if o.accuracy_after is not None
+                    else o.eval_note or "-"
+                ),
+                "target base": _percent(o.accuracy_target_base),
+                "status": o.status if o.error is None else f"{o.status}: {o.error}",
+                "transfer run": run_url(o.subflow_run_id),
+            }
+        )
     return rows
-
-

@@ -22,6 +22,7 @@ from translora.training import tail_logits
 
 class Labelled(BaseModel):
     """One kept input as the teacher labelled it (a line of the label stage's labelled.jsonl)."""
+
     input: str
     completion: str
     confidence: float | None = None  # the teacher's probability of this answer (multiple-choice labels)
@@ -53,24 +54,25 @@ def _continuation_logprobs(model, tokenizer, encoded: list[tuple[list[int], int]
     device = next(model.parameters()).device
     out: list[float] = []
     for start in range(0, len(encoded), batch_size):
-        batch = encoded[start: start + batch_size]
+        batch = encoded[start : start + batch_size]
         width = max(len(ids) for ids, _ in batch)
         k = max(n for _, n in batch)
         input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
         attention = torch.zeros((len(batch), width), dtype=torch.long)
         for row, (ids, _) in enumerate(batch):
-            input_ids[row, width - len(ids):] = torch.tensor(ids)
-            attention[row, width - len(ids):] = 1
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention[row, width - len(ids) :] = 1
         input_ids, attention = input_ids.to(device), attention.to(device)
         logits = tail_logits(model, input_ids, attention, k + 1)[:, :-1, :]
         logp = torch.log_softmax(logits, -1).gather(-1, input_ids[:, -k:].unsqueeze(-1)).squeeze(-1)
         for row, (_, n) in enumerate(batch):
-            out.append(float(logp[row, k - n:].sum()))  # every continuation ends at the last position
+            out.append(float(logp[row, k - n :].sum()))  # every continuation ends at the last position
     return out
 
 
-def label_choices(model, tokenizer, inputs: list[str], choices: list[str], prompt_template: str,
-                  batch_size: int = 16) -> list[ChoiceLabel]:
+def label_choices(
+    model, tokenizer, inputs: list[str], choices: list[str], prompt_template: str, batch_size: int = 16
+) -> list[ChoiceLabel]:
     """Score every choice after each input's prompt (`prompt_template` as in TaskCard) with `model` (a
     transformers model, with or without a peft adapter); one ChoiceLabel per input, in order."""
     if len(set(choices)) != len(choices) or not choices:
@@ -80,19 +82,27 @@ def label_choices(model, tokenizer, inputs: list[str], choices: list[str], promp
     flat = _continuation_logprobs(model, tokenizer, encoded, batch_size)
     out = []
     for i, text in enumerate(inputs):
-        scores = flat[i * len(choices): (i + 1) * len(choices)]
+        scores = flat[i * len(choices) : (i + 1) * len(choices)]
         top = max(scores)
         exp = [math.exp(s - top) for s in scores]  # shifted by the max: no overflow
         total = sum(exp)
         probs = [e / total for e in exp]
         best = scores.index(top)
-        out.append(ChoiceLabel(input=text, label=choices[best], confidence=probs[best],
-                               probs=dict(zip(choices, probs)), scores=dict(zip(choices, scores))))
+        out.append(
+            ChoiceLabel(
+                input=text,
+                label=choices[best],
+                confidence=probs[best],
+                probs=dict(zip(choices, probs)),
+                scores=dict(zip(choices, scores)),
+            )
+        )
     return out
 
 
-def select(labels: list[ChoiceLabel], min_confidence: float = 0.0, balance: bool = False, seed: int = 0
-           ) -> list[ChoiceLabel]:
+def select(
+    labels: list[ChoiceLabel], min_confidence: float = 0.0, balance: bool = False, seed: int = 0
+) -> list[ChoiceLabel]:
     """Labels at or above `min_confidence`; with `balance`, every label present downsampled (seeded) to the
     rarest one's count, so a teacher that favours one answer does not teach the student to always give it.
     Order is kept."""
@@ -115,14 +125,22 @@ def margin_weight(confidence: float, n_choices: int) -> float:
 
 
 def as_labelled(chosen: list[ChoiceLabel], n_choices: int, targets: str) -> list[Labelled]:
-    return [Labelled(input=x.input, completion=x.label, confidence=x.confidence, probs=x.probs,
-                     weight=margin_weight(x.confidence, n_choices) if targets == "weighted" else 1.0)
-            for x in chosen]
+    return [
+        Labelled(
+            input=x.input,
+            completion=x.label,
+            confidence=x.confidence,
+            probs=x.probs,
+            weight=margin_weight(x.confidence, n_choices) if targets == "weighted" else 1.0,
+        )
+        for x in chosen
+    ]
 
 
 class StudentData(NamedTuple):
     """What training.train takes: (prompt, completion) pairs, a weight per pair, and per pair the soft targets
     (completion -> the teacher's probability) or None for the completion alone."""
+
     pairs: list[tuple[str, str]]
     weights: list[float]
     answers: list[dict[str, float] | None]
@@ -142,10 +160,14 @@ def student_data(rows: list[Labelled], targets: str, card: TaskCard, temperature
     """One training example per labelled input: its label (hard), its label weighted (weighted), or its label
     with the teacher's probability of every answer, sharpened by `temperature`, as soft targets (soft; a generated
     label has no distribution and stays the answer)."""
+
     def soft(r: Labelled) -> dict[str, float] | None:
         if targets != "soft" or r.probs is None:
             return None
         return {card.completion(answer): p for answer, p in sharpen(r.probs, temperature).items()}
 
-    return StudentData(pairs=[(card.prompt(r.input), card.completion(r.completion)) for r in rows],
-                       weights=[r.weight for r in rows], answers=[soft(r) for r in rows])
+    return StudentData(
+        pairs=[(card.prompt(r.input), card.completion(r.completion)) for r in rows],
+        weights=[r.weight for r in rows],
+        answers=[soft(r) for r in rows],
+    )

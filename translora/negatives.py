@@ -14,21 +14,43 @@ from typing import Callable, Literal
 
 from pydantic import BaseModel
 
-
-Source = Literal["synthetic", "truncated", "shuffled", "prose_span", "chatter", "case_flipped", "sentence_case",
-                 "noise_word", "bracket_dropped"]
+Source = Literal[
+    "synthetic",
+    "truncated",
+    "shuffled",
+    "prose_span",
+    "chatter",
+    "case_flipped",
+    "sentence_case",
+    "noise_word",
+    "bracket_dropped",
+]
 
 PROSE = (
-    "the correct statement is", "let me think about this", "this is a question about", "which means that",
-    "as we can see here", "in other words", "the following example shows", "I am not sure but",
+    "the correct statement is",
+    "let me think about this",
+    "this is a question about",
+    "which means that",
+    "as we can see here",
+    "in other words",
+    "the following example shows",
+    "I am not sure but",
 )
 CHATTER_BEFORE = (
-    "The answer is", "Let's think step by step.", "Question:", "Here is another example:",
-    "Sure! Here is a new question:", "The correct statement is",
+    "The answer is",
+    "Let's think step by step.",
+    "Question:",
+    "Here is another example:",
+    "Sure! Here is a new question:",
+    "The correct statement is",
 )
 CHATTER_AFTER = (
-    "The answer is", "Explain your answer.", "This is because of the rules above.",
-    "Let's evaluate it step by step.", "(see the examples above)", "Answer: it depends.",
+    "The answer is",
+    "Explain your answer.",
+    "This is because of the rules above.",
+    "Let's evaluate it step by step.",
+    "(see the examples above)",
+    "Answer: it depends.",
 )
 
 
@@ -60,7 +82,7 @@ def replace_span(text: str, rng: random.Random) -> str:
     words = text.split()
     width = min(len(words), rng.randint(1, 3))
     start = rng.randint(0, len(words) - width)
-    return " ".join(words[:start] + [rng.choice(PROSE)] + words[start + width:])
+    return " ".join(words[:start] + [rng.choice(PROSE)] + words[start + width :])
 
 
 def add_chatter(text: str, rng: random.Random) -> str:
@@ -98,7 +120,7 @@ def drop_bracket(text: str, rng: random.Random) -> str:
     if not at:
         return text
     i = rng.choice(at)
-    return " ".join((text[:i] + text[i + 1:]).split())
+    return " ".join((text[:i] + text[i + 1 :]).split())
 
 
 def insert_noise(text: str, rng: random.Random) -> str:
@@ -109,8 +131,13 @@ def insert_noise(text: str, rng: random.Random) -> str:
 
 
 CORRUPTIONS: dict[Source, Callable[[str, random.Random], str]] = {
-    "truncated": truncate, "shuffled": shuffle_words, "prose_span": replace_span, "chatter": add_chatter,
-    "case_flipped": flip_case, "sentence_case": sentence_case, "noise_word": insert_noise,
+    "truncated": truncate,
+    "shuffled": shuffle_words,
+    "prose_span": replace_span,
+    "chatter": add_chatter,
+    "case_flipped": flip_case,
+    "sentence_case": sentence_case,
+    "noise_word": insert_noise,
     "bracket_dropped": drop_bracket,
 }
 
@@ -139,8 +166,9 @@ def corrupt(real_inputs: list[str], n: int, seed: int = 0) -> list[Negative]:
     return out
 
 
-def mix(synthetic: list[str], corrupted: list[Negative], real_inputs: list[str], n: int, seed: int = 0
-        ) -> list[Negative]:
+def mix(
+    synthetic: list[str], corrupted: list[Negative], real_inputs: list[str], n: int, seed: int = 0
+) -> list[Negative]:
     """Up to `n` distinct negatives: the model-written ones, then the corrupted ones (the caller sizes both from
     discriminator.corrupted_fraction); anything that duplicates a real input (whitespace-normalized) is dropped, since a
     real input labelled "no" teaches the discriminator the opposite of the truth."""

@@ -88,8 +88,15 @@ class Lease:
         self._thread: threading.Thread | None = None
 
     def _body(self) -> bytes:  # the beat count makes every rewrite's ETag new
-        return json.dumps({"owner": self.owner, "host": socket.gethostname(), "pid": os.getpid(),
-                           "seconds": self.seconds, "beat": self._beats}).encode()
+        return json.dumps(
+            {
+                "owner": self.owner,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "seconds": self.seconds,
+                "beat": self._beats,
+            }
+        ).encode()
 
     def acquire(self) -> None:
         from botocore.exceptions import ClientError
@@ -97,8 +104,9 @@ class Lease:
         waited = False
         while True:
             try:
-                self.etag = self.client.put_object(Bucket=self.bucket, Key=self.name, Body=self._body(),
-                                                   IfNoneMatch="*")["ETag"]
+                self.etag = self.client.put_object(
+                    Bucket=self.bucket, Key=self.name, Body=self._body(), IfNoneMatch="*"
+                )["ETag"]
                 break
             except ClientError as exc:
                 if _code(exc) not in LOST_RACE:
@@ -108,12 +116,23 @@ class Lease:
                 continue  # released between our write and our read
             holder, etag, age = held
             if not waited:
-                log.info("waiting for the lease %s, held by %s (host %s, pid %s)", self.name, holder.get("owner"),
-                         holder.get("host"), holder.get("pid"))
+                log.info(
+                    "waiting for the lease %s, held by %s (host %s, pid %s)",
+                    self.name,
+                    holder.get("owner"),
+                    holder.get("host"),
+                    holder.get("pid"),
+                )
                 waited = True
             if age > float(holder.get("seconds", self.seconds)):
-                log.warning("lease %s of %s (host %s, pid %s) was not renewed for %.0f s: taking it over", self.name,
-                            holder.get("owner"), holder.get("host"), holder.get("pid"), age)
+                log.warning(
+                    "lease %s of %s (host %s, pid %s) was not renewed for %.0f s: taking it over",
+                    self.name,
+                    holder.get("owner"),
+                    holder.get("host"),
+                    holder.get("pid"),
+                    age,
+                )
                 try:  # only the lease we judged: if its holder renewed it meanwhile, this fails and we wait on
                     self.client.delete_object(Bucket=self.bucket, Key=self.name, IfMatch=etag)
                 except ClientError as exc:
@@ -145,8 +164,9 @@ class Lease:
         while not self._stop.wait(self.seconds / 3):
             self._beats += 1
             try:
-                self.etag = self.client.put_object(Bucket=self.bucket, Key=self.name, Body=self._body(),
-                                                   IfMatch=self.etag)["ETag"]
+                self.etag = self.client.put_object(
+                    Bucket=self.bucket, Key=self.name, Body=self._body(), IfMatch=self.etag
+                )["ETag"]
             except Exception as exc:
                 if _code(exc) in LOST_RACE:  # taken over: we stalled past the lease
                     self.lost = True
@@ -171,8 +191,13 @@ class Lease:
 
 
 class S3Store(Store):
-    def __init__(self, root: str | None = None, cache: Path | str | None = None, endpoint_url: str | None = None,
-                 lease_seconds: float | None = None):
+    def __init__(
+        self,
+        root: str | None = None,
+        cache: Path | str | None = None,
+        endpoint_url: str | None = None,
+        lease_seconds: float | None = None,
+    ):
         from translora.models import translora_home
         from translora.store import default_root
 
@@ -207,8 +232,9 @@ class S3Store(Store):
         from botocore.exceptions import ClientError
 
         try:
-            return json.loads(self.client.get_object(Bucket=self.bucket, Key=self._key(stage, key, MARKER))
-                              ["Body"].read())
+            return json.loads(
+                self.client.get_object(Bucket=self.bucket, Key=self._key(stage, key, MARKER))["Body"].read()
+            )
         except ClientError as exc:
             if _code(exc) in ("NoSuchKey", "404"):
                 return None
@@ -227,8 +253,12 @@ class S3Store(Store):
             if cached is None:
                 return None
             if self.path(stage, key).exists():
-                log.warning("cached copy %s is damaged (%s): downloading it again from %s", self.path(stage, key),
-                            cached, self.url)
+                log.warning(
+                    "cached copy %s is damaged (%s): downloading it again from %s",
+                    self.path(stage, key),
+                    cached,
+                    self.url,
+                )
             return self._download(stage, key, marker)
 
     def _cached_problem(self, stage: str, key: str, marker: dict) -> str | None:
@@ -245,14 +275,14 @@ class S3Store(Store):
             for name in marker["files"]:
                 (tmp / name).parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    self.client.download_file(self.bucket, self._key(stage, key, marker["upload"], name),
-                                              str(tmp / name))
+                    self.client.download_file(
+                        self.bucket, self._key(stage, key, marker["upload"], name), str(tmp / name)
+                    )
                 except ClientError as exc:
                     return f"its published file {name} cannot be read ({_code(exc) or exc})"
             actual = hash_path(tmp)
             if actual != marker["content_hash"] or read_manifest(tmp).content_hash != marker["content_hash"]:
-                return (f"its published files hash to {actual[:12]}, its marker records "
-                        f"{marker['content_hash'][:12]}")
+                return f"its published files hash to {actual[:12]}, its marker records {marker['content_hash'][:12]}"
             self._install(stage, key, tmp)
             return None
         finally:
@@ -279,8 +309,10 @@ class S3Store(Store):
             return  # not one of ours: key_material checks it as it is
         problem = self.problem(stage, key)
         if problem is not None:
-            raise ArtifactError(f"input {path} is the output {self.url}/{stage}/{key}, and {problem}; run "
-                                f"`translora store verify --repair --store {self.url}`, then the command that made it")
+            raise ArtifactError(
+                f"input {path} is the output {self.url}/{stage}/{key}, and {problem}; run "
+                f"`translora store verify --repair --store {self.url}`, then the command that made it"
+            )
 
     # -------------------------------------------------------------- writing
 
@@ -324,13 +356,21 @@ class S3Store(Store):
         lease = self._leases.get(key)
         if lease is not None and lease.lost:  # its new holder may be deleting leftovers under the key right now
             self._delete(self._key(stage, key, upload) + "/")
-            raise LeaseLostError(f"lost the lease on {stage}/{key} while computing it (stalled for "
-                                 f"{lease.seconds:.0f} s); another writer is computing it")
-        marker = {"upload": upload, "files": files, "content_hash": read_manifest(folder).content_hash,
-                  "host": socket.gethostname(), "published_at": time.time()}
+            raise LeaseLostError(
+                f"lost the lease on {stage}/{key} while computing it (stalled for "
+                f"{lease.seconds:.0f} s); another writer is computing it"
+            )
+        marker = {
+            "upload": upload,
+            "files": files,
+            "content_hash": read_manifest(folder).content_hash,
+            "host": socket.gethostname(),
+            "published_at": time.time(),
+        }
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(stage, key, MARKER),
-                                   Body=json.dumps(marker).encode(), IfNoneMatch="*")
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._key(stage, key, MARKER), Body=json.dumps(marker).encode(), IfNoneMatch="*"
+            )
         except ClientError as exc:
             if _code(exc) not in LOST_RACE:
                 raise

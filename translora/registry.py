@@ -57,7 +57,8 @@ class Registration(BaseModel):
 
 _metadata = MetaData()
 _table = Table(
-    "registrations", _metadata,
+    "registrations",
+    _metadata,
     Column("id", String, primary_key=True),
     Column("owner", String, nullable=False, index=True),
     Column("task", String, nullable=False),
@@ -97,15 +98,19 @@ def open_registry(url: str | None = None) -> Registry:
 def read_bundle_facts(bundle: Path) -> tuple[str, str, str]:
     """(task, source base id, source base hash) from a bundle folder's bundle.json and task_card.json."""
     if not (bundle / "bundle.json").is_file():
-        raise RegistryError(f"{bundle} is not a transfer bundle (no bundle.json); give the bundle/ folder that "
-                            "`translora finetune` wrote")
+        raise RegistryError(
+            f"{bundle} is not a transfer bundle (no bundle.json); give the bundle/ folder that "
+            "`translora finetune` wrote"
+        )
     try:
         info = json.loads((bundle / "bundle.json").read_text())
         card = json.loads((bundle / "task_card.json").read_text())
         return card["name"], info["source_model"]["id"], info["source_model_hash"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise RegistryError(f"{bundle} is not a complete transfer bundle ({type(exc).__name__}: {exc}); "
-                            "write it again with `translora finetune`") from exc
+        raise RegistryError(
+            f"{bundle} is not a complete transfer bundle ({type(exc).__name__}: {exc}); "
+            "write it again with `translora finetune`"
+        ) from exc
 
 
 class Registry:
@@ -134,9 +139,17 @@ class Registry:
         if not id.strip() or not owner.strip():
             raise RegistryError("a registration needs a non-empty id and owner")
         task, base, base_hash = read_bundle_facts(bundle)
-        record = Registration(id=id, owner=owner, task=task, source_base=base, source_base_hash=base_hash,
-                              bundle=str(bundle.resolve()), eval_set=eval_set, parent_id=parent_id,
-                              created_at=datetime.now(timezone.utc))
+        record = Registration(
+            id=id,
+            owner=owner,
+            task=task,
+            source_base=base,
+            source_base_hash=base_hash,
+            bundle=str(bundle.resolve()),
+            eval_set=eval_set,
+            parent_id=parent_id,
+            created_at=datetime.now(timezone.utc),
+        )
         try:
             with self.engine.begin() as conn:  # the child and its parent's new status land together or not at all
                 if parent_id is not None:

@@ -54,22 +54,35 @@ class Results(BaseModel):
         return {k: r.accuracy for k, r in self.rows.items()}
 
     def table(self) -> list[dict]:
-        return [{"model": ROWS[k], self.metric: round(r.accuracy, 4), "95% low": round(r.interval.low, 4),
-                 "95% high": round(r.interval.high, 4)} for k, r in self.rows.items()]
+        return [
+            {
+                "model": ROWS[k],
+                self.metric: round(r.accuracy, 4),
+                "95% low": round(r.interval.low, 4),
+                "95% high": round(r.interval.high, 4),
+            }
+            for k, r in self.rows.items()
+        ]
 
     def mechanism(self) -> list[str]:
         d, f, lab = self.discriminator, self.filter, self.labels
-        lines = [f"discriminator (held out in stage 1): ROC AUC {_num(d.get('auc'))}, threshold "
-                 f"{_num(d.get('threshold'))}, accepts {_pct(d.get('real_accepted'))} of real and "
-                 f"{_pct(d.get('synthetic_accepted'))} of synthetic inputs",
-                 f"filter ({f['mode']}): kept {f['kept']} of {f['distinct']} distinct candidates from "
-                 f"{f['generated']} generations ({_pct(f['acceptance_rate'])} acceptance)"]
+        lines = [
+            f"discriminator (held out in stage 1): ROC AUC {_num(d.get('auc'))}, threshold "
+            f"{_num(d.get('threshold'))}, accepts {_pct(d.get('real_accepted'))} of real and "
+            f"{_pct(d.get('synthetic_accepted'))} of synthetic inputs",
+            f"filter ({f['mode']}): kept {f['kept']} of {f['distinct']} distinct candidates from "
+            f"{f['generated']} generations ({_pct(f['acceptance_rate'])} acceptance)",
+        ]
         if f.get("precision") is not None or f.get("n_valid") is not None:
-            lines.append(f"filter vs the task's checker: precision {_pct(f.get('precision'))}, recall "
-                         f"{_pct(f.get('recall'))} ({f.get('n_valid')} of {f['distinct']} candidates valid)")
+            lines.append(
+                f"filter vs the task's checker: precision {_pct(f.get('precision'))}, recall "
+                f"{_pct(f.get('recall'))} ({f.get('n_valid')} of {f['distinct']} candidates valid)"
+            )
         if f.get("tokens_per_kept_valid") is not None:
-            lines.append(f"synthesis: {f['tokens_per_kept_valid']:.0f} generated tokens per kept valid input, "
-                         f"{f['kept_valid_per_minute']:.1f} kept valid inputs per minute")
+            lines.append(
+                f"synthesis: {f['tokens_per_kept_valid']:.0f} generated tokens per kept valid input, "
+                f"{f['kept_valid_per_minute']:.1f} kept valid inputs per minute"
+            )
         label_line = f"teacher labels: {lab['labelled']} labelled, answers {lab['answers']}"
         if lab.get("mean_confidence") is not None:
             label_line += f", mean confidence {lab['mean_confidence']:.2f}"
@@ -86,29 +99,41 @@ class Results(BaseModel):
             return f"{head} n/a ({p.reason})"
         interval = "no interval" if p.low is None else f"[{p.low:.2f}, {p.high:.2f}]"
         best = "source adapter" if p.best == "source" else p.best
-        skipped = (f"; {p.gap_skipped_samples} of {p.n_boot} bootstrap samples without a gap skipped"
-                   if p.gap_skipped_samples else "")
+        skipped = (
+            f"; {p.gap_skipped_samples} of {p.n_boot} bootstrap samples without a gap skipped"
+            if p.gap_skipped_samples
+            else ""
+        )
         return f"{head} {p.estimate:.2f} {interval} (best baseline: {best}{skipped})"
 
     def text(self) -> str:
-        lines = [f"Trans-LoRA on {self.task}: {self.source_model} -> {self.target_model} "
-                 f"({self.n_test} held-out test examples, lm-eval {self.metric}, 95% bootstrap intervals)", ""]
+        lines = [
+            f"Trans-LoRA on {self.task}: {self.source_model} -> {self.target_model} "
+            f"({self.n_test} held-out test examples, lm-eval {self.metric}, 95% bootstrap intervals)",
+            "",
+        ]
         width = max(len(ROWS[k]) for k in self.rows)
         for key, row in self.rows.items():
-            lines.append(f"  {ROWS[key]:<{width}}  {row.accuracy:.3f}  [{row.interval.low:.3f}, "
-                         f"{row.interval.high:.3f}]")
+            lines.append(
+                f"  {ROWS[key]:<{width}}  {row.accuracy:.3f}  [{row.interval.low:.3f}, {row.interval.high:.3f}]"
+            )
         d1, d2 = self.transferred_minus_source, self.transferred_minus_target
-        lines += ["",
-                  f"  transferred - source adapter: {d1.mean:+.3f} [{d1.low:+.3f}, {d1.high:+.3f}] (paired)",
-                  f"  transferred - target base:    {d2.mean:+.3f} [{d2.low:+.3f}, {d2.high:+.3f}] (paired)",
-                  f"  transferred >= max(source adapter, target base): {'yes' if self.claim_holds else 'NO'}"
-                  f" (within the intervals: {'yes' if self.claim_holds_within_interval else 'NO'})",
-                  f"  {self.pgr_line()}", ""]
+        lines += [
+            "",
+            f"  transferred - source adapter: {d1.mean:+.3f} [{d1.low:+.3f}, {d1.high:+.3f}] (paired)",
+            f"  transferred - target base:    {d2.mean:+.3f} [{d2.low:+.3f}, {d2.high:+.3f}] (paired)",
+            f"  transferred >= max(source adapter, target base): {'yes' if self.claim_holds else 'NO'}"
+            f" (within the intervals: {'yes' if self.claim_holds_within_interval else 'NO'})",
+            f"  {self.pgr_line()}",
+            "",
+        ]
         return "\n".join(lines + [f"  {line}" for line in self.mechanism()])
 
     def markdown(self) -> str:
-        rows = "\n".join(f"| {ROWS[k]} | {r.accuracy:.3f} | [{r.interval.low:.3f}, {r.interval.high:.3f}] |"
-                         for k, r in self.rows.items())
+        rows = "\n".join(
+            f"| {ROWS[k]} | {r.accuracy:.3f} | [{r.interval.low:.3f}, {r.interval.high:.3f}] |"
+            for k, r in self.rows.items()
+        )
         d1, d2 = self.transferred_minus_source, self.transferred_minus_target
         timings = "\n".join(f"| {k} | {v:.1f} |" for k, v in self.stage_seconds.items())
         mechanism = "\n".join(f"- {line}" for line in self.mechanism())
@@ -135,22 +160,42 @@ def _scores(folder: Path, metric: str) -> list[float]:
     return [float(s[metric]) for s in read_jsonl(folder / "samples.jsonl")]
 
 
-def collect(task: str, source_model: str, target_model: str, evals: dict[str, Path], discriminator_filter: Path,
-            filtered: Path, labelled: Path, stage_dirs: dict[str, Path]) -> Results:
+def collect(
+    task: str,
+    source_model: str,
+    target_model: str,
+    evals: dict[str, Path],
+    discriminator_filter: Path,
+    filtered: Path,
+    labelled: Path,
+    stage_dirs: dict[str, Path],
+) -> Results:
     results = {key: read_json(evals[key] / "result.json") for key in ROWS if key in evals}
     metric = results["transferred"]["metric"]
     scores = {key: _scores(evals[key], metric) for key in results}
-    rows = {key: Row(accuracy=float(results[key]["accuracy"]), interval=diagnostics.bootstrap_interval(s))
-            for key, s in scores.items()}
+    rows = {
+        key: Row(accuracy=float(results[key]["accuracy"]), interval=diagnostics.bootstrap_interval(s))
+        for key, s in scores.items()
+    }
     vs_source = diagnostics.paired_bootstrap_difference(scores["transferred"], scores["source_adapter"])
     vs_target = diagnostics.paired_bootstrap_difference(scores["transferred"], scores["target_base"])
     acc = {k: r.accuracy for k, r in rows.items()}
-    pgr = None if "oracle" not in scores else diagnostics.pgr_bootstrap(
-        scores["source_adapter"], scores["target_base"], scores["transferred"], scores["oracle"])
+    pgr = (
+        None
+        if "oracle" not in scores
+        else diagnostics.pgr_bootstrap(
+            scores["source_adapter"], scores["target_base"], scores["transferred"], scores["oracle"]
+        )
+    )
     return Results(
-        task=task, source_model=source_model, target_model=target_model, metric=metric,
-        n_test=len(scores["transferred"]), rows=rows,
-        transferred_minus_source=vs_source, transferred_minus_target=vs_target,
+        task=task,
+        source_model=source_model,
+        target_model=target_model,
+        metric=metric,
+        n_test=len(scores["transferred"]),
+        rows=rows,
+        transferred_minus_source=vs_source,
+        transferred_minus_target=vs_target,
         claim_holds=acc["transferred"] >= max(acc["source_adapter"], acc["target_base"]),
         claim_holds_within_interval=vs_source.high >= 0 and vs_target.high >= 0,
         pgr=pgr,
@@ -175,8 +220,10 @@ def _filter(task: str, filtered: Path) -> dict[str, Any]:
     if checker is None:
         return out
     threshold = out.get("threshold")  # None: no filter (every candidate accepted)
-    candidates = [(c["input"], threshold is None or c["margin"] > threshold, bool(c["kept"]))
-                  for c in read_jsonl(filtered / "candidates.jsonl")]
+    candidates = [
+        (c["input"], threshold is None or c["margin"] > threshold, bool(c["kept"]))
+        for c in read_jsonl(filtered / "candidates.jsonl")
+    ]
     quality = diagnostics.filter_quality(candidates, checker.is_valid)
     out |= quality.model_dump()
     if out.get("generated_tokens"):

@@ -64,7 +64,7 @@ class Outcome:
 
 @functools.cache
 def isolation() -> str:
-    """"namespaces" when `unshare -rnm` works here (read-only world, no network), else "audit hook"."""
+    """ "namespaces" when `unshare -rnm` works here (read-only world, no network), else "audit hook"."""
     unshare = shutil.which("unshare")
     if unshare and sys.platform.startswith("linux"):
         try:
@@ -85,24 +85,44 @@ def run(program: str, limits: Limits = Limits()) -> Outcome:
         (private / "guard.py").write_text(GUARD, encoding="utf-8")
         (private / "program.py").write_text(program, encoding="utf-8")
         namespaces = isolation() == "namespaces"
-        argv = [sys.executable, "-I", "-B", str(private / "guard.py"), str(scratch), str(private / "program.py"),
-                "1" if namespaces else "0"]
+        argv = [
+            sys.executable,
+            "-I",
+            "-B",
+            str(private / "guard.py"),
+            str(scratch),
+            str(private / "program.py"),
+            "1" if namespaces else "0",
+        ]
         if namespaces:
             argv = [shutil.which("unshare") or "unshare", "-rnm", "--", *argv]
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(scratch), "TMPDIR": str(scratch),
-               "LANG": "C.UTF-8", "no_proxy": "*", "NO_PROXY": "*", "OPENBLAS_NUM_THREADS": "1",
-               "OMP_NUM_THREADS": "1"}
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(scratch),
+            "TMPDIR": str(scratch),
+            "LANG": "C.UTF-8",
+            "no_proxy": "*",
+            "NO_PROXY": "*",
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+        }
         with open(private / "stderr", "wb") as err:
-            proc = subprocess.Popen(argv, cwd=scratch, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=err, start_new_session=True,
-                                    preexec_fn=_limiter(limits))  # noqa: PLW1509 - setrlimit only
+            proc = subprocess.Popen(
+                argv,
+                cwd=scratch,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+                preexec_fn=_limiter(limits),
+            )  # noqa: PLW1509 - setrlimit only
             try:
                 code = proc.wait(timeout=limits.wall_s)
             except subprocess.TimeoutExpired:
                 _kill_group(proc.pid)
                 proc.wait()
-                return Outcome("timeout", f"still running after {limits.wall_s:g} s; killed",
-                               time.monotonic() - start)
+                return Outcome("timeout", f"still running after {limits.wall_s:g} s; killed", time.monotonic() - start)
             finally:
                 _kill_group(proc.pid)  # whatever it left behind
         tail = (private / "stderr").read_bytes()[-TAIL_BYTES:].decode("utf-8", "replace")
@@ -159,7 +179,7 @@ def _remove(folder: Path) -> None:
 
 # The script the child runs first: read-only world (in its own mount namespace), then the audit hook, then the
 # program. Every name the hook uses is bound when it is installed, so the program cannot swap them.
-GUARD = r'''
+GUARD = r"""
 import os, sys
 
 
@@ -283,4 +303,4 @@ import types
 _module = types.ModuleType("__main__")
 sys.modules["__main__"] = _module
 exec(_code, _module.__dict__)
-'''
+"""

@@ -54,8 +54,10 @@ class HmacKey(SigningKey):
 
     def __init__(self, secret: bytes):
         if len(secret) < _MIN_HMAC_BYTES:
-            raise SignatureError(f"HMAC key of {len(secret)} bytes is too short (at least {_MIN_HMAC_BYTES}); make "
-                                 "one with translora.signing.generate_hmac_key")
+            raise SignatureError(
+                f"HMAC key of {len(secret)} bytes is too short (at least {_MIN_HMAC_BYTES}); make "
+                "one with translora.signing.generate_hmac_key"
+            )
         # The id is a hash of the secret under its own prefix: it tells keys apart without revealing them.
         super().__init__("hmac-" + hashlib.sha256(b"translora key id\n" + secret).hexdigest()[:16])
         self._secret = secret
@@ -77,8 +79,10 @@ class Ed25519Key(SigningKey):
 
     def sign(self, message: bytes) -> bytes:
         if self._private is None:
-            raise SignatureError(f"key {self.key_id} is a public key and can only verify; sign with its private "
-                                 "key (ed25519:PRIVATE.pem)")
+            raise SignatureError(
+                f"key {self.key_id} is a public key and can only verify; sign with its private "
+                "key (ed25519:PRIVATE.pem)"
+            )
         return self._private.sign(message)
 
     def verify(self, message: bytes, signature: bytes) -> bool:
@@ -93,8 +97,9 @@ def load_key(spec: str) -> SigningKey:
     """A key from `hmac:PATH`, `ed25519:PRIVATE.pem` or `ed25519-pub:PUBLIC.pem`."""
     kind, _, name = spec.partition(":")
     if kind not in ("hmac", "ed25519", "ed25519-pub") or not name:
-        raise SignatureError(f"key {spec!r} is not of the form hmac:PATH, ed25519:PRIVATE.pem or "
-                             "ed25519-pub:PUBLIC.pem")
+        raise SignatureError(
+            f"key {spec!r} is not of the form hmac:PATH, ed25519:PRIVATE.pem or ed25519-pub:PUBLIC.pem"
+        )
     path = Path(name).expanduser()
     if not path.is_file():
         raise SignatureError(f"key file {path} does not exist (or is not a file)")
@@ -111,9 +116,11 @@ def load_key(spec: str) -> SigningKey:
             if isinstance(public, Ed25519PublicKey):
                 return Ed25519Key(public)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:  # not PEM, encrypted, or the other half
-        raise SignatureError(f"key file {path} is not an unencrypted PEM Ed25519 "
-                             f"{'private' if kind == 'ed25519' else 'public'} key ({exc}); make a pair with "
-                             "translora.signing.generate_ed25519_keypair") from None
+        raise SignatureError(
+            f"key file {path} is not an unencrypted PEM Ed25519 "
+            f"{'private' if kind == 'ed25519' else 'public'} key ({exc}); make a pair with "
+            "translora.signing.generate_ed25519_keypair"
+        ) from None
     raise SignatureError(f"key file {path} holds a key of another algorithm; {kind}: needs an Ed25519 key")
 
 
@@ -123,8 +130,7 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     except FileExistsError:
-        raise SignatureError(f"{path} already exists; not overwriting a key (remove it first if you mean it)") \
-            from None
+        raise SignatureError(f"{path} already exists; not overwriting a key (remove it first if you mean it)") from None
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
 
@@ -139,10 +145,18 @@ def generate_hmac_key(path: Path) -> HmacKey:
 def generate_ed25519_keypair(private_path: Path, public_path: Path) -> Ed25519Key:
     """A new key pair as PEM files: the private key readable by its owner only, the public key to hand out."""
     private = Ed25519PrivateKey.generate()
-    _write_new(Path(private_path), private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                          serialization.NoEncryption()), 0o600)
-    _write_new(Path(public_path), private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
+    _write_new(
+        Path(private_path),
+        private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+        0o600,
+    )
+    _write_new(
+        Path(public_path),
+        private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+        0o644,
+    )
     return Ed25519Key(private.public_key(), private)
 
 
@@ -153,8 +167,11 @@ def signature_path(path: Path) -> Path:
 def sign_file(path: Path, key: SigningKey) -> Path:
     """Write `<path>.sig` (atomically) for the current content of `path`; return its path."""
     path = Path(path)
-    record = {"scheme": key.scheme, "key_id": key.key_id,
-              "signature": base64.b64encode(key.sign(_CONTEXT + path.read_bytes())).decode()}
+    record = {
+        "scheme": key.scheme,
+        "key_id": key.key_id,
+        "signature": base64.b64encode(key.sign(_CONTEXT + path.read_bytes())).decode(),
+    }
     out = signature_path(path)
     tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
@@ -189,15 +206,21 @@ def verify_file(path: Path, trusted: Sequence[SigningKey]) -> str:
     if not path.is_file():
         raise SignatureError(f"{path} does not exist; nothing to verify")
     if not sig.is_file():
-        raise SignatureError(f"{path} is not signed (no {sig.name}); accept only bundles signed by a key you trust: "
-                             "ask their maker to sign them")
+        raise SignatureError(
+            f"{path} is not signed (no {sig.name}); accept only bundles signed by a key you trust: "
+            "ask their maker to sign them"
+        )
     scheme, key_id, signature = _read_signature(sig, path)
     keys = [k for k in trusted if k.scheme == scheme and k.key_id == key_id]
     if not keys:
         known = ", ".join(k.key_id for k in trusted) or "none given"
-        raise SignatureError(f"{path} is signed by key {key_id} ({scheme}), which is not a trusted key (trusted: "
-                             f"{known}); add that key to the trusted keys only if you trust its maker")
+        raise SignatureError(
+            f"{path} is signed by key {key_id} ({scheme}), which is not a trusted key (trusted: "
+            f"{known}); add that key to the trusted keys only if you trust its maker"
+        )
     if not keys[0].verify(_CONTEXT + path.read_bytes(), signature):
-        raise SignatureError(f"{path} does not match its signature by key {key_id}: it (or the signature) was "
-                             "changed after signing; do not use it, get an intact copy from its maker")
+        raise SignatureError(
+            f"{path} does not match its signature by key {key_id}: it (or the signature) was "
+            "changed after signing; do not use it, get an intact copy from its maker"
+        )
     return key_id

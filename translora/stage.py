@@ -1,8 +1,8 @@
 """What a stage is, and how one runs against the store.
 
-A `Stage` is declared once (translora/stages/__init__.py): its name, its function, the config sections it reads, the input
-folders and base models it takes, and the slot its output gets in a run directory. From that one declaration come
-the store key, the manifest, the Prefect task (tasks/stage.py) and the run layout.
+A `Stage` is declared once (translora/stages/__init__.py): its name, its function, the config sections it reads,
+the input folders and base models it takes, and the slot its output gets in a run directory. From that one
+declaration come the store key, the manifest, the Prefect task (tasks/stage.py) and the run layout.
 """
 
 from __future__ import annotations
@@ -35,8 +35,10 @@ class ConfigView:
             return value
         if any(d.startswith(path + ".") for d in self._declared):  # some of its fields are declared
             return ConfigView(value, self._declared, path + ".")
-        raise AttributeError(f"a stage read config.{path}, which its Stage declaration does not name, so its store "
-                             f"key would not cover it; add {path!r} to the stage's sections")
+        raise AttributeError(
+            f"a stage read config.{path}, which its Stage declaration does not name, so its store "
+            f"key would not cover it; add {path!r} to the stage's sections"
+        )
 
 
 @dataclass
@@ -77,23 +79,33 @@ class Outcome:
     cached: bool
 
 
-def key_material(stage: Stage, config: Config, inputs: dict[str, Path | None],
-                 models: dict[str, ModelSpec]) -> tuple[dict, dict, dict]:
+def key_material(
+    stage: Stage, config: Config, inputs: dict[str, Path | None], models: dict[str, ModelSpec]
+) -> tuple[dict, dict, dict]:
     """The config sections, input content hashes and model fingerprints the key is made of."""
     from translora.models import fingerprint
 
     if set(inputs) != set(stage.inputs) or set(models) != set(stage.models):
-        raise TypeError(f"stage {stage.name} takes inputs {stage.inputs} and models {stage.models}, "
-                        f"got {tuple(inputs)} and {tuple(models)}")
+        raise TypeError(
+            f"stage {stage.name} takes inputs {stage.inputs} and models {stage.models}, "
+            f"got {tuple(inputs)} and {tuple(models)}"
+        )
     sections = config.section(*stage.sections)
     hashes = {name: folder_hash(path) if path is not None else None for name, path in inputs.items()}
-    prints = {name: {"spec": spec.model_dump(mode="json"), "fingerprint": fingerprint(spec)}
-              for name, spec in models.items()}
+    prints = {
+        name: {"spec": spec.model_dump(mode="json"), "fingerprint": fingerprint(spec)} for name, spec in models.items()
+    }
     return sections, hashes, prints
 
 
-def execute(stage: Stage, config: Config, inputs: dict[str, Path | None], models: dict[str, ModelSpec],
-            store: Store, progress: Progress = None) -> Outcome:
+def execute(
+    stage: Stage,
+    config: Config,
+    inputs: dict[str, Path | None],
+    models: dict[str, ModelSpec],
+    store: Store,
+    progress: Progress = None,
+) -> Outcome:
     """The stage's output from the store, computed first if no run has made it yet. An output whose files no longer
     match its manifest (edited through a run folder's link) is never served: it is moved aside and computed again
     under the same key, so every run that links to it gets the intact one.
@@ -114,15 +126,28 @@ def execute(stage: Stage, config: Config, inputs: dict[str, Path | None], models
             if problem is None:
                 return Outcome(final, key, cached=True)
             aside = store.set_aside(stage.name, key)
-            log.warning("store entry %s is damaged (%s): moved it to %s and computing it again", final, problem,
-                        aside)
+            log.warning("store entry %s is damaged (%s): moved it to %s and computing it again", final, problem, aside)
         start = time.time()
         work = store.work_dir(key)
         work.mkdir(parents=True, exist_ok=True)
         with store.writing(stage.name, key) as tmp:
-            metrics = stage.run(StageContext(ConfigView(config, stage.sections), inputs, models, tmp, final, work,
-                                             store.log_dir(key), progress))
+            metrics = stage.run(
+                StageContext(
+                    ConfigView(config, stage.sections), inputs, models, tmp, final, work, store.log_dir(key), progress
+                )
+            )
             recorded = {"sha256": hash_json(sections)} if stage.private_config else sections
-            write_manifest(tmp, Manifest(stage=stage.name, key=key, config=recorded, inputs=hashes, models=prints,
-                                         code=code_version(), seconds=time.time() - start, metrics=metrics))
+            write_manifest(
+                tmp,
+                Manifest(
+                    stage=stage.name,
+                    key=key,
+                    config=recorded,
+                    inputs=hashes,
+                    models=prints,
+                    code=code_version(),
+                    seconds=time.time() - start,
+                    metrics=metrics,
+                ),
+            )
     return Outcome(final, key, cached=False)

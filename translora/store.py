@@ -32,10 +32,10 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -77,8 +77,14 @@ def library_versions() -> dict[str, str]:
 
 def stage_key(stage: str, config: dict[str, Any], inputs: dict[str, str], models: dict[str, str]) -> str:
     """The store key of one stage output. `inputs` and `models` map names to content hashes / fingerprints."""
-    material = {"stage": stage, "config": config, "inputs": inputs, "models": models,
-                "code": code_version(), "libraries": library_versions()}
+    material = {
+        "stage": stage,
+        "config": config,
+        "inputs": inputs,
+        "models": models,
+        "code": code_version(),
+        "libraries": library_versions(),
+    }
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -209,8 +215,11 @@ class Store:
             return None
         try:  # the files touched after the manifest was written: the edit, most likely
             written = manifest_file.stat().st_mtime_ns
-            newer = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                           if p.is_file() and p.name != MANIFEST and p.stat().st_mtime_ns > written)
+            newer = sorted(
+                str(p.relative_to(folder))
+                for p in folder.rglob("*")
+                if p.is_file() and p.name != MANIFEST and p.stat().st_mtime_ns > written
+            )
         except OSError:
             newer = []
         hint = f"; changed since: {', '.join(newer[:5])}{' ...' if len(newer) > 5 else ''}" if newer else ""

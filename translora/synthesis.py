@@ -10,7 +10,6 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-
 from translora.config import SynthesisSpec
 from translora.generation.base import GenerationRequest, Generator
 
@@ -57,8 +56,13 @@ class Synthesizer:
     def state(self) -> dict:
         """Everything a resumed run needs to continue exactly as an uninterrupted one (JSON-able)."""
         version, internal, gauss = self._rng.getstate()
-        return {"rng": [version, list(internal), gauss], "seen": sorted(self._seen), "calls": self._calls,
-                "generated": self.generated, "tokens": self.tokens}
+        return {
+            "rng": [version, list(internal), gauss],
+            "seen": sorted(self._seen),
+            "calls": self._calls,
+            "generated": self.generated,
+            "tokens": self.tokens,
+        }
 
     def restore(self, state: dict) -> None:
         version, internal, gauss = state["rng"]

@@ -104,6 +104,7 @@ def attach_adapter(model, adapter_dir: Path, trainable: bool = False):
 
 class Encoded(NamedTuple):
     """One training example as token ids."""
+
     ids: list[int]  # prompt + completion (+ eos)
     n: int  # the completion's length: the last n ids
     # Soft targets: per completion token, (token id, probability) pairs the student learns instead of that token.
@@ -115,15 +116,19 @@ def _completion_ids(tokenizer, completion: str) -> list[int]:
     return ids + [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else ids
 
 
-def encode_pair(tokenizer, prompt: str, completion: str, max_length: int,
-                answers: dict[str, float] | None = None) -> Encoded:
+def encode_pair(
+    tokenizer, prompt: str, completion: str, max_length: int, answers: dict[str, float] | None = None
+) -> Encoded:
     """Token ids of prompt+completion(+eos) and the completion's length; the prompt is cut from the left. With
     `answers` (completion -> the teacher's probability, `completion` among them), soft targets along `completion`."""
     prompt_ids = tokenizer(prompt).input_ids
     completion_ids = _completion_ids(tokenizer, completion)[: max_length // 2]  # at most half: keep the question
     room = max_length - len(completion_ids)
-    soft = None if answers is None else soft_targets(
-        completion_ids, [(_completion_ids(tokenizer, a), p) for a, p in answers.items()])
+    soft = (
+        None
+        if answers is None
+        else soft_targets(completion_ids, [(_completion_ids(tokenizer, a), p) for a, p in answers.items()])
+    )
     return Encoded(prompt_ids[-room:] + completion_ids, len(completion_ids), soft)
 
 
@@ -151,12 +156,12 @@ def collate(encoded: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     attention = torch.zeros((len(encoded), width), dtype=torch.long)
     labels = torch.full((len(encoded), k), -100, dtype=torch.long)
     for row, e in enumerate(encoded):
-        input_ids[row, width - len(e.ids):] = torch.tensor(e.ids)
-        attention[row, width - len(e.ids):] = 1
-        labels[row, k - e.n:] = torch.tensor(e.ids[-e.n:])
+        input_ids[row, width - len(e.ids) :] = torch.tensor(e.ids)
+        attention[row, width - len(e.ids) :] = 1
+        labels[row, k - e.n :] = torch.tensor(e.ids[-e.n :])
     batch = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
     if any(e.soft for e in encoded):
-        targets = [e.soft or [[(t, 1.0)] for t in e.ids[-e.n:]] for e in encoded]
+        targets = [e.soft or [[(t, 1.0)] for t in e.ids[-e.n :]] for e in encoded]
         m = max(len(options) for rows in targets for options in rows)
         batch["soft_ids"] = torch.zeros((len(encoded), k, m), dtype=torch.long)
         batch["soft_probs"] = torch.zeros((len(encoded), k, m))
@@ -198,8 +203,9 @@ def tail_logits(model, input_ids: torch.Tensor, attention: torch.Tensor, n: int)
     return out.logits[:, -n:, :].float()
 
 
-def completion_loss(model, batch: dict[str, torch.Tensor], weights: torch.Tensor | None = None,
-                    aux: float = 0.0) -> torch.Tensor:
+def completion_loss(
+    model, batch: dict[str, torch.Tensor], weights: torch.Tensor | None = None, aux: float = 0.0
+) -> torch.Tensor:
     """Mean cross-entropy over completion tokens, computing logits only where they are needed; against soft
     targets where the batch has them (see collate); with `weights` (one per row) a weighted mean, each row's tokens
     counting that much; with `aux` > 0, soft targets mixed with the student's own hardened answers
@@ -250,8 +256,9 @@ def aux_coefficient(spec: TrainSpec, step: int, total: int) -> float:
     return spec.aux_confidence * min(1.0, step / max(1.0, spec.aux_warmup * total))
 
 
-def _accumulate(peft_model, rows: list[Encoded], weights: list[float] | None, pad_id: int, device,
-                micro: int, aux: float = 0.0) -> float:
+def _accumulate(
+    peft_model, rows: list[Encoded], weights: list[float] | None, pad_id: int, device, micro: int, aux: float = 0.0
+) -> float:
     """Forward and backward one batch in pieces of `micro` rows. Each piece's mean loss is weighted by its share of
     the batch's (weighted) completion tokens, so the gradient (and the returned loss) is that of the whole batch at
     once."""
@@ -259,19 +266,18 @@ def _accumulate(peft_model, rows: list[Encoded], weights: list[float] | None, pa
     mass = [w * e.n for w, e in zip(row_weights, rows)]
     value = 0.0
     for start in range(0, len(rows), micro):
-        piece = rows[start: start + micro]
+        piece = rows[start : start + micro]
         batch = {k: v.to(device) for k, v in collate(piece, pad_id).items()}
-        piece_weights = None if weights is None else torch.tensor(weights[start: start + micro])
+        piece_weights = None if weights is None else torch.tensor(weights[start : start + micro])
         loss = completion_loss(peft_model, batch, piece_weights, aux)
         if micro < len(rows):  # a whole batch keeps its loss untouched, bit for bit
-            loss = loss * (sum(mass[start: start + micro]) / max(sum(mass), 1e-8))
+            loss = loss * (sum(mass[start : start + micro]) / max(sum(mass), 1e-8))
         loss.backward()
         value += float(loss.detach())
     return value
 
 
-def _fingerprint(peft_model, encoded: list[Encoded], weights: list[float] | None, spec: TrainSpec,
-                 total: int) -> str:
+def _fingerprint(peft_model, encoded: list[Encoded], weights: list[float] | None, spec: TrainSpec, total: int) -> str:
     """What a checkpoint must match to be resumed: the data, the training spec and the adapter's shape."""
     shapes = [(n, list(p.shape)) for n, p in peft_model.named_parameters() if p.requires_grad]
     blob = json.dumps([encoded, weights, spec.model_dump(mode="json"), total, shapes])
@@ -295,12 +301,15 @@ def _save_checkpoint(folder: Path, peft_model, optimizer, schedule, state: dict)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
     weights = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(peft_model).items()}
     save_file(weights, str(tmp / "adapter.safetensors"))
-    torch.save({
-        "optimizer": optimizer.state_dict(),
-        "scheduler": schedule.state_dict(),
-        "torch_rng": torch.get_rng_state(),  # dropout masks: a resumed run must draw the same ones
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }, tmp / "optimizer.pt")
+    torch.save(
+        {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": schedule.state_dict(),
+            "torch_rng": torch.get_rng_state(),  # dropout masks: a resumed run must draw the same ones
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        },
+        tmp / "optimizer.pt",
+    )
     (tmp / "state.json").write_text(json.dumps(state))
     os.replace(tmp, final)
     for old in folder.glob("step-*"):
@@ -354,8 +363,9 @@ def train(
         raise ValueError(f"{description}: need one answers entry (or None) per training pair")
     if weights is not None and all(w == 1 for w in weights):
         weights = None  # the unweighted loss, bit for bit
-    encoded = [encode_pair(tokenizer, p, c, spec.max_length, answers[i] if answers else None)
-               for i, (p, c) in enumerate(pairs)]
+    encoded = [
+        encode_pair(tokenizer, p, c, spec.max_length, answers[i] if answers else None) for i, (p, c) in enumerate(pairs)
+    ]
     steps_per_epoch = math.ceil(len(encoded) / spec.batch_size)
     total = spec.max_steps or max(1, math.ceil(steps_per_epoch * spec.epochs))
     params = [p for p in peft_model.parameters() if p.requires_grad]
@@ -375,8 +385,11 @@ def train(
     if checkpoint is not None:
         state = json.loads((checkpoint / "state.json").read_text())
         if state.get("fingerprint") != fingerprint:
-            log.warning("%s: ignoring checkpoint %s from a different run (data, spec or adapter changed)",
-                        description, checkpoint)
+            log.warning(
+                "%s: ignoring checkpoint %s from a different run (data, spec or adapter changed)",
+                description,
+                checkpoint,
+            )
         else:
             _load_checkpoint(checkpoint, peft_model, optimizer, schedule, device)
             step, order, seconds_before = state["step"], state["order"], state["seconds"]
@@ -394,26 +407,36 @@ def train(
             epoch = list(range(len(encoded)))
             rng.shuffle(epoch)
             order.extend(epoch)
-        idx, order = order[: spec.batch_size], order[spec.batch_size:]
+        idx, order = order[: spec.batch_size], order[spec.batch_size :]
         rows = [encoded[i] for i in idx]
         row_weights = None if weights is None else [weights[i] for i in idx]
         while True:
             try:
-                value = _accumulate(peft_model, rows, row_weights, tokenizer.pad_token_id, device,
-                                    result.micro_batch_size, aux_coefficient(spec, step, total))
+                value = _accumulate(
+                    peft_model,
+                    rows,
+                    row_weights,
+                    tokenizer.pad_token_id,
+                    device,
+                    result.micro_batch_size,
+                    aux_coefficient(spec, step, total),
+                )
                 break
             except torch.OutOfMemoryError as exc:
                 if result.micro_batch_size == 1:
-                    raise TransientError(f"out of memory in {description} even at one example per step: "
-                                         f"{exc}") from exc
+                    raise TransientError(f"out of memory in {description} even at one example per step: {exc}") from exc
             # Outside the except block, so the failed attempt's tensors (held by its traceback) can be freed.
             optimizer.zero_grad(set_to_none=True)
             result.micro_batch_size = max(1, result.micro_batch_size // 2)
             result.oom_halvings += 1
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            log.warning("%s: out of memory; going on with %d rows per forward pass (effective batch %d)",
-                        description, result.micro_batch_size, spec.batch_size)
+            log.warning(
+                "%s: out of memory; going on with %d rows per forward pass (effective batch %d)",
+                description,
+                result.micro_batch_size,
+                spec.batch_size,
+            )
         torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
         optimizer.step()
         schedule.step()
@@ -424,12 +447,23 @@ def train(
         bar.update(1)
         bar.set_postfix(loss=f"{value:.3f}")
         if checkpoint_dir is not None and time.monotonic() - last_save >= checkpoint_every_s:
-            _save_checkpoint(checkpoint_dir, peft_model, optimizer, schedule, {
-                "fingerprint": fingerprint, "step": step, "order": order, "python_rng": rng.getstate(),
-                "losses": result.losses, "completion_tokens": result.completion_tokens,
-                "micro_batch_size": result.micro_batch_size, "oom_halvings": result.oom_halvings,
-                "seconds": seconds_before + time.time() - start,
-            })
+            _save_checkpoint(
+                checkpoint_dir,
+                peft_model,
+                optimizer,
+                schedule,
+                {
+                    "fingerprint": fingerprint,
+                    "step": step,
+                    "order": order,
+                    "python_rng": rng.getstate(),
+                    "losses": result.losses,
+                    "completion_tokens": result.completion_tokens,
+                    "micro_batch_size": result.micro_batch_size,
+                    "oom_halvings": result.oom_halvings,
+                    "seconds": seconds_before + time.time() - start,
+                },
+            )
             last_save = time.monotonic()
         if progress:
             progress(step / total)

@@ -25,7 +25,8 @@ def _task_runs(parent_id) -> dict[str, str]:
     """Task run name -> state name, over the subflows of one flow run."""
     with get_client(sync_client=True) as client:
         children = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])))
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id]))
+        )
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[c.id for c in children])))
     return {tr.name: tr.state.name for tr in runs}
 
@@ -70,8 +71,10 @@ def test_cache_returns_each_configs_own_result_and_a_moved_run_reuses_everything
 
 def test_two_bundles_to_one_target_keep_both_adapters(tiny_models, tmp_path):
     base = tiny_overrides(tiny_models)
-    bundles = [finetune(load_config("cpu", overrides=base + [f"source_train.seed={s}"]), str(tmp_path / f"c{s}"))
-               for s in (1, 2)]
+    bundles = [
+        finetune(load_config("cpu", overrides=base + [f"source_train.seed={s}"]), str(tmp_path / f"c{s}"))
+        for s in (1, 2)
+    ]
     target_run = tmp_path / "target"
     cfg = load_config("cpu", overrides=base)
     outs = [transfer(b, cfg, str(target_run)) for b in bundles]
@@ -85,8 +88,10 @@ def test_two_bundles_to_one_target_keep_both_adapters(tiny_models, tmp_path):
 
 def test_two_bases_of_one_shape_get_the_copied_adapter_baseline(tiny_models, tmp_path):
     """llama -> llama-b (same layer shapes, other weights): the source adapter also runs on the target as is."""
-    cfg = load_config("cpu", overrides=tiny_overrides(tiny_models) + [f"target_model.id={tiny_models['llama-b']}",
-                                                                     "eval.oracle=false"])
+    cfg = load_config(
+        "cpu",
+        overrides=tiny_overrides(tiny_models) + [f"target_model.id={tiny_models['llama-b']}", "eval.oracle=false"],
+    )
     results = trans_lora(cfg, str(tmp_path / "run"))
     assert set(results["accuracy"]) == {"source_adapter", "target_base", "transferred", "copied_adapter"}
     assert 0 <= results["accuracy"]["copied_adapter"] <= 1

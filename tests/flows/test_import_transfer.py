@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 from flows.cli import main
-from tests.helpers import tiny_overrides
-from tests.helpers import plain_peft_adapter
+from tests.helpers import plain_peft_adapter, tiny_overrides
 from translora import adapters
 from translora.bundle import Bundle
 from translora.store import RunIndex
@@ -22,8 +21,9 @@ def test_a_plain_peft_adapter_is_imported_and_transferred(tiny_models, tmp_path,
     weights = (customer / "adapter_model.safetensors").read_bytes()
     run_dir = tmp_path / "run"
     args = [a for o in tiny_overrides(tiny_models) for a in ("--set", o)]
-    assert main(["run", "--json", "--source-adapter", str(customer), "--run-dir", str(run_dir), *args]) == 0, \
+    assert main(["run", "--json", "--source-adapter", str(customer), "--run-dir", str(run_dir), *args]) == 0, (
         capsys.readouterr().err
+    )
     printed = json.loads(capsys.readouterr().out)  # --json: stdout holds the result only
 
     slots = RunIndex(run_dir).entries()

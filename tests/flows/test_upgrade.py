@@ -14,10 +14,10 @@ from prefect.settings import get_current_settings
 
 from flows.finetune import finetune
 from flows.upgrade import SUMMARY_KEY, _register, upgrade
-from translora.fleet import child_id
 from tests.helpers import tiny_overrides
 from translora.artifacts import read_jsonl, write_jsonl
 from translora.config import ModelSpec, load_config
+from translora.fleet import child_id
 from translora.registry import open_registry
 
 
@@ -32,19 +32,20 @@ def _summary() -> list[dict]:
 def _subflow_runs(parent_id) -> list[FlowRun]:
     with get_client(sync_client=True) as client:
         return client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id])))
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id]))
+        )
 
 
 def ui_url() -> str:
     return get_current_settings().ui_url.rstrip("/")
 
 
-def test_upgrade_isolates_a_failed_bundle_registers_the_rest_and_a_rerun_redoes_only_the_failed(tiny_models,
-                                                                                             tmp_path):
+def test_upgrade_isolates_a_failed_bundle_registers_the_rest_and_a_rerun_redoes_only_the_failed(tiny_models, tmp_path):
     base = tiny_overrides(tiny_models)
-    bundles = {name: Path(finetune(load_config("cpu", overrides=base + [f"source_train.seed={seed}"]),
-                                   str(tmp_path / name)))
-               for name, seed in (("acme", 1), ("globex", 2))}
+    bundles = {
+        name: Path(finetune(load_config("cpu", overrides=base + [f"source_train.seed={seed}"]), str(tmp_path / name)))
+        for name, seed in (("acme", 1), ("globex", 2))
+    }
     # The owner's evaluation set: held-out rows acme kept (the run's test split, never seen by stage 2).
     eval_set = tmp_path / "acme-eval.jsonl"
     write_jsonl(eval_set, read_jsonl(tmp_path / "acme" / "data" / "test.jsonl"))
@@ -107,12 +108,16 @@ def test_a_transfer_worse_than_the_target_base_is_refused_and_not_registered(tin
         registry.add("acme", "acme-corp", bundle, eval_set=str(eval_set))
     target = ModelSpec(id=str(tiny_models["gemma3"]))
     # max_regression -1: the adapter would have to beat the target base by 100 points, so it is refused
-    state = upgrade(target.id, load_config("cpu", overrides=base), str(tmp_path / "up"), url, "test-gpu", -1.0,
-                    return_state=True)
+    state = upgrade(
+        target.id, load_config("cpu", overrides=base), str(tmp_path / "up"), url, "test-gpu", -1.0, return_state=True
+    )
     assert state.is_failed() and "1 refused" in state.message and "acme" in state.message, state.message
     row = _summary()[0]
-    assert row["status"].startswith("refused: the transferred adapter scores ") and "below the target base" in \
-        row["status"] and row["new registration"] == "-"
+    assert (
+        row["status"].startswith("refused: the transferred adapter scores ")
+        and "below the target base" in row["status"]
+        and row["new registration"] == "-"
+    )
     with open_registry(url) as registry:
         assert registry.get("acme").status == "active" and registry.outdated(target.id)[0].id == "acme"
         assert [r.id for r in registry.find() if r.parent_id == "acme"] == []
@@ -143,7 +148,19 @@ def test_cli_upgrade_exits_non_zero_naming_the_failed_bundle(tmp_path, capsys):
     with open_registry(url) as registry:
         registry.add("initech", "initech-llc", broken)
     # a hub id pinned to a commit passes the input checks (nothing here can reach the hub); the bundle then fails
-    code = main(["upgrade", "--target", "org/new", "--set", f"target_model.revision={'deadbeef' * 5}", "--registry", url,
-                 "--run-dir", str(tmp_path / "run"),
-                 "--concurrency-limit", "test-cli"])
+    code = main(
+        [
+            "upgrade",
+            "--target",
+            "org/new",
+            "--set",
+            f"target_model.revision={'deadbeef' * 5}",
+            "--registry",
+            url,
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--concurrency-limit",
+            "test-cli",
+        ]
+    )
     assert code == 1 and "1 of 1 bundles failed (initech)" in capsys.readouterr().err

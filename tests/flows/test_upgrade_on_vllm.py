@@ -11,11 +11,11 @@ import pytest
 
 from flows.finetune import finetune
 from flows.upgrade import upgrade
-from translora.fleet import child_id
 from tests.helpers import tiny_overrides
 from tests.vllm_env import require_vllm
 from translora.artifacts import safe_name
 from translora.config import GenerationSpec, ModelSpec, VLLMSpec, load_config
+from translora.fleet import child_id
 from translora.registry import open_registry
 from translora.store import Store
 
@@ -38,12 +38,14 @@ def _group_alive(pgid: int) -> list[int]:
     return alive
 
 
-def test_an_upgrade_runs_one_server_per_model_and_labels_every_bundle_on_one_multi_lora_server(tiny_models,
-                                                                                              tmp_path):
+def test_an_upgrade_runs_one_server_per_model_and_labels_every_bundle_on_one_multi_lora_server(tiny_models, tmp_path):
     base = tiny_overrides(tiny_models)
-    bundles = {name: Path(finetune(load_config("cpu", overrides=base + [f"source_train.seed={seed}"]),
-                                   str(tmp_path / name)))  # stage 1 on hf: two adapters on one source base
-               for name, seed in (("acme", 1), ("globex", 2))}
+    bundles = {
+        name: Path(
+            finetune(load_config("cpu", overrides=base + [f"source_train.seed={seed}"]), str(tmp_path / name))
+        )  # stage 1 on hf: two adapters on one source base
+        for name, seed in (("acme", 1), ("globex", 2))
+    }
     url = f"sqlite:///{tmp_path / 'registry.db'}"
     with open_registry(url) as registry:
         for name, bundle in bundles.items():
@@ -53,8 +55,9 @@ def test_an_upgrade_runs_one_server_per_model_and_labels_every_bundle_on_one_mul
     # label.mode=generate: the teacher labels by generation, so the source base's server serves both adapters.
     # filter.mode=none: the target still synthesizes on its server, but the tiny discriminator (a few percent
     # kept of what vLLM samples) cannot leave a bundle short of filter.n_keep.
-    config = load_config("cpu", overrides=base + ["label.mode=generate", "filter.mode=none"]).model_copy(update={
-        "generation": GenerationSpec(backend="vllm", vllm=VLLMSpec(max_model_len=512))})
+    config = load_config("cpu", overrides=base + ["label.mode=generate", "filter.mode=none"]).model_copy(
+        update={"generation": GenerationSpec(backend="vllm", vllm=VLLMSpec(max_model_len=512))}
+    )
     state = upgrade(target.id, config, str(tmp_path / "upgrades"), url, "test-vllm-gpu", return_state=True)
     assert state.is_completed(), state.message
     assert sorted(row["id"] for row in state.result()) == ["acme", "globex"]
@@ -65,8 +68,9 @@ def test_an_upgrade_runs_one_server_per_model_and_labels_every_bundle_on_one_mul
 
     # Every managed server logs into the store: exactly one per model, for the whole upgrade, none per stage.
     logs = sorted(Store().root.glob("logs/**/vllm-*.log"))
-    assert sorted(p.name for p in logs) == sorted(f"vllm-{safe_name(m)}.log"
-                                                  for m in (str(tiny_models["llama"]), target.id)), logs
+    assert sorted(p.name for p in logs) == sorted(
+        f"vllm-{safe_name(m)}.log" for m in (str(tiny_models["llama"]), target.id)
+    ), logs
     assert len({p.parent for p in logs}) == 1 and logs[0].parent.name.startswith("upgrade-")
     texts = {p.name: p.read_text(errors="replace") for p in logs}
     pids = {name: [int(pid) for pid in STARTED.findall(text)] for name, text in texts.items()}

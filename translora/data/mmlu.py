@@ -56,8 +56,10 @@ def _rows() -> tuple[list[dict], str]:
         if row.get("correct_answer") == "answer":  # a CSV header row that went into the file
             continue
         if row.get("correct_answer") not in CHOICES:
-            raise DataError(f"{path}:{n} has correct_answer {row.get('correct_answer')!r}, not one of A-D; "
-                            f"reinstall {PACKAGE}=={VERSION}")
+            raise DataError(
+                f"{path}:{n} has correct_answer {row.get('correct_answer')!r}, not one of A-D; "
+                f"reinstall {PACKAGE}=={VERSION}"
+            )
         rows.append(row)
     return rows, version
 
@@ -90,6 +92,8 @@ def load(name: str) -> tuple[list[Example], str, str, str]:
     subject = key.replace("_", " ")
     about = "" if key == ALL else f" about {subject}"
     what = "all 57 subjects" if key == ALL else subject
-    description = (f"MMLU: {what}. Answer a four-option multiple-choice question with the letter of the correct "
-                   f"option (test split of {PACKAGE} {version}; zero-shot).")
+    description = (
+        f"MMLU: {what}. Answer a four-option multiple-choice question with the letter of the correct "
+        f"option (test split of {PACKAGE} {version}; zero-shot)."
+    )
     return examples, f"mmlu_{key}", description, TEMPLATE.format(about=about)

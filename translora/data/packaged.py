@@ -19,6 +19,7 @@ def package_file(distribution: str, version: str, relative: str, what: str) -> t
         raise DataError(f"{what} comes from the {distribution} package, which is not installed; {install}") from None
     path = Path(str(dist.locate_file(relative)))
     if not path.is_file():
-        raise DataError(f"{what} is missing from the installed {distribution} {dist.version} (no {relative}); "
-                        f"{install}")
+        raise DataError(
+            f"{what} is missing from the installed {distribution} {dist.version} (no {relative}); {install}"
+        )
     return path, dist.version

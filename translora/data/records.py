@@ -59,22 +59,38 @@ class TaskSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Kind | None = Field(None, description="multiple_choice or free_form (default: multiple_choice when the "
-                                                "task has choices)")
-    metric: Metric | None = Field(None, description="acc (multiple choice); exact_match, regex or code_execution "
-                                                    "(free form)")
-    answer_pattern: str | None = Field(None, description="metric regex: the pattern whose first match (first "
-                                                         "non-empty group) is the answer, in generation and target")
+    kind: Kind | None = Field(
+        None, description="multiple_choice or free_form (default: multiple_choice when the task has choices)"
+    )
+    metric: Metric | None = Field(
+        None, description="acc (multiple choice); exact_match, regex or code_execution (free form)"
+    )
+    answer_pattern: str | None = Field(
+        None,
+        description="metric regex: the pattern whose first match (first "
+        "non-empty group) is the answer, in generation and target",
+    )
     normalizer: list[Normalizer] = Field(["lowercase"], description="exact_match: normalizations of both answers")
     prompt_template: str = Field(DEFAULT_PROMPT, description="the prompt, with {input} where the input goes")
-    chain_of_thought: bool = Field(False, description="the answer follows reasoning: the teacher writes it whole, "
-                                                      "the metric's pattern pulls the answer out")
-    max_gen_tokens: int | None = Field(None, ge=1, description="generation cap for labels and evaluation (default: "
-                                       f"{DEFAULT_LONG_GEN_TOKENS} for chain of thought and code, else the config's)")
-    stop: list[str] | None = Field(None, description="generation stops before these (default: a newline; nothing "
-                                                     "for chain of thought and code)")
-    program_template: str = Field("{completion}\n\n{tests}", description="code_execution: the program run, from "
-                                  "{completion} (the generation), {tests} (the row's tests) and {input}")
+    chain_of_thought: bool = Field(
+        False,
+        description="the answer follows reasoning: the teacher writes it whole, "
+        "the metric's pattern pulls the answer out",
+    )
+    max_gen_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="generation cap for labels and evaluation (default: "
+        f"{DEFAULT_LONG_GEN_TOKENS} for chain of thought and code, else the config's)",
+    )
+    stop: list[str] | None = Field(
+        None, description="generation stops before these (default: a newline; nothing for chain of thought and code)"
+    )
+    program_template: str = Field(
+        "{completion}\n\n{tests}",
+        description="code_execution: the program run, from "
+        "{completion} (the generation), {tests} (the row's tests) and {input}",
+    )
     timeout_s: float = Field(10.0, gt=0, le=600, description="code_execution: wall-clock seconds per program")
 
     @property
@@ -87,41 +103,56 @@ class TaskSettings(BaseModel):
             if choices and per_example_choices:
                 raise ValueError("give either choices (the same for every row) or per_example choices, not both")
             if not choices and not per_example_choices:
-                raise ValueError("a multiple_choice task needs choices: a list of answers, or per_example (each "
-                                 "row's 'choices' list)")
+                raise ValueError(
+                    "a multiple_choice task needs choices: a list of answers, or per_example (each "
+                    "row's 'choices' list)"
+                )
             if self.metric not in (None, "acc"):
-                raise ValueError(f"metric {self.metric} is for free_form tasks; a multiple_choice task is scored by "
-                                 "acc (leave metric out)")
+                raise ValueError(
+                    f"metric {self.metric} is for free_form tasks; a multiple_choice task is scored by "
+                    "acc (leave metric out)"
+                )
             if self.chain_of_thought:
-                raise ValueError("chain_of_thought is for free_form tasks (the answer is pulled out of the "
-                                 "reasoning by metric regex); use kind: free_form")
+                raise ValueError(
+                    "chain_of_thought is for free_form tasks (the answer is pulled out of the "
+                    "reasoning by metric regex); use kind: free_form"
+                )
         elif choices or per_example_choices:
             raise ValueError("a free_form task has no choices; remove choices, or use kind: multiple_choice")
         elif self.metric == "acc":
-            raise ValueError("metric acc is for multiple_choice tasks; a free_form task is scored by exact_match, "
-                             "regex or code_execution")
+            raise ValueError(
+                "metric acc is for multiple_choice tasks; a free_form task is scored by exact_match, "
+                "regex or code_execution"
+            )
         if choices is not None and (len(set(choices)) != len(choices) or not all(c.strip() for c in choices)):
             raise ValueError(f"choices must be distinct, non-empty answers, got {choices}")
         if self.metric == "regex":
             if not self.answer_pattern:
-                raise ValueError("metric regex needs answer_pattern, e.g. '#### (\\-?[0-9\\.\\,]+)' or "
-                                 "'The answer is (.*)'")
+                raise ValueError(
+                    "metric regex needs answer_pattern, e.g. '#### (\\-?[0-9\\.\\,]+)' or 'The answer is (.*)'"
+                )
             try:
                 re.compile(self.answer_pattern)
             except re.error as exc:
-                raise ValueError(f"answer_pattern {self.answer_pattern!r} is not a valid regular expression "
-                                 f"({exc}); fix it") from None
+                raise ValueError(
+                    f"answer_pattern {self.answer_pattern!r} is not a valid regular expression ({exc}); fix it"
+                ) from None
         elif self.answer_pattern is not None:
-            raise ValueError(f"answer_pattern is read by metric regex only, and the metric is {self.metric}; "
-                             "remove it or set metric: regex")
+            raise ValueError(
+                f"answer_pattern is read by metric regex only, and the metric is {self.metric}; "
+                "remove it or set metric: regex"
+            )
         if self.chain_of_thought and self.metric not in ("regex", "code_execution"):
-            raise ValueError("chain_of_thought needs metric regex (its answer_pattern pulls the answer out of the "
-                             "reasoning) or code_execution")
+            raise ValueError(
+                "chain_of_thought needs metric regex (its answer_pattern pulls the answer out of the "
+                "reasoning) or code_execution"
+            )
         rest = self.prompt_template.replace("{input}", "")
         if "{input}" not in self.prompt_template or "{" in rest or "}" in rest:  # format, replace and jinja agree
             raise ValueError(f"prompt_template {self.prompt_template!r} must hold {{input}} and no other braces")
-        if self.metric == "code_execution" and not all(f"{{{k}}}" in self.program_template
-                                                       for k in ("completion", "tests")):
+        if self.metric == "code_execution" and not all(
+            f"{{{k}}}" in self.program_template for k in ("completion", "tests")
+        ):
             raise ValueError("program_template must hold {completion} and {tests}")
 
 
@@ -192,8 +223,10 @@ class TaskCard(TaskSettings):
     def exact_match_kwargs(self) -> dict[str, Any]:
         """lm-eval exact_match arguments for the card's normalizer (ends always stripped)."""
         names = set(self.normalizer) | {"strip"}
-        return {"ignore_case": "lowercase" in names,
-                "regexes_to_ignore": [rx for name, rx in NORMALIZER_REGEXES.items() if name in names]}
+        return {
+            "ignore_case": "lowercase" in names,
+            "regexes_to_ignore": [rx for name, rx in NORMALIZER_REGEXES.items() if name in names],
+        }
 
 
 class TaskData(BaseModel):

@@ -24,8 +24,10 @@ def _split(loaded: "Loaded", spec: TaskSpec, seed: int) -> tuple[list[Example], 
     a test split of its own (`Loaded.test_pool`: gsm8k) draws train from its examples and test from that pool,
     each shuffled by the seed."""
     if loaded.test_pool is not None:
-        return (_own_split(loaded.examples, spec.n_train, "train", spec, seed),
-                _own_split(loaded.test_pool, spec.n_test, "test", spec, seed))
+        return (
+            _own_split(loaded.examples, spec.n_train, "train", spec, seed),
+            _own_split(loaded.test_pool, spec.n_test, "test", spec, seed),
+        )
     examples = loaded.examples
     need = spec.n_train + spec.n_test
     if len(examples) < need:
@@ -36,13 +38,14 @@ def _split(loaded: "Loaded", spec: TaskSpec, seed: int) -> tuple[list[Example], 
     if not loaded.generated:
         examples = list(examples)
         random.Random(seed).shuffle(examples)
-    return examples[: spec.n_train], examples[spec.n_train: need]
+    return examples[: spec.n_train], examples[spec.n_train : need]
 
 
 def _own_split(pool: list[Example], n: int, which: str, spec: TaskSpec, seed: int) -> list[Example]:
     if len(pool) < n:
-        raise DataError(f"task {spec.name!r} has {len(pool)} {which} examples but n_{which} = {n}; lower "
-                        f"task.n_{which}")
+        raise DataError(
+            f"task {spec.name!r} has {len(pool)} {which} examples but n_{which} = {n}; lower task.n_{which}"
+        )
     shuffled = list(pool)
     random.Random(seed).shuffle(shuffled)
     return shuffled[:n]
@@ -59,8 +62,10 @@ def _read_jsonl(path: Path) -> list[Example]:
     except UnicodeDecodeError:
         text = None
     if text is None or "\0" in text:  # undecodable, or valid UTF-8 that is still binary (NUL bytes)
-        raise DataError(f"task file {path} is not UTF-8 text (a binary or compressed file?); give a text file with "
-                        'one {"input": ..., "target": ...} object a line')
+        raise DataError(
+            f"task file {path} is not UTF-8 text (a binary or compressed file?); give a text file with "
+            'one {"input": ..., "target": ...} object a line'
+        )
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -68,10 +73,14 @@ def _read_jsonl(path: Path) -> list[Example]:
         try:
             out.append(Example.model_validate(json.loads(line)))
         except Exception as exc:  # noqa: BLE001 - any parse problem is the user's file
-            why = ("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-                   if isinstance(exc, ValidationError) else str(exc))  # pydantic's own text spans many lines
-            raise DataError(f"{path}:{n} is not a JSON object with string fields 'input' and 'target' ({why}); "
-                            "fix that line") from None
+            why = (
+                "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                if isinstance(exc, ValidationError)
+                else str(exc)
+            )  # pydantic's own text spans many lines
+            raise DataError(
+                f"{path}:{n} is not a JSON object with string fields 'input' and 'target' ({why}); fix that line"
+            ) from None
     if not out:
         raise DataError(f'task file {path} holds no examples; write one {{"input": ..., "target": ...}} object a line')
     return out
@@ -106,9 +115,14 @@ class TaskSource:
 
 
 def _boolean_expressions(name: str, n: int, seed: int, home: Path) -> Loaded:
-    return Loaded(boolean_expressions.generate(n, seed), ["True", "False"],
-                  "Evaluate a random Boolean expression (BIG-bench generator rules).",
-                  "generated (BIG-bench boolean_expressions grammar)", name, generated=True)
+    return Loaded(
+        boolean_expressions.generate(n, seed),
+        ["True", "False"],
+        "Evaluate a random Boolean expression (BIG-bench generator rules).",
+        "generated (BIG-bench boolean_expressions grammar)",
+        name,
+        generated=True,
+    )
 
 
 def _bbh(name: str, n: int, seed: int, home: Path) -> Loaded:
@@ -119,44 +133,56 @@ def _bbh(name: str, n: int, seed: int, home: Path) -> Loaded:
 def _jsonl(name: str, n: int, seed: int, home: Path) -> Loaded:
     path = Path(name).expanduser()
     examples = _read_jsonl(path)
-    return Loaded(examples, choices_from_targets(e.target for e in examples), f"Local task from {path.name}",
-                  str(path), path.stem)
+    return Loaded(
+        examples, choices_from_targets(e.target for e in examples), f"Local task from {path.name}", str(path), path.stem
+    )
 
 
 def _task_file(name: str, n: int, seed: int, home: Path) -> Loaded:
     path = Path(name).expanduser()
     spec, examples = task_file.load(path)
-    return Loaded(examples, spec.choices if isinstance(spec.choices, list) else None,
-                  spec.description or f"Local task from {path.name}", str(path), task_file.card_name(path, spec),
-                  settings=spec.card_settings())
+    return Loaded(
+        examples,
+        spec.choices if isinstance(spec.choices, list) else None,
+        spec.description or f"Local task from {path.name}",
+        str(path),
+        task_file.card_name(path, spec),
+        settings=spec.card_settings(),
+    )
 
 
 def _mmlu(name: str, n: int, seed: int, home: Path) -> Loaded:
     examples, card_name, description, template = mmlu.load(name)
-    return Loaded(examples, list(mmlu.CHOICES), description, mmlu.SOURCE, card_name,
-                  settings={"prompt_template": template})
+    return Loaded(
+        examples, list(mmlu.CHOICES), description, mmlu.SOURCE, card_name, settings={"prompt_template": template}
+    )
 
 
 def _gsm8k(name: str, n: int, seed: int, home: Path) -> Loaded:
-    return Loaded(gsm8k.train(), None, gsm8k.DESCRIPTION, gsm8k.SOURCE, "gsm8k", settings=gsm8k.SETTINGS,
-                  test_pool=gsm8k.test())
+    return Loaded(
+        gsm8k.train(), None, gsm8k.DESCRIPTION, gsm8k.SOURCE, "gsm8k", settings=gsm8k.SETTINGS, test_pool=gsm8k.test()
+    )
 
 
 def _humaneval(name: str, n: int, seed: int, home: Path) -> Loaded:
-    return Loaded(humaneval.load(), None, humaneval.DESCRIPTION, humaneval.SOURCE, "humaneval",
-                  settings=humaneval.SETTINGS)
+    return Loaded(
+        humaneval.load(), None, humaneval.DESCRIPTION, humaneval.SOURCE, "humaneval", settings=humaneval.SETTINGS
+    )
 
 
 # Exact task names first, then families by prefix; a new task source is one entry here.
 TASKS: dict[str, TaskSource] = {
     "bbh:boolean_expressions": TaskSource(
-        _boolean_expressions, Checker(boolean_expressions.is_valid, boolean_expressions.answer)),
+        _boolean_expressions, Checker(boolean_expressions.is_valid, boolean_expressions.answer)
+    ),
     # The paper's other benchmarks (no checkers: their synthetic inputs have no ground truth).
     "gsm8k": TaskSource(_gsm8k),
     "humaneval": TaskSource(_humaneval),
 }
 FAMILIES: dict[str, TaskSource] = {
-    "bbh": TaskSource(_bbh), "jsonl": TaskSource(_jsonl), "file": TaskSource(_task_file),
+    "bbh": TaskSource(_bbh),
+    "jsonl": TaskSource(_jsonl),
+    "file": TaskSource(_task_file),
     "mmlu": TaskSource(_mmlu),
 }
 
@@ -165,8 +191,10 @@ def task_source(name: str) -> TaskSource:
     kind = name.partition(":")[0]
     source = TASKS.get(name) or FAMILIES.get(kind)
     if source is None:
-        raise DataError(f"unknown task {name!r}; use bbh:<task> (e.g. bbh:boolean_expressions), mmlu:<subject> "
-                        "(or mmlu:all), gsm8k, humaneval, jsonl:<path> or file:<task.yaml>")
+        raise DataError(
+            f"unknown task {name!r}; use bbh:<task> (e.g. bbh:boolean_expressions), mmlu:<subject> "
+            "(or mmlu:all), gsm8k, humaneval, jsonl:<path> or file:<task.yaml>"
+        )
     return source
 
 
@@ -183,8 +211,15 @@ def load_task(spec: TaskSpec, seed: int, home: Path) -> TaskData:
     loaded = task_source(spec.name).load(spec.name.partition(":")[2], spec.n_train + spec.n_test, seed, home)
     train, test = _split(loaded, spec, seed)
     try:
-        card = TaskCard(name=loaded.card_name, description=loaded.description, choices=loaded.choices,
-                        source=loaded.source, n_train=len(train), n_test=len(test), **loaded.settings)
+        card = TaskCard(
+            name=loaded.card_name,
+            description=loaded.description,
+            choices=loaded.choices,
+            source=loaded.source,
+            n_train=len(train),
+            n_test=len(test),
+            **loaded.settings,
+        )
     except ValidationError as exc:
         raise DataError(f"task {spec.name!r}: {task_file.validation_text(exc)}") from None
     return TaskData(card=card, train=train, test=test)

@@ -88,8 +88,10 @@ class _Loader(yaml.SafeLoader):
 
 
 _BOOL = "tag:yaml.org,2002:bool"
-_Loader.yaml_implicit_resolvers = {first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
-                                   for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 _Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
@@ -142,9 +144,10 @@ def read_rows(data: Path, split: str | None) -> list[dict]:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever datasets or arrow say, it is about the user's data
         first = (str(exc).strip().splitlines() or [""])[0][:300]
-        raise DataError(f"cannot read task data {data} ({type(exc).__name__}: {first}); give a .jsonl, .csv or "
-                        ".parquet file, or a save_to_disk / parquet folder, with the same columns in every row") \
-            from None
+        raise DataError(
+            f"cannot read task data {data} ({type(exc).__name__}: {first}); give a .jsonl, .csv or "
+            ".parquet file, or a save_to_disk / parquet folder, with the same columns in every row"
+        ) from None
     finally:
         if bars:
             datasets.enable_progress_bars()
@@ -157,13 +160,17 @@ def _load(datasets, data: Path, cache: str):
             return datasets.load_from_disk(str(data), keep_in_memory=True)
         files = sorted(str(p) for p in data.rglob("*.parquet"))
         if not files:
-            raise DataError(f"task data folder {data} holds neither a saved dataset (save_to_disk) nor .parquet "
-                            "files; point data: at one of them")
+            raise DataError(
+                f"task data folder {data} holds neither a saved dataset (save_to_disk) nor .parquet "
+                "files; point data: at one of them"
+            )
         return datasets.load_dataset("parquet", data_files=files, cache_dir=cache, keep_in_memory=True)
     builder = _BUILDERS.get(data.suffix.lower())
     if builder is None:
-        raise DataError(f"task data {data} is not a .jsonl, .json, .csv or .parquet file or a dataset folder; "
-                        "convert it, or point data: at one")
+        raise DataError(
+            f"task data {data} is not a .jsonl, .json, .csv or .parquet file or a dataset folder; "
+            "convert it, or point data: at one"
+        )
     return datasets.load_dataset(builder, data_files=str(data), cache_dir=cache, keep_in_memory=True)
 
 
@@ -172,8 +179,9 @@ def _pick_split(loaded, split: str | None, data: Path):
     if split is None and len(names) == 1:
         return loaded[names[0]]
     if split not in loaded:
-        raise DataError(f"task data {data} holds the splits {', '.join(names)}; choose one with split: NAME in the "
-                        "task file")
+        raise DataError(
+            f"task data {data} holds the splits {', '.join(names)}; choose one with split: NAME in the task file"
+        )
     return loaded[split]
 
 
@@ -205,16 +213,20 @@ def to_examples(rows: list[dict], spec: TaskFile, where: Path) -> list[Example]:
         at = f"task data {where}, row {n}"
         missing = [name for name in (f.input, f.target) if _text(row.get(name)) in (None, "")]
         if missing:
-            raise DataError(f"{at} has no {' or '.join(repr(m) for m in missing)} (columns: "
-                            f"{', '.join(map(str, row)) or 'none'}); fill it, or name the columns in fields: "
-                            "{input: ..., target: ...}")
+            raise DataError(
+                f"{at} has no {' or '.join(repr(m) for m in missing)} (columns: "
+                f"{', '.join(map(str, row)) or 'none'}); fill it, or name the columns in fields: "
+                "{input: ..., target: ...}"
+            )
         target = row[f.target]
         choices = None
         if per_example:
             choices = _choices(row.get(f.choices))
             if choices is None:
-                raise DataError(f"{at} has no list of choices in {f.choices!r}, but the task file says choices: "
-                                "per_example; give every row its choices (or fixed choices: [...] in the file)")
+                raise DataError(
+                    f"{at} has no list of choices in {f.choices!r}, but the task file says choices: "
+                    "per_example; give every row its choices (or fixed choices: [...] in the file)"
+                )
             if len(set(choices)) != len(choices):
                 raise DataError(f"{at}: its choices {choices} repeat an answer; make them distinct")
             if isinstance(target, int) and not isinstance(target, bool) and 0 <= target < len(choices):
@@ -222,15 +234,16 @@ def to_examples(rows: list[dict], spec: TaskFile, where: Path) -> list[Example]:
         target = _text(target)
         allowed = choices if per_example else spec.choices if isinstance(spec.choices, list) else None
         if allowed is not None and target not in allowed:
-            raise DataError(f"{at}: target {target!r} is not one of its choices {allowed}; fix the row or the "
-                            "choices")
+            raise DataError(f"{at}: target {target!r} is not one of its choices {allowed}; fix the row or the choices")
         tests = None
         if spec.metric == "code_execution":
             raw = row.get(f.tests)
             tests = "\n".join(map(str, raw)) if isinstance(raw, list) else _text(raw)
             if not (tests or "").strip():
-                raise DataError(f"{at} has no test code in {f.tests!r}; a code_execution task runs each row's tests "
-                                "against the generated program (name the column in fields: {tests: ...})")
+                raise DataError(
+                    f"{at} has no test code in {f.tests!r}; a code_execution task runs each row's tests "
+                    "against the generated program (name the column in fields: {tests: ...})"
+                )
         out.append(Example(input=_text(row[f.input]), target=target, choices=choices, tests=tests))
     return out
 
@@ -240,8 +253,7 @@ def load(path: Path) -> tuple[TaskFile, list[Example]]:
     spec = read_task_file(path)
     data = (path.parent / spec.data).expanduser()
     if not data.exists():
-        raise DataError(f"task data {data} (data: in {path}) does not exist; fix the path (relative to the task "
-                        "file)")
+        raise DataError(f"task data {data} (data: in {path}) does not exist; fix the path (relative to the task file)")
     return spec, to_examples(read_rows(data, spec.split), spec, data)
 
 

@@ -9,7 +9,10 @@ from translora.generation.base import Generator
 
 
 def open_generator(
-    generation: GenerationSpec, model: ModelSpec, adapter: Path | None = None, description: str = "generate",
+    generation: GenerationSpec,
+    model: ModelSpec,
+    adapter: Path | None = None,
+    description: str = "generate",
     log_dir: Path | None = None,
 ) -> Generator:
     """A generator for `model` (+ `adapter`), in generation.dtype where set; vLLM server logs go to `log_dir` (a

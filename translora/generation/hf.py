@@ -39,7 +39,7 @@ class HFGenerator(Generator):
         size = request.batch_size
         bar = tqdm(total=len(prompts), desc=self.description, leave=False, disable=len(prompts) <= size)
         while len(out) < len(prompts):
-            chunk = prompts[len(out): len(out) + size]
+            chunk = prompts[len(out) : len(out) + size]
             texts: list[str] | None = None
             try:
                 texts = self._generate_chunk(chunk, request)
@@ -77,7 +77,9 @@ class HFGenerator(Generator):
             stop_strings=list(request.stop) or None,
             tokenizer=tok if request.stop else None,
         )
-        new = ids if prompted is not None else ids[:, inputs["input_ids"].shape[1]:]  # from embeddings: new tokens only
+        new = (
+            ids if prompted is not None else ids[:, inputs["input_ids"].shape[1] :]
+        )  # from embeddings: new tokens only
         texts = tok.batch_decode(new, skip_special_tokens=True)
         return [cut_at_stop(t, request.stop) for t in texts]
 
@@ -93,8 +95,14 @@ class HFGenerator(Generator):
             return {"input_ids": ids[rows], "attention_mask": attention[rows]}
         cache = DynamicCache(config=self.model.config)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)  # as generate counts them under left padding
-        self.model(input_ids=ids[:, :-1], attention_mask=attention[:, :-1], position_ids=positions[:, :-1],
-                   cache=cache, use_cache=True, logits_to_keep=1)
+        self.model(
+            input_ids=ids[:, :-1],
+            attention_mask=attention[:, :-1],
+            position_ids=positions[:, :-1],
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         cache.batch_select_indices(rows)
         return {"input_ids": ids[rows], "attention_mask": attention[rows], "cache": cache}
 

@@ -72,9 +72,18 @@ def _tail(path: Path, lines: int = 15) -> str:
 class VLLMServer:
     """A vLLM OpenAI-compatible server for one model (+ optional LoRA), owned by the stage that starts it."""
 
-    def __init__(self, spec: VLLMSpec, model_path: str, adapter: Path | None, log_file: Path,
-                 adapter_rank: int = 64, dtype: str = "float32", runtime_lora: bool = False, max_loras: int = 1,
-                 revision: str | None = None):
+    def __init__(
+        self,
+        spec: VLLMSpec,
+        model_path: str,
+        adapter: Path | None,
+        log_file: Path,
+        adapter_rank: int = 64,
+        dtype: str = "float32",
+        runtime_lora: bool = False,
+        max_loras: int = 1,
+        revision: str | None = None,
+    ):
         """`runtime_lora`: LoRA enabled (ranks up to `adapter_rank`) for adapters loaded while it runs
         (/v1/load_lora_adapter), `max_loras` of them in one batch: one server labels for many bundles."""
         self.spec, self.model_path, self.adapter, self.log_file = spec, model_path, adapter, log_file
@@ -88,9 +97,20 @@ class VLLMServer:
 
     def command(self) -> list[str]:
         cmd = vllm_command(self.spec) + [
-            "--model", self.model_path, "--host", "127.0.0.1", "--port", str(self.port), "--served-model-name", BASE_NAME,
-            "--dtype", self.dtype, "--max-model-len", str(self.spec.max_model_len),
-            "--seed", "0",  # the server's default sampling seed; each request still sends its own
+            "--model",
+            self.model_path,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--served-model-name",
+            BASE_NAME,
+            "--dtype",
+            self.dtype,
+            "--max-model-len",
+            str(self.spec.max_model_len),
+            "--seed",
+            "0",  # the server's default sampling seed; each request still sends its own
         ]
         if self.revision:  # a hub model pinned to a revision is generated at that revision, as it is trained
             cmd += ["--revision", self.revision, "--tokenizer-revision", self.revision]
@@ -120,8 +140,14 @@ class VLLMServer:
         try:
             # Its own session, so stop() reaches its engine processes too; SIGTERM when this thread dies (even
             # by SIGKILL), which vLLM handles by stopping those engine processes itself.
-            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                            start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM))
+            self.process = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGTERM),
+            )
         except FileNotFoundError as exc:
             raise ConfigError(
                 f"cannot start vLLM with {vllm_command(self.spec)!r}: {exc}. Run scripts/setup-vllm.sh, or set "
@@ -145,8 +171,10 @@ class VLLMServer:
                 pass
             time.sleep(1)
         self.stop()
-        raise VLLMStartError(f"the vLLM server for {self.model_path} was not healthy after "
-                             f"{self.spec.startup_timeout:.0f} s; see {self.log_file}")
+        raise VLLMStartError(
+            f"the vLLM server for {self.model_path} was not healthy after "
+            f"{self.spec.startup_timeout:.0f} s; see {self.log_file}"
+        )
 
     def stop(self) -> None:
         _KEYS.pop(self.url, None)
@@ -180,10 +208,17 @@ def shared_servers(spec: VLLMSpec, shared: list[SharedModel], log_dir: Path) -> 
     with ExitStack() as stack:
         urls: dict[str, str] = {}
         for item in shared:
-            server = VLLMServer(spec, str(resolve(item.model)), None,
-                                log_dir / f"vllm-{safe_name(item.model.id)}.log", item.lora_rank or LORA_RANKS[0],
-                                item.model.dtype, runtime_lora=item.lora_rank is not None,
-                                max_loras=item.max_loras, revision=item.model.revision)
+            server = VLLMServer(
+                spec,
+                str(resolve(item.model)),
+                None,
+                log_dir / f"vllm-{safe_name(item.model.id)}.log",
+                item.lora_rank or LORA_RANKS[0],
+                item.model.dtype,
+                runtime_lora=item.lora_rank is not None,
+                max_loras=item.max_loras,
+                revision=item.model.revision,
+            )
             stack.callback(server.stop)  # registered first: a server that fails to start is stopped too
             urls[item.model.id] = server.start().url
         yield urls
@@ -192,16 +227,23 @@ def shared_servers(spec: VLLMSpec, shared: list[SharedModel], log_dir: Path) -> 
 class VLLMGenerator(Generator):
     """Completions from a vLLM server (`/v1/completions`), the base model or its LoRA module."""
 
-    def __init__(self, url: str, model: str = BASE_NAME, server: VLLMServer | None = None, description: str = "",
-                 request_timeout: float = 600):
+    def __init__(
+        self,
+        url: str,
+        model: str = BASE_NAME,
+        server: VLLMServer | None = None,
+        description: str = "",
+        request_timeout: float = 600,
+    ):
         self.url, self.model, self.server, self.description = url.rstrip("/"), model, server, description
         self.request_timeout = request_timeout
         # httpx applies it to connecting and to each read: a server that stops sending fails after that long
         self.client = httpx.Client(timeout=request_timeout, headers=_auth(self.url))
 
     @classmethod
-    def open(cls, spec: VLLMSpec, model: ModelSpec, adapter: Path | None, log_dir: Path,
-             description: str = "generate") -> "VLLMGenerator":
+    def open(
+        cls, spec: VLLMSpec, model: ModelSpec, adapter: Path | None, log_dir: Path, description: str = "generate"
+    ) -> "VLLMGenerator":
         from translora.models import resolve
 
         if model.id in spec.servers:
@@ -213,14 +255,19 @@ class VLLMGenerator(Generator):
         rank = adapter_rank(adapter) if adapter is not None else 64
         log = log_dir / f"vllm-{description.replace(' ', '-')}.log"
         server = VLLMServer(spec, str(resolve(model)), adapter, log, rank, model.dtype, revision=model.revision).start()
-        return cls(server.url, ADAPTER_NAME if adapter is not None else BASE_NAME, server, description,
-                   spec.request_timeout)
+        return cls(
+            server.url, ADAPTER_NAME if adapter is not None else BASE_NAME, server, description, spec.request_timeout
+        )
 
     def generate(self, prompts: list[str], request: GenerationRequest) -> list[str]:
         out: list[str] = []
-        for start in tqdm(range(0, len(prompts), request.batch_size), desc=self.description, leave=False,
-                          disable=len(prompts) <= request.batch_size):
-            batch = prompts[start: start + request.batch_size]
+        for start in tqdm(
+            range(0, len(prompts), request.batch_size),
+            desc=self.description,
+            leave=False,
+            disable=len(prompts) <= request.batch_size,
+        ):
+            batch = prompts[start : start + request.batch_size]
             texts: dict[int, str] = {}
             for copy, rows in enumerate(copies(batch)):
                 # One request samples every prompt with its seed: the same prompt twice would get the same text.
@@ -248,7 +295,8 @@ class VLLMGenerator(Generator):
             raise GenerationBackendError(
                 f"vLLM server at {self.url} did not answer within {self.request_timeout:g} s while "
                 f"{self.description or 'generating'} ({where}): it hung or is overloaded{log}; raise "
-                "generation.vllm.request_timeout if it is only slow") from exc
+                "generation.vllm.request_timeout if it is only slow"
+            ) from exc
         except httpx.HTTPError as exc:
             raise GenerationBackendError(f"vLLM server at {self.url} failed: {exc}") from exc
         choices = sorted(response.json()["choices"], key=lambda c: c["index"])
@@ -289,8 +337,12 @@ def check_server(url: str, model: ModelSpec, timeout: float = 10) -> str:
     url = url.rstrip("/")
     name = _served_base(url, timeout)
     try:
-        response = httpx.post(f"{url}/tokenize", json={"model": name, "prompt": PROBE, "add_special_tokens": False},
-                              headers=_auth(url), timeout=timeout)
+        response = httpx.post(
+            f"{url}/tokenize",
+            json={"model": name, "prompt": PROBE, "add_special_tokens": False},
+            headers=_auth(url),
+            timeout=timeout,
+        )
     except httpx.HTTPError as exc:
         raise GenerationBackendError(f"vLLM server at {url} is not answering: {exc}") from exc
     if response.status_code == 404:
@@ -304,8 +356,10 @@ def check_server(url: str, model: ModelSpec, timeout: float = 10) -> str:
     except ModelNotFoundError:
         return url
     if served != expected:
-        raise ConfigError(f"the vLLM server at {url} serves another model than {model.id} (it serves {name!r}, "
-                          "whose tokenizer differs); point generation.vllm.servers at a server for that model")
+        raise ConfigError(
+            f"the vLLM server at {url} serves another model than {model.id} (it serves {name!r}, "
+            "whose tokenizer differs); point generation.vllm.servers at a server for that model"
+        )
     return url
 
 
@@ -317,8 +371,10 @@ def _served_base(url: str, timeout: float = 10) -> str:
     except httpx.HTTPError as exc:
         raise GenerationBackendError(f"vLLM server at {url} is not answering: {exc}") from exc
     except (ValueError, KeyError, TypeError, StopIteration) as exc:
-        raise ConfigError(f"{url} does not answer /v1/models as a vLLM server does ({type(exc).__name__}); point "
-                          "generation.vllm.servers at a vLLM OpenAI-compatible server") from None
+        raise ConfigError(
+            f"{url} does not answer /v1/models as a vLLM server does ({type(exc).__name__}); point "
+            "generation.vllm.servers at a vLLM OpenAI-compatible server"
+        ) from None
 
 
 def _load_adapter(url: str, adapter: Path) -> str:
@@ -327,13 +383,19 @@ def _load_adapter(url: str, adapter: Path) -> str:
 
     name = f"translora-{hash_path(adapter)[:16]}"
     try:
-        response = httpx.post(f"{url}/v1/load_lora_adapter", json={"lora_name": name, "lora_path": str(adapter)},
-                              headers=_auth(url), timeout=120)
+        response = httpx.post(
+            f"{url}/v1/load_lora_adapter",
+            json={"lora_name": name, "lora_path": str(adapter)},
+            headers=_auth(url),
+            timeout=120,
+        )
     except httpx.HTTPError as exc:
         raise GenerationBackendError(f"vLLM server at {url} is not answering: {exc}") from exc
     if response.status_code >= 400 and "already" not in response.text:
-        raise ConfigError(f"the vLLM server at {url} refused adapter {adapter}: {response.text[:300]}. It needs "
-                          "--enable-lora, VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and the adapter's path visible.")
+        raise ConfigError(
+            f"the vLLM server at {url} refused adapter {adapter}: {response.text[:300]}. It needs "
+            "--enable-lora, VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and the adapter's path visible."
+        )
     return name
 
 
@@ -343,13 +405,17 @@ def adapter_rank(adapter: Path) -> int:
         config = json.loads((Path(adapter) / "adapter_config.json").read_text())
         rank = int(config.get("r", 8))
     except (OSError, ValueError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{adapter} has no readable adapter_config.json ({exc}); give a peft adapter folder") \
-            from None
+        raise ConfigError(
+            f"{adapter} has no readable adapter_config.json ({exc}); give a peft adapter folder"
+        ) from None
     kind = "DoRA" if config.get("use_dora") else config.get("peft_type")  # peft calls DoRA a LORA variant
     if kind != "LORA":
-        raise ConfigError(f"vLLM serves LoRA adapters only; {adapter} is {kind}. "
-                          "Use generation.backend=hf for this adapter.")
+        raise ConfigError(
+            f"vLLM serves LoRA adapters only; {adapter} is {kind}. Use generation.backend=hf for this adapter."
+        )
     if rank > LORA_RANKS[-1]:
-        raise ConfigError(f"{adapter} has LoRA rank {rank}, above the {LORA_RANKS[-1]} vLLM serves; use "
-                          "generation.backend=hf for this adapter")
+        raise ConfigError(
+            f"{adapter} has LoRA rank {rank}, above the {LORA_RANKS[-1]} vLLM serves; use "
+            "generation.backend=hf for this adapter"
+        )
     return next(r for r in LORA_RANKS if r >= rank)

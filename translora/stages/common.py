@@ -38,11 +38,29 @@ def token_counter(spec: ModelSpec):
     return lambda text: len(tokenizer(text, add_special_tokens=False).input_ids)
 
 
-def train_new_adapter(ctx: StageContext, base: ModelSpec, adapter: AdapterSpec, spec: TrainSpec, pairs,
-                      desc: str, weights: list[float] | None = None, answers: list[dict | None] | None = None):
+def train_new_adapter(
+    ctx: StageContext,
+    base: ModelSpec,
+    adapter: AdapterSpec,
+    spec: TrainSpec,
+    pairs,
+    desc: str,
+    weights: list[float] | None = None,
+    answers: list[dict | None] | None = None,
+):
     model, tok = models.load_model(base)
     peft_model = training.new_adapter(model, adapter, spec.seed)
-    result = training.train(peft_model, tok, pairs, spec, desc, ctx.progress, checkpoint_dir=ctx.work / "checkpoints",
-                            checkpoint_every_s=spec.checkpoint_every_s, weights=weights, answers=answers)
+    result = training.train(
+        peft_model,
+        tok,
+        pairs,
+        spec,
+        desc,
+        ctx.progress,
+        checkpoint_dir=ctx.work / "checkpoints",
+        checkpoint_every_s=spec.checkpoint_every_s,
+        weights=weights,
+        answers=answers,
+    )
     training.save_adapter(peft_model, ctx.out)
     return peft_model, tok, result

@@ -6,17 +6,24 @@ from __future__ import annotations
 import random
 import shutil
 
-from translora import adapters
+from translora import adapters, model_card, models, negatives
 from translora import bundle as bundles
 from translora import discriminator as disc
-from translora import model_card, models, negatives
 from translora.artifacts import folder_hash, read_jsonl, read_manifest, write_json, write_jsonl
 from translora.data import load_task
 from translora.errors import DataError
 from translora.generation import open_generator
 from translora.journal import Journal
 from translora.stage import StageContext
-from translora.stages.common import DISCRIMINATOR_HELD_OUT, FILTER_FILE, NEGATIVES_BUDGET_FACTOR, read_card, read_examples, token_counter, train_new_adapter
+from translora.stages.common import (
+    DISCRIMINATOR_HELD_OUT,
+    FILTER_FILE,
+    NEGATIVES_BUDGET_FACTOR,
+    read_card,
+    read_examples,
+    token_counter,
+    train_new_adapter,
+)
 from translora.synthesis import Synthesizer
 
 
@@ -35,10 +42,14 @@ def train_source_adapter(ctx: StageContext) -> dict:
     pairs = [(card.prompt(e.input), card.completion(e.target)) for e in read_examples(data / "train.jsonl")]
     base = ctx.models["base"]
     _, _, result = train_new_adapter(ctx, base, cfg.source_adapter, cfg.source_train, pairs, "source adapter")
-    model_card.write(ctx.out, f"Source adapter for {card.name}", base,
-                     f"A {cfg.source_adapter.kind} adapter trained by translora on {len(pairs)} examples of the "
-                     f"task {card.name} (stage 1).",
-                     {"task": card.name, "train examples": len(pairs), "final loss": result.final_loss})
+    model_card.write(
+        ctx.out,
+        f"Source adapter for {card.name}",
+        base,
+        f"A {cfg.source_adapter.kind} adapter trained by translora on {len(pairs)} examples of the "
+        f"task {card.name} (stage 1).",
+        {"task": card.name, "train examples": len(pairs), "final loss": result.final_loss},
+    )
     return result.metrics()
 
 
@@ -51,10 +62,18 @@ def import_source_adapter(ctx: StageContext) -> dict:
         shutil.copyfile(folder / name, ctx.out / name)
     sha = adapters.content_sha256(ctx.out)
     where = spec.id + (f"@{spec.revision}" if spec.revision else "")
-    model_card.write(ctx.out, "Source adapter (imported)", base,
-                     f"A {facts.kind} adapter trained outside translora, imported from {where}.",
-                     {"imported from": where, "sha256": sha, "kind": facts.kind,
-                      "base named by the adapter": facts.base_model or "-"})
+    model_card.write(
+        ctx.out,
+        "Source adapter (imported)",
+        base,
+        f"A {facts.kind} adapter trained outside translora, imported from {where}.",
+        {
+            "imported from": where,
+            "sha256": sha,
+            "kind": facts.kind,
+            "base named by the adapter": facts.base_model or "-",
+        },
+    )
     return {"imported_from": where, "sha256": sha, "kind": facts.kind}
 
 
@@ -73,21 +92,25 @@ def synthesize_negatives(ctx: StageContext) -> dict:
     generated, want, budget = 0, n - n_corrupted, NEGATIVES_BUDGET_FACTOR * n
     if want > 0:
         with open_generator(cfg.generation, ctx.models["base"], None, "negatives", ctx.logs) as gen:
-            synth = Synthesizer(gen, seeds, cfg.synthesis, seed=cfg.seed,
-                                count_tokens=token_counter(ctx.models["base"]))
+            synth = Synthesizer(
+                gen, seeds, cfg.synthesis, seed=cfg.seed, count_tokens=token_counter(ctx.models["base"])
+            )
             if state:
                 synth.restore(state)
             while len(items) < want and synth.generated < budget:
                 fresh = synth.draw(min(cfg.synthesis.batch_size, budget - synth.generated))
                 items += fresh
-                journal.append([negatives.Negative(input=x, source="synthetic") for x in fresh], synth.state(),
-                               len(items))
+                journal.append(
+                    [negatives.Negative(input=x, source="synthetic") for x in fresh], synth.state(), len(items)
+                )
             generated = synth.generated
         items = items[:want]
     mixed = negatives.mix(items, negatives.corrupt(real, n_corrupted, seed=cfg.seed), real, n, seed=cfg.seed)
     if len(mixed) < 2:
-        raise DataError(f"only {len(mixed)} usable negatives from {generated} generations; raise "
-                        "synthesis.max_new_tokens or discriminator.corrupted_fraction, or check the seeds")
+        raise DataError(
+            f"only {len(mixed)} usable negatives from {generated} generations; raise "
+            "synthesis.max_new_tokens or discriminator.corrupted_fraction, or check the seeds"
+        )
     write_jsonl(ctx.out / "negatives.jsonl", mixed)
     by_source: dict[str, int] = {}
     for neg in mixed:
@@ -108,8 +131,9 @@ def train_discriminator(ctx: StageContext) -> dict:
     cut_r = max(1, int(len(real) * DISCRIMINATOR_HELD_OUT))
     cut_s = max(1, int(len(synthetic) * DISCRIMINATOR_HELD_OUT))
     pairs = disc.training_pairs(real[cut_r:], synthetic[cut_s:], card.name)
-    peft_model, tok, result = train_new_adapter(ctx, ctx.models["base"], cfg.discriminator.adapter,
-                                                 cfg.discriminator.train, pairs, "discriminator")
+    peft_model, tok, result = train_new_adapter(
+        ctx, ctx.models["base"], cfg.discriminator.adapter, cfg.discriminator.train, pairs, "discriminator"
+    )
     judge = disc.Discriminator(peft_model, tok, card.name)
     real_m, synth_m = judge.margins(real[:cut_r]), judge.margins(synthetic[:cut_s])
     spec = cfg.discriminator
@@ -117,12 +141,19 @@ def train_discriminator(ctx: StageContext) -> dict:
     held_out = disc.held_out_report(real_m, synth_m, threshold).model_dump()
     held_out["at_zero"] = disc.held_out_report(real_m, synth_m, 0.0).model_dump()
     write_json(ctx.out / FILTER_FILE, {"threshold": threshold, "held_out": held_out})
-    model_card.write(ctx.out, f"Discriminator for {card.name}", ctx.models["base"],
-                     "Answers ' yes' when an input looks like a real input of the task, ' no' for synthetic ones; "
-                     f"the filter keeps inputs whose log p(yes) - log p(no) exceeds {threshold:.3g}.",
-                     {"task": card.name, "held-out ROC AUC": held_out["auc"],
-                      "held-out real accepted": held_out["real_accepted"],
-                      "held-out synthetic accepted": held_out["synthetic_accepted"]})
+    model_card.write(
+        ctx.out,
+        f"Discriminator for {card.name}",
+        ctx.models["base"],
+        "Answers ' yes' when an input looks like a real input of the task, ' no' for synthetic ones; "
+        f"the filter keeps inputs whose log p(yes) - log p(no) exceeds {threshold:.3g}.",
+        {
+            "task": card.name,
+            "held-out ROC AUC": held_out["auc"],
+            "held-out real accepted": held_out["real_accepted"],
+            "held-out synthetic accepted": held_out["synthetic_accepted"],
+        },
+    )
     return result.metrics() | {"held_out": held_out}
 
 
@@ -134,15 +165,28 @@ def write_bundle(ctx: StageContext) -> dict:
     source_model, disc_model = ctx.models["source"], ctx.models["discriminator"]
     source_hash, adapter_hash = models.fingerprint(source_model), folder_hash(source)
     made = read_manifest(source)
-    imported = bundles.Imported(where=made.metrics["imported_from"], sha256=made.metrics["sha256"]) \
-        if made.stage == "import-source-adapter" else None
+    imported = (
+        bundles.Imported(where=made.metrics["imported_from"], sha256=made.metrics["sha256"])
+        if made.stage == "import-source-adapter"
+        else None
+    )
     info = bundles.BundleInfo(
-        source_model=source_model, source_model_hash=source_hash,
-        discriminator_model=disc_model, discriminator_model_hash=models.fingerprint(disc_model),
-        source_adapter_hash=adapter_hash, discriminator_adapter_hash=folder_hash(discriminator),
-        n_seeds=len(seeds), imported=imported,
-        provenance=[bundles.Hop(base_model=source_model.id, base_model_hash=source_hash, adapter_hash=adapter_hash,
-                                how=f"imported from {imported.where}" if imported else "finetuned on the task data")],
+        source_model=source_model,
+        source_model_hash=source_hash,
+        discriminator_model=disc_model,
+        discriminator_model_hash=models.fingerprint(disc_model),
+        source_adapter_hash=adapter_hash,
+        discriminator_adapter_hash=folder_hash(discriminator),
+        n_seeds=len(seeds),
+        imported=imported,
+        provenance=[
+            bundles.Hop(
+                base_model=source_model.id,
+                base_model_hash=source_hash,
+                adapter_hash=adapter_hash,
+                how=f"imported from {imported.where}" if imported else "finetuned on the task data",
+            )
+        ],
     )
     bundles.write(ctx.out, info, card, seeds, source, discriminator, ctx.config.trust.signing_key)
     return {"n_seeds": len(seeds)}

@@ -16,7 +16,7 @@ from translora.errors import DataError, FilterExhaustedError
 from translora.generation import GenerationRequest, open_generator
 from translora.journal import Journal
 from translora.stage import StageContext
-from translora.stages.common import Candidate, FILTER_FILE, token_counter, train_new_adapter
+from translora.stages.common import FILTER_FILE, Candidate, token_counter, train_new_adapter
 from translora.synthesis import Synthesizer
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,9 @@ def synthesize_and_filter(ctx: StageContext) -> dict:
     candidates = [Candidate.model_validate(r) for r in rows]
     kept = sum(c.kept for c in candidates)
     with open_generator(cfg.generation, ctx.models["target"], None, "target synthesis", ctx.logs) as gen:
-        synth = Synthesizer(gen, bundle.seeds, cfg.synthesis, seed=cfg.seed,
-                            count_tokens=token_counter(ctx.models["target"]))
+        synth = Synthesizer(
+            gen, bundle.seeds, cfg.synthesis, seed=cfg.seed, count_tokens=token_counter(ctx.models["target"])
+        )
         if state:
             synth.restore(state)
         bar = tqdm(total=want, initial=kept, desc="synthesize + filter (kept)", leave=False)
@@ -67,18 +68,29 @@ def synthesize_and_filter(ctx: StageContext) -> dict:
     if kept < want:
         # Which ran out: new inputs (the model keeps repeating itself) or the discriminator's acceptance.
         repeats = 1 - len(candidates) / max(1, synth.generated)
-        hint = (f"{repeats:.0%} of the generations repeated an earlier input: raise synthesis.temperature, "
-                "raise filter.max_generated or lower filter.n_keep" if repeats > 0.5 else
-                "raise filter.max_generated, lower filter.n_keep, or retrain the discriminator on more data")
+        hint = (
+            f"{repeats:.0%} of the generations repeated an earlier input: raise synthesis.temperature, "
+            "raise filter.max_generated or lower filter.n_keep"
+            if repeats > 0.5
+            else "raise filter.max_generated, lower filter.n_keep, or retrain the discriminator on more data"
+        )
         raise FilterExhaustedError(
             f"the discriminator kept {kept} of {len(candidates)} distinct synthetic inputs ({rate:.1%} acceptance) "
             f"after {synth.generated} generations, fewer than filter.n_keep={want}; {hint}."
         )
     write_jsonl(ctx.out / "candidates.jsonl", candidates)
     write_jsonl(ctx.out / "kept.jsonl", [{"input": c.input} for c in candidates if c.kept])
-    return {"mode": mode, "threshold": threshold if mode == "discriminator" else None,
-            "generated": synth.generated, "generated_tokens": synth.tokens, "distinct": len(candidates),
-            "kept": kept, "accepted": accepted, "acceptance_rate": rate, "resumed_candidates": len(rows)}
+    return {
+        "mode": mode,
+        "threshold": threshold if mode == "discriminator" else None,
+        "generated": synth.generated,
+        "generated_tokens": synth.tokens,
+        "distinct": len(candidates),
+        "kept": kept,
+        "accepted": accepted,
+        "acceptance_rate": rate,
+        "resumed_candidates": len(rows),
+    }
 
 
 def filter_threshold(bundle: bundles.Bundle) -> float:
@@ -87,10 +99,12 @@ def filter_threshold(bundle: bundles.Bundle) -> float:
     return float(read_json(file)["threshold"]) if file.exists() else 0.0
 
 
-RANDOM_WORDS = ("time person year way day thing man world life hand part child eye woman place work week case "
-                "point government company number group problem fact be have do say get make go know take see "
-                "come think look want give use find tell ask seem feel try leave call good new first last long "
-                "great little own other old right big high different small large next early young important").split()
+RANDOM_WORDS = (
+    "time person year way day thing man world life hand part child eye woman place work week case "
+    "point government company number group problem fact be have do say get make go know take see "
+    "come think look want give use find tell ask seem feel try leave call good new first last long "
+    "great little own other old right big high different small large next early young important"
+).split()
 
 
 def random_text(seeds: list[str], n: int, seed: int) -> list[str]:
@@ -98,8 +112,9 @@ def random_text(seeds: list[str], n: int, seed: int) -> list[str]:
     task."""
     rng = random.Random(seed)
     lengths = [max(1, len(s.split())) for s in seeds]
-    return [" ".join(rng.choice(RANDOM_WORDS) for _ in range(rng.randint(min(lengths), max(lengths))))
-            for _ in range(n)]
+    return [
+        " ".join(rng.choice(RANDOM_WORDS) for _ in range(rng.randint(min(lengths), max(lengths)))) for _ in range(n)
+    ]
 
 
 def synthesizes(filter_spec) -> bool:
@@ -132,31 +147,46 @@ def label(ctx: StageContext) -> dict:
         rows = labelling.as_labelled(chosen, len(choices), cfg.label.targets)
     else:
         # The card's settings come with the bundle (an input), label.max_new_tokens with the declared section.
-        request = GenerationRequest(max_new_tokens=card.gen_tokens(cfg.label.max_new_tokens), temperature=0.0,
-                                    stop=card.stop_strings(), batch_size=cfg.label.batch_size)
-        with open_generator(cfg.generation, ctx.models["teacher"], bundle.source_adapter, "teacher labels",
-                            ctx.logs) as gen:
+        request = GenerationRequest(
+            max_new_tokens=card.gen_tokens(cfg.label.max_new_tokens),
+            temperature=0.0,
+            stop=card.stop_strings(),
+            batch_size=cfg.label.batch_size,
+        )
+        with open_generator(
+            cfg.generation, ctx.models["teacher"], bundle.source_adapter, "teacher labels", ctx.logs
+        ) as gen:
             completions = gen.generate([card.prompt(x) for x in inputs], request)
         count = token_counter(ctx.models["teacher"])
         cut = sum(count(c) >= request.max_new_tokens for c in completions)
         if cut:  # the student learns cut answers (dates cut at "01/" by 4 tokens scored 0 on date_understanding)
-            cap = "the task card's max_gen_tokens" if card.max_gen_tokens or card.multiline else \
-                "label.max_new_tokens"
-            log.warning("%d of %d teacher answers reached %d tokens and were cut; raise %s if the task's answers "
-                        "are longer", cut, len(completions), request.max_new_tokens, cap)
+            cap = "the task card's max_gen_tokens" if card.max_gen_tokens or card.multiline else "label.max_new_tokens"
+            log.warning(
+                "%d of %d teacher answers reached %d tokens and were cut; raise %s if the task's answers are longer",
+                cut,
+                len(completions),
+                request.max_new_tokens,
+                cap,
+            )
         rows = [labelling.Labelled(input=x, completion=c.strip()) for x, c in zip(inputs, completions) if c.strip()]
     if not rows:
-        raise DataError("the teacher labelled none of the kept inputs (empty completions, or none as sure as "
-                        "label.min_confidence); raise label.max_new_tokens or lower label.min_confidence")
+        raise DataError(
+            "the teacher labelled none of the kept inputs (empty completions, or none as sure as "
+            "label.min_confidence); raise label.max_new_tokens or lower label.min_confidence"
+        )
     answers: dict[str, int] = {}
     for r in rows if card.metric != "code_execution" else []:  # programs are no answers to count
         key = card.answer_of(r.completion)  # a reasoning's answer, not the whole reasoning
         answers[key] = answers.get(key, 0) + 1
     write_jsonl(ctx.out / "labelled.jsonl", rows)
     confidences = [r.confidence for r in rows if r.confidence is not None]
-    return {"labelled": len(rows), "dropped": len(inputs) - len(rows), "answers": answers,
-            "cut_at_max_new_tokens": cut,
-            "mean_confidence": sum(confidences) / len(confidences) if confidences else None}
+    return {
+        "labelled": len(rows),
+        "dropped": len(inputs) - len(rows),
+        "answers": answers,
+        "cut_at_max_new_tokens": cut,
+        "mean_confidence": sum(confidences) / len(confidences) if confidences else None,
+    }
 
 
 def distill(ctx: StageContext) -> dict:
@@ -166,21 +196,33 @@ def distill(ctx: StageContext) -> dict:
     rows = [labelling.Labelled.model_validate(r) for r in read_jsonl(ctx.input("labelled") / "labelled.jsonl")]
     pairs, weights, answers = labelling.student_data(rows, cfg.label.targets, bundle.card, cfg.label.temperature)
     target = ctx.models["base"]
-    _, _, result = train_new_adapter(ctx, target, cfg.target_adapter, cfg.distill_train, pairs, "distill",
-                                     weights, answers)
+    _, _, result = train_new_adapter(
+        ctx, target, cfg.target_adapter, cfg.distill_train, pairs, "distill", weights, answers
+    )
     filtered = read_manifest(ctx.input("filtered")).metrics
     labels = read_manifest(ctx.input("labelled")).metrics
     model_card.write(
-        ctx.out, f"{bundle.card.name} adapter, transferred to {model_card.base_name(target)}", target,
+        ctx.out,
+        f"{bundle.card.name} adapter, transferred to {model_card.base_name(target)}",
+        target,
         f"A {cfg.target_adapter.kind} adapter distilled by translora (Trans-LoRA) from the source adapter of bundle "
         f"{bundle.hash[:12]} on {model_card.base_name(bundle.info.source_model)}, without the task's training data.",
-        {"task": bundle.card.name, "source base": model_card.base_name(bundle.info.source_model),
-         "source adapter": bundle.info.source_adapter_hash[:12], "bundle": bundle.hash[:12],
-         "hops before this one": len(bundle.info.provenance),
-         "filter": {k: filtered[k] for k in ("generated", "kept", "acceptance_rate")},
-         "teacher labels": {"labelled": labels["labelled"], "answers": labels["answers"],
-                            "mean confidence": labels.get("mean_confidence")},
-         "distillation examples": len(pairs), "final loss": result.final_loss})
+        {
+            "task": bundle.card.name,
+            "source base": model_card.base_name(bundle.info.source_model),
+            "source adapter": bundle.info.source_adapter_hash[:12],
+            "bundle": bundle.hash[:12],
+            "hops before this one": len(bundle.info.provenance),
+            "filter": {k: filtered[k] for k in ("generated", "kept", "acceptance_rate")},
+            "teacher labels": {
+                "labelled": labels["labelled"],
+                "answers": labels["answers"],
+                "mean confidence": labels.get("mean_confidence"),
+            },
+            "distillation examples": len(pairs),
+            "final loss": result.final_loss,
+        },
+    )
     return result.metrics()
 
 
@@ -188,6 +230,7 @@ def emit_bundle(ctx: StageContext) -> dict:
     """The transferred adapter as a new bundle (same discriminator, seeds and card), so transfers chain."""
     previous = bundles.Bundle(ctx.input("bundle"))
     target = ctx.models["target"]
-    info = bundles.chain(previous, ctx.input("adapter"), target, models.fingerprint(target), ctx.out,
-                         ctx.config.trust.signing_key)
+    info = bundles.chain(
+        previous, ctx.input("adapter"), target, models.fingerprint(target), ctx.out, ctx.config.trust.signing_key
+    )
     return {"hops": len(info.provenance)}
