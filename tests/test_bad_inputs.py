@@ -645,10 +645,6 @@ def shared(tiny_models, tmp_path_factory) -> dict[str, Path]:
     }
 
 
-def test_case_count():
-    assert len(CASES) >= 40 and len({name for name, _, _ in CASES}) == len(CASES)
-
-
 @pytest.mark.parametrize("make_argv, phrase", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input(make_argv, phrase, shared, tiny_models, tmp_path, monkeypatch, capsys):
     import re

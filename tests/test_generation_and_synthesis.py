@@ -163,14 +163,6 @@ def test_a_restored_synthesizer_continues_exactly(tiny_models):
     assert head + resumed.draw(4) == expected and resumed.state() == straight.state()
 
 
-def test_sampling_is_reproducible_with_a_seed(tiny_models):
-    gen = _hf(tiny_models["llama"])
-    spec = SynthesisSpec(max_new_tokens=10, temperature=1.0, batch_size=4)
-    a = Synthesizer(gen, ["True and False is", "not True is"], spec, seed=5).draw(4)
-    b = Synthesizer(gen, ["True and False is", "not True is"], spec, seed=5).draw(4)
-    assert a == b
-
-
 def test_an_item_may_run_only_half_again_as_long_as_the_longest_seed():
     words = lambda text: len(text.split())  # noqa: E731  (a tokenizer that counts words)
     seeds = ["True and False is", "not ( True ) or False and True is"]  # longest: 9 words

@@ -24,7 +24,7 @@ def test_the_discriminator_ships_a_calibrated_threshold_and_its_held_out_report(
     cfg, _, bundle_dir = bundle
     shipped = json.loads((Bundle(bundle_dir).discriminator / stages.FILTER_FILE).read_text())
     held = shipped["held_out"]
-    assert 0 <= held["auc"] <= 1 and held["threshold"] == shipped["threshold"]
+    assert held["threshold"] == shipped["threshold"]
     assert held["real_accepted"] >= cfg.discriminator.min_real_accept - 1e-9  # the calibration's promise
 
 

@@ -22,7 +22,7 @@ def test_embedded_model_trains_and_generates(name, family):
     out = HFGenerator(model, tok).generate(
         ["1. True and False is\n2. not True is\n3."], GenerationRequest(max_new_tokens=12)
     )
-    assert isinstance(out[0], str) and out[0].strip()
+    assert out[0].strip() and len(tok(out[0], add_special_tokens=False).input_ids) <= 12
     peft_model = training.new_adapter(model, AdapterSpec())
     result = training.train(
         peft_model, tok, [("Q: True and False is\nA:", " False")] * 2, TrainSpec(max_steps=1, batch_size=2)

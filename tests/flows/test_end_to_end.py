@@ -17,6 +17,7 @@ from tests.helpers import tiny_overrides
 from translora.artifacts import read_manifest
 from translora.bundle import Bundle
 from translora.config import load_config
+from translora.data.sources import checker_for
 from translora.errors import DataError, GenerationBackendError
 from translora.store import RunIndex
 
@@ -43,8 +44,14 @@ def test_cache_returns_each_configs_own_result_and_a_moved_run_reuses_everything
     first = trans_lora(config(2), str(run_dir), return_state=True)
     results = first.result()
     assert set(results["accuracy"]) == {"source_adapter", "target_base", "transferred", "oracle"}
-    assert results["filter"]["n_valid"] is not None and results["labels"]["n_checked"] >= 0
     adapter_one = (run_dir / _adapter_slot(run_dir)).resolve()
+    # the diagnostics count what the task's checker says of the run's own candidates and labels
+    scope = (run_dir / _adapter_slot(run_dir)).parent  # the run folder's scope, not the store entry
+    check = checker_for("bbh:boolean_expressions")
+    candidates = [json.loads(r)["input"] for r in (scope / "filtered" / "candidates.jsonl").read_text().splitlines()]
+    labelled = [json.loads(r)["input"] for r in (scope / "labelled" / "labelled.jsonl").read_text().splitlines()]
+    assert results["filter"]["n_valid"] == sum(map(check.is_valid, candidates))
+    assert results["labels"]["n_checked"] == sum(map(check.is_valid, labelled))
     assert read_manifest(adapter_one).config["distill_train"]["max_steps"] == 2
 
     second = trans_lora(config(3), str(run_dir), return_state=True).result()
@@ -94,7 +101,11 @@ def test_two_bases_of_one_shape_get_the_copied_adapter_baseline(tiny_models, tmp
     )
     results = trans_lora(cfg, str(tmp_path / "run"))
     assert set(results["accuracy"]) == {"source_adapter", "target_base", "transferred", "copied_adapter"}
-    assert 0 <= results["accuracy"]["copied_adapter"] <= 1
+    samples = next((tmp_path / "run").glob("transfer/*/*/eval/copied_adapter/samples.jsonl")).read_text().splitlines()
+    scores = [json.loads(s)["acc"] for s in samples]  # the source adapter, unchanged, scored on the target
+    assert len(scores) == cfg.task.n_test and results["accuracy"]["copied_adapter"] == pytest.approx(
+        sum(scores) / len(scores)
+    )
 
 
 def test_transient_errors_are_retried_and_user_errors_are_not():
