@@ -10,15 +10,12 @@ Writes bench/results/chain.json and chain.md.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
 from prefect import flow  # noqa: E402
 
+import flows  # noqa: E402, F401  # Prefect's environment defaults (flows/__init__.py), set before prefect loads
 from flows.evaluate import evaluate  # noqa: E402
 from flows.finetune import finetune  # noqa: E402
 from flows.transfer import transfer  # noqa: E402

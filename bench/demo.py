@@ -14,9 +14,7 @@ import json
 import os
 from pathlib import Path
 
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
+import flows  # noqa: E402, F401  # Prefect's environment defaults (flows/__init__.py), set before prefect loads
 from translora.artifacts import write_json  # noqa: E402
 from translora.config import load_config  # noqa: E402
 

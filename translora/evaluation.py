@@ -23,6 +23,7 @@ import yaml
 
 from translora.data.records import Example, TaskCard
 from translora.errors import DataError
+from translora.models import device
 
 TASK_PREFIX = "translora_"
 # Free-form answers: BBH targets are short; 64 tokens leave room for a few words without long rambles.
@@ -162,9 +163,7 @@ def evaluate(
         model_args["revision"] = revision
     if adapter is not None:
         model_args["peft"] = str(adapter)
-    lm = PromptAlignedHFLM.create_from_arg_obj(
-        model_args, {"batch_size": batch_size, "device": "cpu" if not _cuda() else "cuda"}
-    )
+    lm = PromptAlignedHFLM.create_from_arg_obj(model_args, {"batch_size": batch_size, "device": device()})
     return run(lm, task_dir, name, limit)
 
 
@@ -197,9 +196,3 @@ def run(lm, task_dir: Path, name: str, limit: int | None = None) -> dict:
         "n": len(samples),
         "samples": samples,
     }
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()

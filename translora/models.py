@@ -243,7 +243,6 @@ def load_tokenizer(spec: ModelSpec):
 
 def load_model(spec: ModelSpec):
     """Load (model, tokenizer) for inference or training; never trusts remote code unless the spec asks."""
-    import torch
     from transformers import AutoModelForCausalLM
 
     where = resolve(spec)
@@ -257,8 +256,14 @@ def load_model(spec: ModelSpec):
             f"({', '.join('embedded:' + n for n in EMBEDDED)}), a local transformers folder, or a reachable hub id."
         ) from exc
     contiguous_head_input(model)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return model.to(device), load_tokenizer(spec)  # type: ignore[arg-type]  # transformers' to() is mistyped
+    return model.to(device()), load_tokenizer(spec)  # type: ignore[arg-type]  # transformers' to() is mistyped
+
+
+def device() -> str:
+    """Where models run: the GPU when torch sees one (training, generation and evaluation alike)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def contiguous_head_input(model):
