@@ -56,8 +56,9 @@ def evaluate(config: Config, run_dir: str, transferred_adapter: str, bundle: str
     scope = transfer_scope(source, target.id)
     inputs = distilled_from(run, Path(transferred_adapter), source)
     data = run.slot("data")
+    teacher = source.teacher_model(config.trust.remote_code_models)  # remote code only as the operator allows
     jobs = {
-        "source_adapter": (source.teacher_model(), source.source_adapter),
+        "source_adapter": (teacher, source.source_adapter),
         "target_base": (target, None),
         "transferred": (target, transferred_adapter),
     }
@@ -66,7 +67,7 @@ def evaluate(config: Config, run_dir: str, transferred_adapter: str, bundle: str
             target,
             run_stage(stages.ORACLE, config, run.root, scope, inputs={"data": data}, models={"base": target}),
         )
-    if models.same_shape(source.teacher_model(), target):  # the paper's "copy the adapter unchanged" baseline
+    if models.same_shape(teacher, target):  # the paper's "copy the adapter unchanged" baseline
         jobs["copied_adapter"] = (target, source.source_adapter)
     evals = {
         name: run_stage(

@@ -164,3 +164,28 @@ def test_the_gpu_profiles_use_cuda_graphs_and_the_paper_keeps_its_filter_rules(t
         assert command[command.index("--gpu-memory-utilization") + 1] == str(spec.gpu_memory_utilization)
         assert command[command.index("--dtype") + 1] == "bfloat16"
     assert "--enforce-eager" in VLLMServer(cpu.generation.vllm, "/models/m", None, tmp_path / "log").command()
+
+
+def test_a_pinned_revision_reaches_lm_eval_and_vllm(tmp_path, monkeypatch):
+    """A hub model trained at a revision is evaluated and generated at that revision, not at main."""
+    from translora import evaluation
+    from translora.config import VLLMSpec
+    from translora.generation.vllm import VLLMServer
+
+    command = VLLMServer(VLLMSpec(), "org/model", None, tmp_path / "log", revision="abc123").command()
+    assert command[command.index("--revision") + 1] == "abc123"
+    assert command[command.index("--tokenizer-revision") + 1] == "abc123"
+    assert "--revision" not in VLLMServer(VLLMSpec(), "org/model", None, tmp_path / "log").command()
+
+    seen = {}
+
+    def capture(model_args, extra):
+        seen.update(model_args)
+        raise RuntimeError("captured")
+
+    from translora import lm_eval_model
+
+    monkeypatch.setattr(lm_eval_model.PromptAlignedHFLM, "create_from_arg_obj", staticmethod(capture))
+    with pytest.raises(RuntimeError, match="captured"):
+        evaluation.evaluate("org/model", tmp_path, "t", revision="abc123")
+    assert seen["revision"] == "abc123" and seen["pretrained"] == "org/model"
