@@ -33,12 +33,12 @@ def _oom_above(monkeypatch, rows: int, seen: list[int]) -> None:
     """completion_loss runs out of memory on batches of more than `rows` rows."""
     real = training.completion_loss
 
-    def fake(model, batch, weights=None):
+    def fake(model, batch, weights=None, aux=0.0):
         n = batch["input_ids"].shape[0]
         if n > rows:
             seen.append(n)
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
-        return real(model, batch, weights)
+        return real(model, batch, weights, aux)
 
     monkeypatch.setattr(training, "completion_loss", fake)
 
