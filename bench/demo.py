@@ -53,6 +53,13 @@ def markdown(runs: list[dict], command: str) -> str:
             f"{f['precision']:.2f} / {f['recall']:.2f} | {lab['accuracy']:.2f} ({lab['n_checked']}) | "
             f"{lab['labelled']} | {f['tokens_per_kept_valid']:.0f} | {sum(r['stage_seconds'].values()):.0f} |"
         )
+    pooled = runs[0].get("pooled")
+    if pooled:
+        d, p = pooled["transferred_minus_source"], pooled["mean_pgr"]
+        lines += [
+            f"\nPooled over the {len(runs)} seeds ({pooled['n']} paired test examples): transferred - source "
+            f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]; mean PGR {p:+.2f}.\n"
+        ]
     lines += [
         "\nStage seconds (as each stage's manifest recorded them):\n",
         "| stage | " + " | ".join(f"seed {r['seed']}" for r in runs) + " |",
@@ -62,13 +69,6 @@ def markdown(runs: list[dict], command: str) -> str:
     def short(stage: str) -> str:  # transfer/<target>/<task>-<bundle>/<slot> -> transfer/<slot>
         return "transfer/" + stage.split("/", 3)[-1] if stage.startswith("transfer/") else stage
 
-    pooled = runs[0].get("pooled")
-    if pooled:
-        d, p = pooled["transferred_minus_source"], pooled["mean_pgr"]
-        lines += [
-            f"\nPooled over the {len(runs)} seeds ({pooled['n']} paired test examples): transferred - source "
-            f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]; mean PGR {p:+.2f}.\n"
-        ]
     seconds = [{short(k): v for k, v in r["stage_seconds"].items()} for r in runs]
     for stage in seconds[0]:
         lines.append(f"| {stage} | " + " | ".join(f"{s.get(stage, 0):.0f}" for s in seconds) + " |")
