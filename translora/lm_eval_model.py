@@ -1,5 +1,11 @@
-"""lm-eval's hf model with a prompt-tuning adapter's generation done right. Imported only when an evaluation runs
-(lm-eval is a heavy import).
+"""lm-eval's hf model, scoring only the logits it reads and with a prompt-tuning adapter's generation done right.
+Imported only when an evaluation runs (lm-eval is a heavy import).
+
+Loglikelihood: lm-eval computes logits (and a log-softmax) at every position of the batch, then reads only the
+continuation's few. With Gemma's 262k-token vocabulary that output layer was most of an evaluation's time. Here the
+model computes the last positions only (`logits_to_keep`), enough to cover each row's right padding and the longest
+continuation; lm-eval locates the continuation from the end (its ctx_len = inplen + logits length - padded length),
+so the scores are the same numbers (tests/test_lm_eval_model.py).
 
 lm-eval's generate_until calls peft's generate, which puts the virtual tokens before the left padding and numbers
 the cached decoding steps without them (see training.virtual_tokens_in_front): a free-form answer from a prompt-tuning
@@ -17,6 +23,29 @@ from translora.training import virtual_tokens_in_front
 
 
 class PromptAlignedHFLM(HFLM):
+    _longest_continuation: int | None = None  # set while _loglikelihood_tokens runs
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
+        self._longest_continuation = max((len(continuation) for _, _, continuation in requests), default=0)
+        try:
+            return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
+        finally:
+            self._longest_continuation = None
+
+    def _model_call(self, inps: torch.Tensor, attn_mask=None, labels=None) -> torch.Tensor:
+        if self._longest_continuation is None or self.backend != "causal" or attn_mask is not None:
+            return super()._model_call(inps, attn_mask, labels)
+        keep = min(inps.shape[1], right_padding(inps) + self._longest_continuation)
+        with (
+            torch.no_grad(),
+            torch.autocast(
+                device_type=self.device.type,
+                dtype=self.mixed_precision_dtype,
+                enabled=self.mixed_precision_dtype is not None,
+            ),
+        ):
+            return self.model(inps, logits_to_keep=keep).logits[:, -keep:, :]
+
     def _model_generate(self, context: torch.Tensor, max_length: int, stop: list[str], **generation_kwargs):
         attention = generation_kwargs.pop("attention_mask", None)
         if attention is None:
@@ -40,3 +69,12 @@ class PromptAlignedHFLM(HFLM):
             **generation_kwargs,
         )
         return torch.cat([context, new], dim=1)
+
+
+def right_padding(batch: torch.Tensor) -> int:
+    """The longest run of trailing zeros in any row: lm-eval right-pads with zeros, so no row has more padding than
+    this (a real trailing token 0 only makes the count larger, which keeps more logits, never fewer)."""
+    nonzero = (batch != 0).int()
+    last_nonzero = batch.shape[1] - 1 - nonzero.flip(1).argmax(1)  # argmax finds the first 1 from the right
+    trailing = torch.where(nonzero.any(1), batch.shape[1] - 1 - last_nonzero, batch.shape[1])
+    return int(trailing.max())
