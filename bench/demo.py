@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 import flows  # noqa: E402, F401  # Prefect's environment defaults (flows/__init__.py), set before prefect loads
-from translora.artifacts import write_json  # noqa: E402
+from translora.artifacts import read_json, write_json  # noqa: E402
 from translora.config import load_config  # noqa: E402
 
 OUT = Path(__file__).parent / "results"
@@ -75,9 +75,14 @@ def markdown(runs: list[dict], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _scores(run_dir: Path, name: str) -> list[float]:
-    folder = next(run_dir.glob(f"transfer/*/*/eval/{name}"))
-    return [float(json.loads(line)["acc"]) for line in (folder / "samples.jsonl").read_text().splitlines()]
+def scores(run_dir: Path, name: str) -> list[float]:
+    """Per-example scores of evaluation `name` in the run's latest transfer: a run folder that ran again with other
+    settings keeps its earlier transfers' folders too, so the latest recorded one is read (index.json)."""
+    slots = read_json(run_dir / "index.json")["slots"]
+    transfers = [k for k in slots if k.endswith("/eval/transferred")]
+    scope = max(transfers, key=lambda k: slots[k]["recorded_at"]).removesuffix("/eval/transferred")
+    samples = run_dir / scope / "eval" / name / "samples.jsonl"
+    return [float(json.loads(line)["acc"]) for line in samples.read_text().splitlines()]
 
 
 def pooled_summary(runs: list[dict], run_dirs: list[Path]) -> dict:
@@ -85,8 +90,8 @@ def pooled_summary(runs: list[dict], run_dirs: list[Path]) -> dict:
     split and source adapter), and the mean of the seeds' PGR."""
     from translora.diagnostics import paired_bootstrap_difference
 
-    transferred = [x for d in run_dirs for x in _scores(d, "transferred")]
-    source = [x for d in run_dirs for x in _scores(d, "source_adapter")]
+    transferred = [x for d in run_dirs for x in scores(d, "transferred")]
+    source = [x for d in run_dirs for x in scores(d, "source_adapter")]
     pgrs = [r["pgr"]["estimate"] for r in runs if (r.get("pgr") or {}).get("estimate") is not None]
     return {
         "n": len(source),
