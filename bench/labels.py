@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 from pydantic import ValidationError
@@ -69,24 +70,40 @@ def evaluate(cfg, card, data: Path, adapter: Path, work: Path) -> dict:
 
 def run_config(run: Path, overrides: list[str]):
     """The run's config.yaml (written by scripts/demo.sh), or the cpu profile with the overrides the run was made
-    with (bench/quality.py's run folders keep no config.yaml; quality.json lists their overrides)."""
+    with (bench/quality.py's run folders keep no config.yaml; quality.json lists their overrides) and the seed its
+    filter stage recorded (bench/demo.py's run folders keep no config.yaml either)."""
     if (run / "config.yaml").exists():
         return validate_config(yaml.safe_load((run / "config.yaml").read_text()))
-    return load_config("cpu", overrides=overrides)
+    seed = read_json(slot_path(run, "synthesize-and-filter") / "manifest.json")["config"]["seed"]
+    return load_config("cpu", overrides=[f"seed={seed}", *overrides])
 
 
-def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, bool, float]:
-    """`targets[@temperature]:min_confidence[:n_keep[:epochs]][+ratio][+aux=C]` -> (label settings, n_keep, epochs,
-    ratio, aux confidence), checked by the config's own rules, so a bad variant stops the bench before the teacher
-    runs."""
+class Extras(NamedTuple):
+    ratio: bool = False  # importance weights from the discriminator's margins
+    aux: float = 0.0  # weak-to-strong auxiliary confidence loss weight
+    cross: float = 0.0  # cross-fitted students' share of each label (self-training)
+    average: int = 1  # students averaged into the transferred adapter
+
+
+def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, Extras]:
+    """`targets[@temperature]:min_confidence[:n_keep[:epochs]][+ratio][+aux=C][+cross=W][+avg=K]` -> (label
+    settings, n_keep, epochs, extras), checked by the config's own rules, so a bad variant stops the bench before
+    the teacher runs."""
     try:
         body, *suffixes = variant.split("+")
-        ratio, aux = "ratio" in suffixes, 0.0
+        extras = Extras()
         for extra in suffixes:
-            if extra.startswith("aux="):
-                aux = float(extra[4:])
-            elif extra != "ratio":
-                raise ValueError(f"unknown suffix +{extra} (+ratio or +aux=C)")
+            name, _, value = extra.partition("=")
+            if name == "ratio":
+                extras = extras._replace(ratio=True)
+            elif name == "aux":
+                extras = extras._replace(aux=float(value))
+            elif name == "cross" and 0 < float(value) <= 1:
+                extras = extras._replace(cross=float(value))
+            elif name == "avg" and int(value) >= 1:
+                extras = extras._replace(average=int(value))
+            else:
+                raise ValueError(f"bad suffix +{extra} (+ratio, +aux=C, +cross=W with 0 < W <= 1, +avg=K)")
         kind, cut, *rest = body.split(":")
         targets, _, temperature = kind.partition("@")
         label = LabelSpec(targets=targets, min_confidence=float(cut), temperature=float(temperature or 1))
@@ -95,15 +112,65 @@ def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, bo
     except (ValueError, ValidationError) as exc:
         raise SystemExit(
             f"bad variant {variant!r} (want targets[@temperature]:min_confidence[:n_keep[:epochs]]"
-            f"[+ratio][+aux=C], e.g. soft@0.5:0:128+aux=0.5): {exc}"
+            f"[+ratio][+aux=C][+cross=W][+avg=K], e.g. soft@0.5:0:128+aux=0.5): {exc}"
         ) from None
-    return label, n_keep, epochs, ratio, aux
+    return label, n_keep, epochs, extras
+
+
+def student(cfg, spec, data: labelling.StudentData, seed: int, description: str):
+    """A fresh adapter on the target, distilled on `data`; (peft model, tokenizer)."""
+    base, tok = models.load_model(cfg.target_model)
+    peft_model = training.new_adapter(base, cfg.target_adapter, seed)
+    training.train(peft_model, tok, data.pairs, spec, description, weights=data.weights, answers=data.answers)
+    return peft_model, tok
+
+
+def cross_fit(cfg, spec, card, labelled: list[labelling.Labelled], label: LabelSpec, share: float):
+    """Self-training without memorisation: a student distilled on one half of the inputs answers the other half,
+    and each input's label becomes (1 - share) x the teacher's distribution + share x that held-out student's.
+    Where the student generalises past its teacher's mistakes, its answers on inputs it never saw correct them."""
+    folds = [labelled[0::2], labelled[1::2]]
+    relabelled: dict[str, dict[str, float]] = {}
+    for i, held_out in enumerate(folds):
+        taught = folds[1 - i]
+        data = labelling.student_data(taught, label.targets, card, label.temperature)
+        peft_model, tok = student(cfg, spec, data, spec.seed + 1 + i, f"cross-fit fold {i}")
+        answers = labelling.label_choices(
+            peft_model, tok, [x.input for x in held_out], card.choices, card.prompt_template, cfg.label.batch_size
+        )
+        relabelled |= {a.input: a.probs for a in answers}
+    out = []
+    for x in labelled:
+        probs = {c: (1 - share) * x.probs[c] + share * relabelled[x.input][c] for c in x.probs}
+        best = max(probs, key=probs.__getitem__)
+        out.append(x.model_copy(update={"probs": probs, "completion": best, "confidence": probs[best]}))
+    return out
+
+
+def averaged(peft_models: list, out: Path) -> None:
+    """The students' mean update as one LoRA adapter in `out` (peft's `cat` combination: the exact mean of their
+    weight deltas, at rank K x r)."""
+    first, names = peft_models[0], ["default"]
+    for i, other in enumerate(peft_models[1:], 1):
+        with tempfile.TemporaryDirectory() as tmp:
+            other.save_pretrained(tmp)
+            first.load_adapter(tmp, adapter_name=f"s{i}")
+        names.append(f"s{i}")
+    first.add_weighted_adapter(names, [1 / len(names)] * len(names), "mean", combination_type="cat")
+    first.set_adapter("mean")
+    for name in names:
+        first.delete_adapter(name)
+    first.save_pretrained(str(out), selected_adapters=["mean"])
+    nested = out / "mean"  # peft writes a non-default adapter name into a subfolder
+    for f in nested.iterdir():
+        f.rename(out / f.name)
+    nested.rmdir()
 
 
 def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[dict]:
     cfg = run_config(run, overrides)
     bundle = Bundle(slot_path(run, "write-bundle"))
-    data = slot_path(run, "prepare-data")
+    data_dir = slot_path(run, "prepare-data")
     filtered = slot_path(run, "synthesize-and-filter")
     inputs = [r["input"] for r in read_jsonl(filtered / "kept.jsonl")]
     margins = {
@@ -121,26 +188,32 @@ def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[d
     del teacher, model
     rows = []
     for variant in variants:
-        label, n_keep, epochs, ratio, aux = parse_variant(variant)
+        label, n_keep, epochs, extras = parse_variant(variant)
         # The first n kept inputs are exactly what filter.n_keep=n would have kept: synthesis runs in order.
         first = scored[:n_keep] if n_keep else scored
-        spec = cfg.distill_train.model_copy(update={"aux_confidence": aux} | ({"epochs": epochs} if epochs else {}))
+        spec = cfg.distill_train.model_copy(
+            update={"aux_confidence": extras.aux} | ({"epochs": epochs} if epochs else {})
+        )
         chosen = labelling.select(first, label.min_confidence, cfg.label.balance, cfg.seed)
         labelled = labelling.as_labelled(chosen, len(bundle.card.choices), label.targets)
-        pairs, weights, answers = labelling.student_data(labelled, label.targets, bundle.card, label.temperature)
-        if ratio:  # importance weights: the discriminator's odds that an input is real, clipped (training wants
-            # weights in [0, 1]; each batch's loss is a weighted mean, so only their ratios matter)
-            odds = [min(4.0, max(0.25, math.exp(margins[x.input]))) for x in labelled]
-            weights = [w * o / max(odds) for w, o in zip(weights, odds)]
         start = time.time()
-        base, target_tok = models.load_model(cfg.target_model)
-        peft_model = training.new_adapter(base, cfg.target_adapter, spec.seed)
-        result = training.train(
-            peft_model, target_tok, pairs, spec, f"distill {variant}", weights=weights, answers=answers
-        )
+        if extras.cross:
+            labelled = cross_fit(cfg, spec, bundle.card, labelled, label, extras.cross)
+        data = labelling.student_data(labelled, label.targets, bundle.card, label.temperature)
+        if extras.ratio:  # importance weights: the discriminator's odds that an input is real, clipped (training
+            # wants weights in [0, 1]; each batch's loss is a weighted mean, so only their ratios matter)
+            odds = [min(4.0, max(0.25, math.exp(margins[x.input]))) for x in labelled]
+            data = data._replace(weights=[w * o / max(odds) for w, o in zip(data.weights, odds)])
+        students = [
+            student(cfg, spec, data, spec.seed + 10 * k, f"distill {variant}")[0] for k in range(extras.average)
+        ]
         with tempfile.TemporaryDirectory() as tmp:
-            training.save_adapter(peft_model, Path(tmp) / "adapter")
-            score = evaluate(cfg, bundle.card, data, Path(tmp) / "adapter", Path(tmp))
+            if len(students) > 1:
+                averaged(students, Path(tmp) / "adapter")
+            else:
+                training.save_adapter(students[0], Path(tmp) / "adapter")
+            score = evaluate(cfg, bundle.card, data_dir, Path(tmp) / "adapter", Path(tmp))
+        pairs, weights = data.pairs, data.weights
         accuracy = (
             diagnostics.label_accuracy([(x.input, x.completion) for x in labelled], check.answer)
             if check
@@ -166,7 +239,6 @@ def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[d
                 "interval": diagnostics.bootstrap_interval(transferred).model_dump(),
                 "source_adapter": sum(source) / len(source),
                 "transferred_minus_source": diagnostics.paired_bootstrap_difference(transferred, source).model_dump(),
-                "final_loss": result.final_loss,
                 "seconds": round(time.time() - start, 1),
             }
         )

@@ -49,7 +49,7 @@ def transfer(bundle: str, config: Config, run_dir: str) -> dict[str, str]:
         run,
         scope,
         inputs={"bundle": bundle, "filtered": filtered},
-        models={"teacher": source.teacher_model(trust.remote_code_models)},
+        models={"teacher": source.teacher_model(trust.remote_code_models), "target": target},
     )
     adapter = run_stage(
         stages.DISTILL,

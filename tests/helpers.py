@@ -89,7 +89,7 @@ def transfer_stages(cfg, store, bundle_dir):
         cfg,
         store,
         inputs={"bundle": bundle_dir, "filtered": filtered},
-        models={"teacher": bundle.teacher_model()},
+        models={"teacher": bundle.teacher_model(), "target": cfg.target_model},
     )
     adapter = run_stage(
         stages.DISTILL,

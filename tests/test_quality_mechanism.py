@@ -61,7 +61,7 @@ def test_labels_are_answer_choices_with_the_teachers_probability(bundle):
         cfg,
         store,
         inputs={"bundle": bundle_dir, "filtered": filtered},
-        models={"teacher": Bundle(bundle_dir).teacher_model()},
+        models={"teacher": Bundle(bundle_dir).teacher_model(), "target": cfg.target_model},
     )
     rows = [json.loads(r) for r in (labelled / "labelled.jsonl").read_text().splitlines()]
     assert rows and all(r["completion"] in ("True", "False") and 0.5 <= r["confidence"] <= 1 for r in rows)
@@ -78,7 +78,7 @@ def test_the_student_learns_weighted_or_soft_labels(bundle, targets):
         variant,
         store,
         inputs={"bundle": bundle_dir, "filtered": filtered},
-        models={"teacher": Bundle(bundle_dir).teacher_model()},
+        models={"teacher": Bundle(bundle_dir).teacher_model(), "target": cfg.target_model},
     )
     rows = [json.loads(r) for r in (labelled / "labelled.jsonl").read_text().splitlines()]
     trained = json.loads((adapter / "manifest.json").read_text())["metrics"]["examples"]
@@ -101,7 +101,7 @@ def test_diagnostics_measure_the_filter_and_the_labels_against_the_checker(bundl
         cfg,
         store,
         inputs={"bundle": bundle_dir, "filtered": filtered},
-        models={"teacher": Bundle(bundle_dir).teacher_model()},
+        models={"teacher": Bundle(bundle_dir).teacher_model(), "target": cfg.target_model},
     )
     measured = report._filter("boolean_expressions", filtered)
     candidates = [json.loads(r) for r in (filtered / "candidates.jsonl").read_text().splitlines()]

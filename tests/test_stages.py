@@ -195,7 +195,7 @@ def test_generated_labels_report_the_answers_cut_at_max_new_tokens(finetuned, ti
         cfg,
         store,
         inputs={"bundle": bundle_dir, "filtered": filtered},
-        models={"teacher": bundle.teacher_model()},
+        models={"teacher": bundle.teacher_model(), "target": cfg.target_model},
     )
     metrics = read_manifest(labelled).metrics
     kept = len((filtered / "kept.jsonl").read_text().splitlines())

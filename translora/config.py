@@ -202,6 +202,15 @@ class LabelSpec(Section):
             "soft targets are the teacher's p^(1/temperature), renormalized: below 1 sharpens them toward its answer"
         ),
     )
+    trust: Literal["teacher", "confidence"] = Field(
+        "confidence",
+        description=(
+            "whose answers the student learns on a multiple-choice task: teacher (always the teacher's), or "
+            "confidence (the target base also answers the kept inputs, and the student learns the target's own "
+            "answers when the target is on average at least as sure of them as the teacher is of its: a weak "
+            "teacher never drags a stronger target down; data-free, no real label is read)"
+        ),
+    )
     max_new_tokens: int = Field(16, ge=1, description="cap on a generated label's tokens (free-form tasks)")
     batch_size: int = Field(16, ge=1, description="inputs the teacher labels per batch")
 

@@ -100,6 +100,18 @@ def label_choices(
     return out
 
 
+def mean_confidence(labels: list[ChoiceLabel]) -> float:
+    return sum(x.confidence for x in labels) / len(labels) if labels else 0.0
+
+
+def trusted(teacher: list[ChoiceLabel], target: list[ChoiceLabel]) -> str:
+    """ "teacher" or "target": whose answers the student learns. A model's mean confidence in its own answers
+    estimates its accuracy where it is calibrated; the teacher is trusted unless the target's estimate on the same
+    inputs is at least as high. Measured on the demo's kept inputs (bench/results/trust.md), it ranked the two as
+    their label accuracy did for a strong and a weak teacher, each with the target base and a stronger target."""
+    return "target" if mean_confidence(target) >= mean_confidence(teacher) else "teacher"
+
+
 def select(
     labels: list[ChoiceLabel], min_confidence: float = 0.0, balance: bool = False, seed: int = 0
 ) -> list[ChoiceLabel]:

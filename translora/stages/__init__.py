@@ -99,7 +99,7 @@ LABEL = Stage(
     ("label", "generation", "seed"),
     slot="labelled",
     inputs=("bundle", "filtered"),
-    models=("teacher",),
+    models=("teacher", "target"),
     description="Labelling with the teacher",
 )
 # label.targets and .temperature: the same labelled.jsonl teaches differently with them, so the key must name them.

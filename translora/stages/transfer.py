@@ -138,11 +138,30 @@ def label(ctx: StageContext) -> dict:
     card = bundle.card
     inputs = [r["input"] for r in read_jsonl(ctx.input("filtered") / "kept.jsonl")]
     cut = 0  # generated answers that reached their token cap
+    trust: dict = {}  # whose answers were taught, and why (multiple-choice labels only)
     if not labels_by_generation(card, cfg.label):
         model, tok = models.load_model(ctx.models["teacher"])
         teacher = training.attach_adapter(model, bundle.source_adapter)
         choices = card.choices or []  # labels_by_generation is False only for a task with choices
         scored = labelling.label_choices(teacher, tok, inputs, choices, card.prompt_template, cfg.label.batch_size)
+        del teacher, model
+        trust = {"trusted": "teacher", "teacher_mean_confidence": labelling.mean_confidence(scored)}
+        if cfg.label.trust == "confidence":  # the target's own answers, as a second opinion on whom to trust
+            model, tok = models.load_model(ctx.models["target"])
+            own = labelling.label_choices(model, tok, inputs, choices, card.prompt_template, cfg.label.batch_size)
+            del model
+            trust |= {
+                "trusted": labelling.trusted(scored, own),
+                "target_mean_confidence": labelling.mean_confidence(own),
+            }
+            if trust["trusted"] == "target":
+                log.warning(
+                    "the target base is surer of its own answers than the teacher (mean confidence %.2f >= %.2f): "
+                    "the student learns the target's answers, not the teacher's",
+                    trust["target_mean_confidence"],
+                    trust["teacher_mean_confidence"],
+                )
+                scored = own
         chosen = labelling.select(scored, cfg.label.min_confidence, cfg.label.balance, cfg.seed)
         rows = labelling.as_labelled(chosen, len(choices), cfg.label.targets)
     else:
@@ -186,7 +205,7 @@ def label(ctx: StageContext) -> dict:
         "answers": answers,
         "cut_at_max_new_tokens": cut,
         "mean_confidence": sum(confidences) / len(confidences) if confidences else None,
-    }
+    } | trust
 
 
 def distill(ctx: StageContext) -> dict:
