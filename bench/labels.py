@@ -12,6 +12,10 @@ A variant is `targets[@temperature]:min_confidence[:n_keep[:epochs]]` (soft@0.5:
 temperature 0.5, label.temperature): n_keep teaches from the first n kept inputs only (what
 filter.n_keep=n keeps, since synthesis runs in order; empty for all), epochs overrides distill_train.epochs.
 `+aux=C` turns on the weak-to-strong auxiliary confidence loss at weight C (distill_train.aux_confidence).
+`+cross=W` relabels by cross-fitted self-training: students distilled on one half of the kept inputs answer the
+other half, and each label becomes (1 - W) x the teacher's distribution + W x the held-out student's.
+`+avg=K` distills K students (other seeds) and averages them into one LoRA adapter (the exact mean of their weight
+deltas, rank K x r). `+steps=N` trains N optimizer steps whatever the number of inputs (bench/scaling.py).
 `+ratio` weights each input by the discriminator's odds that it is real (exp of its margin, clipped to [1/4, 4],
 scaled to at most 1): an importance weight that moves the synthetic inputs toward the real ones' distribution.
 Writes bench/results/labels.json and labels.md.
@@ -83,10 +87,11 @@ class Extras(NamedTuple):
     aux: float = 0.0  # weak-to-strong auxiliary confidence loss weight
     cross: float = 0.0  # cross-fitted students' share of each label (self-training)
     average: int = 1  # students averaged into the transferred adapter
+    steps: int | None = None  # optimizer steps, whatever the number of inputs (distill_train.max_steps)
 
 
 def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, Extras]:
-    """`targets[@temperature]:min_confidence[:n_keep[:epochs]][+ratio][+aux=C][+cross=W][+avg=K]` -> (label
+    """`targets[@temperature]:min_confidence[:n_keep[:epochs]][+ratio][+aux=C][+cross=W][+avg=K][+steps=N]` -> (label
     settings, n_keep, epochs, extras), checked by the config's own rules, so a bad variant stops the bench before
     the teacher runs."""
     try:
@@ -102,8 +107,10 @@ def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, Ex
                 extras = extras._replace(cross=float(value))
             elif name == "avg" and int(value) >= 1:
                 extras = extras._replace(average=int(value))
+            elif name == "steps" and int(value) >= 1:
+                extras = extras._replace(steps=int(value))
             else:
-                raise ValueError(f"bad suffix +{extra} (+ratio, +aux=C, +cross=W with 0 < W <= 1, +avg=K)")
+                raise ValueError(f"bad suffix +{extra} (+ratio, +aux=C, +cross=W with 0 < W <= 1, +avg=K, +steps=N)")
         kind, cut, *rest = body.split(":")
         targets, _, temperature = kind.partition("@")
         label = LabelSpec(targets=targets, min_confidence=float(cut), temperature=float(temperature or 1))
@@ -112,7 +119,7 @@ def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, Ex
     except (ValueError, ValidationError) as exc:
         raise SystemExit(
             f"bad variant {variant!r} (want targets[@temperature]:min_confidence[:n_keep[:epochs]]"
-            f"[+ratio][+aux=C][+cross=W][+avg=K], e.g. soft@0.5:0:128+aux=0.5): {exc}"
+            f"[+ratio][+aux=C][+cross=W][+avg=K][+steps=N], e.g. soft@0.5:0:128+aux=0.5): {exc}"
         ) from None
     return label, n_keep, epochs, extras
 
@@ -192,7 +199,9 @@ def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[d
         # The first n kept inputs are exactly what filter.n_keep=n would have kept: synthesis runs in order.
         first = scored[:n_keep] if n_keep else scored
         spec = cfg.distill_train.model_copy(
-            update={"aux_confidence": extras.aux} | ({"epochs": epochs} if epochs else {})
+            update={"aux_confidence": extras.aux}
+            | ({"epochs": epochs} if epochs else {})
+            | ({"max_steps": extras.steps} if extras.steps else {})
         )
         chosen = labelling.select(first, label.min_confidence, cfg.label.balance, cfg.seed)
         labelled = labelling.as_labelled(chosen, len(bundle.card.choices), label.targets)
