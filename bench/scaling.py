@@ -4,7 +4,7 @@ learns from, at a fixed number of training iterations.
 Each finished demo run's kept inputs are labelled once by its teacher; for each n the student is distilled on the
 first n of them (what filter.n_keep=n keeps: synthesis runs in order) for the same number of optimizer steps
 (the demo's 72: 192 inputs x 3 epochs / batch 8), and scored with lm-eval on the run's test split. The rows come
-from bench/labels.py (variant soft@0.5:0:<n>+steps=<steps>) and also land in labels.json.
+from bench/labels.py's machinery (variant soft@0.5:0:<n>+steps=<steps>).
 
     .venv/bin/python bench/scaling.py [--runs runs/demo-s0 runs/demo-s1 runs/demo-s2] [--n 24 48 96 192]
 
