@@ -20,8 +20,9 @@ tasks before paying for their transfers; the store keeps it all for the full run
 A case is a task plus config overrides. `weak_source` is boolean_expressions with a source adapter trained for 4
 steps only, so the target base already beats it: it measures what a weak teacher's labels do to a strong target.
 `noisy_synthesis` is the demo with synthesis at temperature 1.0, where the filter has invalid inputs to remove.
-`stronger_base` upgrades the demo's source adapter to a target that already beats it (Gemma 3 270M with an adapter
-trained on the real train split merged in, built once under runs/models/): the transfer must not fall below it.
+`stronger_base` upgrades the demo's source adapter to a target that already beats it (Gemma 3 270M with half the
+update of an adapter trained on the real train split merged in, built once under runs/models/): the transfer must
+not fall below it.
 """
 
 from __future__ import annotations
@@ -83,13 +84,22 @@ def split_overrides(task: str, n_test: int) -> list[str]:
     return [f"task.n_train={BBH_TRAIN}", f"task.n_test={min(n_test, pool - BBH_TRAIN)}"]
 
 
+# The real-data adapter's update is merged at half weight: merged whole, the target answered the synthesis prompt
+# ("13." -> " False") instead of writing an item (4 distinct inputs in 3072 generations; so at 0.6 and 0.7 too);
+# at half it still writes items and beats the source adapter (0.7625 against 0.743 on seed 0's test split).
+STRONGER_WEIGHT = 0.5
+
+
 def stronger_target(cfg) -> Path:
     """Gemma 3 270M with an adapter trained on the task's real train split (the oracle's data and settings) merged
-    into its weights, built once per seed under runs/models/. Its test split is the run's own, never trained on."""
+    into its weights at STRONGER_WEIGHT, built once per seed under runs/models/. Its test split is the run's own,
+    never trained on."""
+    import torch
+
     from translora import models, training
     from translora.data import load_task
 
-    out = Path("runs") / "models" / f"gemma3-270m+{cfg.task.name.replace(':', '-')}-s{cfg.seed}"
+    out = Path("runs") / "models" / f"gemma3-270m+{cfg.task.name.replace(':', '-')}-x{STRONGER_WEIGHT}-s{cfg.seed}"
     if (out / "config.json").exists():
         return out
     data = load_task(cfg.task, cfg.seed, models.translora_home())
@@ -97,6 +107,10 @@ def stronger_target(cfg) -> Path:
     model, tok = models.load_model(cfg.target_model)
     peft_model = training.new_adapter(model, cfg.target_adapter, cfg.seed)
     training.train(peft_model, tok, pairs, cfg.distill_train, "stronger target")
+    with torch.no_grad():  # LoRA's update is B @ A: scaling B scales it
+        for name, weight in peft_model.named_parameters():
+            if "lora_B" in name:
+                weight.mul_(STRONGER_WEIGHT)
     peft_model.merge_and_unload().save_pretrained(out.with_suffix(".tmp"))
     tok.save_pretrained(out.with_suffix(".tmp"))
     out.with_suffix(".tmp").rename(out)
