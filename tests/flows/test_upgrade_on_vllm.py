@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import psutil
@@ -78,6 +79,10 @@ def test_an_upgrade_runs_one_server_per_model_and_labels_every_bundle_on_one_mul
     # both bundles' source adapters were loaded into the one source-base server
     teacher_log = texts[f"vllm-{safe_name(str(tiny_models['llama']))}.log"]
     assert len(set(re.findall(r"Loaded new LoRA adapter: name '([^']+)'", teacher_log))) == 2
-    # and every server, engine workers included, is gone
+    # and every server, engine workers included, is gone: stop() waits for the API process, and its engine workers
+    # (SIGINT to the whole group) exit a moment later; on a loaded 2-core machine that moment was over a second
     for (pid,) in pids.values():
+        deadline = time.monotonic() + 20
+        while _group_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
         assert _group_alive(pid) == []
