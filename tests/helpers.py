@@ -74,8 +74,8 @@ def finetune_stages(cfg, store):
     return data, bundle
 
 
-def transfer_stages(cfg, store, bundle_dir):
-    """Stage 2 through the store: (filtered, adapter, new bundle)."""
+def filter_and_label(cfg, store, bundle_dir):
+    """Stage 2's synthesize-and-filter and label stages through the store: (filtered, labelled)."""
     bundle = Bundle(bundle_dir)
     filtered = run_stage(
         stages.FILTER,
@@ -91,6 +91,12 @@ def transfer_stages(cfg, store, bundle_dir):
         inputs={"bundle": bundle_dir, "filtered": filtered},
         models={"teacher": bundle.teacher_model(), "target": cfg.target_model},
     )
+    return filtered, labelled
+
+
+def transfer_stages(cfg, store, bundle_dir):
+    """Stage 2 through the store: (filtered, adapter, new bundle)."""
+    filtered, labelled = filter_and_label(cfg, store, bundle_dir)
     adapter = run_stage(
         stages.DISTILL,
         cfg,

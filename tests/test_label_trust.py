@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_stage
+from tests.helpers import filter_and_label, run_stage
 from translora import labelling, models, stages, training
 from translora.artifacts import read_jsonl
 from translora.bundle import Bundle
@@ -48,24 +48,6 @@ def stronger_target(finetuned, tmp_path_factory) -> Path:
     return out
 
 
-def _transfer(cfg, store, bundle_dir):
-    filtered = run_stage(
-        stages.FILTER,
-        cfg,
-        store,
-        inputs={"bundle": bundle_dir},
-        models={"target": cfg.target_model, "discriminator": Bundle(bundle_dir).discriminator_model()},
-    )
-    labelled = run_stage(
-        stages.LABEL,
-        cfg,
-        store,
-        inputs={"bundle": bundle_dir, "filtered": filtered},
-        models={"teacher": Bundle(bundle_dir).teacher_model(), "target": cfg.target_model},
-    )
-    return filtered, labelled
-
-
 def _answers(model_spec, adapter, inputs, card) -> list[str]:
     model, tok = models.load_model(model_spec)
     if adapter is not None:
@@ -92,7 +74,7 @@ def test_a_stronger_target_keeps_its_own_answers(finetuned, stronger_target, tmp
                 "filter.n_keep=8",
             ],
         )
-        filtered, labelled = _transfer(cfg, store, bundle_dir)
+        filtered, labelled = filter_and_label(cfg, store, bundle_dir)
         rows = [labelling.Labelled.model_validate(r) for r in read_jsonl(labelled / "labelled.jsonl")]
         runs[trust] = (cfg, filtered, labelled, rows)
     cfg, filtered, labelled, rows = runs["confidence"]
