@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 from tqdm.auto import tqdm
 
 from translora.config import ModelSpec, VLLMSpec
@@ -180,12 +181,30 @@ class VLLMServer:
         _KEYS.pop(self.url, None)
         if self.process is None or self.process.poll() is not None:
             return
-        os.killpg(self.process.pid, signal.SIGINT)  # vLLM shuts its engine workers down on SIGINT
+        group = self.process.pid  # the server leads its own process group: the API process and its engine workers
+        os.killpg(group, signal.SIGINT)  # vLLM shuts its engine workers down on SIGINT
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            os.killpg(group, signal.SIGKILL)
             self.process.wait()
+        # The workers exit a moment after the API process; a next server on the same GPU must not meet their memory.
+        deadline = time.monotonic() + 20
+        while group_running(group) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if group_running(group):
+            os.killpg(group, signal.SIGKILL)
+
+
+def group_running(group: int) -> bool:
+    """Whether a process of `group` still runs (zombies, already exited, do not count)."""
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == group and proc.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            continue
+    return False
 
 
 @dataclass(frozen=True)
