@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from lm_eval.models.huggingface import HFLM
+from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from translora import training
@@ -31,7 +32,7 @@ def _loglikelihoods(lm) -> list[tuple[float, bool]]:
     return lm._loglikelihood_tokens(requests, disable_tqdm=True)
 
 
-@pytest.mark.parametrize("kind", [None, "lora", "prompt_tuning"])
+@pytest.mark.parametrize("kind", [None, "lora", "dora", "prompt_tuning"])
 def test_scores_equal_lm_evals_full_logits(tiny_models, tmp_path, kind):
     args = {"pretrained": str(tiny_models["gemma3"]), "batch_size": 5, "device": "cpu"}
     if kind:
@@ -45,6 +46,10 @@ def test_scores_equal_lm_evals_full_logits(tiny_models, tmp_path, kind):
         adapter.save_pretrained(tmp_path)
         args["peft"] = str(tmp_path)
     ours, theirs = PromptAlignedHFLM(**args), HFLM(**args)
+    # LoRA and DoRA are merged into the weights; prompt tuning cannot be
+    assert isinstance(ours.model, PeftModel) == (kind == "prompt_tuning") and isinstance(
+        theirs.model, PeftModel
+    ) == bool(kind)
     kept: list[tuple[int, int]] = []  # (logits kept, positions) per model call
     call = ours.model.forward
 

@@ -1,4 +1,4 @@
-"""lm-eval's hf model, scoring only the logits it reads and with a prompt-tuning adapter's generation done right.
+"""lm-eval's hf model: only the logits it reads, LoRA merged, a prompt-tuning adapter's generation done right.
 Imported only when an evaluation runs (lm-eval is a heavy import).
 
 Loglikelihood: lm-eval computes logits (and a log-softmax) at every position of the batch, then reads only the
@@ -11,19 +11,29 @@ lm-eval's generate_until calls peft's generate, which puts the virtual tokens be
 the cached decoding steps without them (see training.virtual_tokens_in_front): a free-form answer from a prompt-tuning
 adapter was decoded from logits that a full forward pass does not give. Here such an adapter generates from its base
 model with the virtual tokens in front of each row's text, as translora's own generator does. Loglikelihood
-(multiple-choice tasks) is unaffected: lm-eval right-pads and skips the virtual tokens' positions itself."""
+(multiple-choice tasks) is unaffected: lm-eval right-pads and skips the virtual tokens' positions itself.
+
+A LoRA or DoRA adapter is merged into the weights once loaded: the same function, without peft's per-layer detour."""
 
 from __future__ import annotations
 
 import torch
 from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils_hf import stop_sequences_criteria
+from peft import PeftModel
 
 from translora.training import virtual_tokens_in_front
 
 
 class PromptAlignedHFLM(HFLM):
     _longest_continuation: int | None = None  # set while _loglikelihood_tokens runs
+
+    def _create_model(self, *args, **kwargs) -> None:
+        super()._create_model(*args, **kwargs)
+        if isinstance(self._model, PeftModel) and not self._model.active_peft_config.is_prompt_learning:
+            # LoRA / DoRA: the update merged into the weights scores the same numbers (up to rounding) without
+            # peft's extra matmuls in every adapted layer, which took 40% of an adapter evaluation's time.
+            self._model = self._model.merge_and_unload()
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
         self._longest_continuation = max((len(continuation) for _, _, continuation in requests), default=0)
