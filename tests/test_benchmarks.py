@@ -90,6 +90,9 @@ def test_gsm8k_card_extracts_the_answer(tmp_path):
     target = "She makes 9 * 2 = $<<9*2=18>>18 every day.\n#### 18"
     assert card.answer_of(target) == "18"
     assert card.answer_of("so 1,080 in all.\n#### 1,080") == "1,080"
+    # a reasoning that never reaches "#### N" has no answer (the label stage counts it as such, not as itself)
+    assert card.extracted_answer("9 * 2 = 18 and 18 * 2 = 36 and") is None
+    assert card.extracted_answer(target) == "18"
     for ex in data.test:
         assert re.fullmatch(r"-?[0-9.,]+", card.answer_of(ex.target))
     write_task(card, data.test, tmp_path / "lm_eval")

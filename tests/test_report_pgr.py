@@ -13,7 +13,7 @@ N = 100
 CORRECT = {"source_adapter": 60, "target_base": 50, "transferred": 70, "oracle": 80}  # PGR 0.5
 
 
-def _run(tmp_path: Path, correct: dict[str, int]) -> report.Results:
+def _run(tmp_path: Path, correct: dict[str, int], trust: dict | None = None) -> report.Results:
     evals = {}
     for key, k in correct.items():
         folder = evals[key] = tmp_path / "eval" / key
@@ -21,7 +21,7 @@ def _run(tmp_path: Path, correct: dict[str, int]) -> report.Results:
         write_jsonl(folder / "samples.jsonl", [{"acc": float(i < k)} for i in range(N)])
     metrics = {
         "filtered": {"mode": "discriminator", "kept": 8, "distinct": 10, "generated": 12, "acceptance_rate": 0.8},
-        "labelled": {"labelled": 8, "answers": {"True": 5, "False": 3}},
+        "labelled": {"labelled": 8, "answers": {"True": 5, "False": 3}} | (trust or {}),
     }
     for name, m in metrics.items():  # a task without a checker: the report reads only these manifests
         write_json(tmp_path / name / MANIFEST, Manifest(stage=name, metrics=m).model_dump())
@@ -62,3 +62,25 @@ def test_an_oracle_below_the_best_baseline_gives_no_pgr_and_the_reason(tmp_path)
     results = _run(tmp_path, CORRECT | {"oracle": 55})
     assert results.pgr.estimate is None and results.pgr.low is None
     assert "PGR (gap to the oracle recovered): n/a (no gap to recover" in results.text()
+
+
+@pytest.mark.parametrize(
+    ("trust", "shown"),
+    [
+        ({"trusted": "teacher", "teacher_mean_confidence": 0.61}, None),  # label.trust=teacher: nothing compared
+        (
+            {"trusted": "teacher", "teacher_mean_confidence": 0.81, "target_mean_confidence": 0.62},
+            "label.trust: the teacher's answers (its mean confidence 0.81 > the target's 0.62)",
+        ),
+        (
+            {"trusted": "target", "teacher_mean_confidence": 0.61, "target_mean_confidence": 0.68},
+            "label.trust: the student learnt the target base's own answers, not the teacher's (the target's mean "
+            "confidence 0.68 >= the teacher's 0.61)",
+        ),
+    ],
+)
+def test_the_report_says_whose_answers_the_student_learnt(tmp_path, trust, shown):
+    results = _run(tmp_path, CORRECT, trust)
+    for text in (results.text(), results.markdown()):
+        assert ("label.trust" in text) == (shown is not None)
+        assert shown is None or shown in text

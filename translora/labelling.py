@@ -107,8 +107,9 @@ def mean_confidence(labels: list[ChoiceLabel]) -> float:
 def trusted(teacher: list[ChoiceLabel], target: list[ChoiceLabel]) -> str:
     """ "teacher" or "target": whose answers the student learns. A model's mean confidence in its own answers
     estimates its accuracy where it is calibrated; the teacher is trusted unless the target's estimate on the same
-    inputs is at least as high. Measured on the demo's kept inputs (bench/results/trust.md), it ranked the two as
-    their label accuracy did for a strong and a weak teacher, each with the target base and a stronger target."""
+    inputs is at least as high. Measured on the demo's kept inputs (bench/results/trust.md), it picked the more
+    accurate labeller in 11 of 12 teacher/target pairs (a strong and a weak teacher, each with the target base and a
+    stronger target, 3 seeds); the miss was 0.814 against 0.820."""
     return "target" if mean_confidence(target) >= mean_confidence(teacher) else "teacher"
 
 

@@ -30,10 +30,11 @@ class PromptAlignedHFLM(HFLM):
 
     def _create_model(self, *args, **kwargs) -> None:
         super()._create_model(*args, **kwargs)
-        if isinstance(self._model, PeftModel) and not self._model.active_peft_config.is_prompt_learning:
+        model = self._model  # type: ignore[has-type]  # set by HFLM, which does not annotate it
+        if isinstance(model, PeftModel) and not model.active_peft_config.is_prompt_learning:
             # LoRA / DoRA: the update merged into the weights scores the same numbers (up to rounding) without
             # peft's extra matmuls in every adapted layer, which took 40% of an adapter evaluation's time.
-            self._model = self._model.merge_and_unload()
+            self._model = model.merge_and_unload()
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
         self._longest_continuation = max((len(continuation) for _, _, continuation in requests), default=0)

@@ -88,7 +88,7 @@ class Results(BaseModel):
             label_line += f", mean confidence {lab['mean_confidence']:.2f}"
         if lab.get("accuracy") is not None:
             label_line += f", correct on {_pct(lab['accuracy'])} of {lab['n_checked']} checkable inputs"
-        return lines + [label_line]
+        return lines + [label_line] + _trust_lines(lab)
 
     def pgr_line(self) -> str:
         head = "PGR (gap to the oracle recovered):"
@@ -146,6 +146,19 @@ class Results(BaseModel):
             f"{self.pgr_line()}\n\n"
             f"## Mechanism\n\n{mechanism}\n\n| stage output | seconds |\n|---|---|\n{timings}\n"
         )
+
+
+def _trust_lines(lab: dict[str, Any]) -> list[str]:
+    """label.trust's decision, where it compared the two (label.trust=confidence, multiple-choice labels)."""
+    if lab.get("target_mean_confidence") is None:
+        return []
+    teacher, target = lab["teacher_mean_confidence"], lab["target_mean_confidence"]
+    if lab["trusted"] == "target":
+        return [
+            f"label.trust: the student learnt the target base's own answers, not the teacher's (the target's mean "
+            f"confidence {target:.2f} >= the teacher's {teacher:.2f})"
+        ]
+    return [f"label.trust: the teacher's answers (its mean confidence {teacher:.2f} > the target's {target:.2f})"]
 
 
 def _pct(x: float | None) -> str:

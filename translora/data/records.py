@@ -213,12 +213,16 @@ class TaskCard(TaskSettings):
     def answer_of(self, text: str) -> str:
         """metric regex: the answer in `text` as lm-eval's regex filter extracts it; other metrics: `text`, stripped.
         A text without a match stays whole (a target may hold just its answer)."""
+        return self.extracted_answer(text) or text.strip()
+
+    def extracted_answer(self, text: str) -> str | None:
+        """metric regex: the answer lm-eval's regex filter extracts from `text`, None where nothing matches (a
+        generated reasoning that never reached its answer); other metrics: `text`, stripped."""
         if self.metric != "regex" or self.answer_pattern is None:
             return text.strip()
         from lm_eval.filters.extraction import RegexFilter
 
-        found = RegexFilter(regex_pattern=self.answer_pattern, fallback="").apply([[text]], [{}])[0][0]
-        return found or text.strip()
+        return RegexFilter(regex_pattern=self.answer_pattern, fallback="").apply([[text]], [{}])[0][0] or None
 
     def exact_match_kwargs(self) -> dict[str, Any]:
         """lm-eval exact_match arguments for the card's normalizer (ends always stripped)."""

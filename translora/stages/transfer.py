@@ -128,11 +128,16 @@ def labels_by_generation(card, label_spec) -> bool:
     return not (card.choices and label_spec.mode == "choices")
 
 
+NO_ANSWER = "(no answer)"  # the label metrics' count of generated labels whose reasoning never gave an answer
+
+
 def label(ctx: StageContext) -> dict:
     """The teacher (source model + source adapter) labels each kept input: on multiple-choice tasks by scoring every
-    answer choice (label.mode=choices; the probability is kept, unsure labels can be dropped, classes balanced),
-    otherwise by greedy completion, with the card's generation settings (a chain-of-thought or code card writes up
-    to its max_gen_tokens over several lines; the student then learns the whole completion)."""
+    answer choice (label.mode=choices; the probability is kept, unsure labels can be dropped, classes balanced;
+    with label.trust=confidence the target base scores them too, and the student learns the target's answers where
+    the target is at least as sure of them as the teacher is of its own), otherwise by greedy completion, with the
+    card's generation settings (a chain-of-thought or code card writes up to its max_gen_tokens over several lines;
+    the student then learns the whole completion)."""
     cfg = ctx.config
     bundle = bundles.Bundle(ctx.input("bundle"))
     card = bundle.card
@@ -195,7 +200,8 @@ def label(ctx: StageContext) -> dict:
         )
     answers: dict[str, int] = {}
     for r in rows if card.metric != "code_execution" else []:  # programs are no answers to count
-        key = card.answer_of(r.completion)  # a reasoning's answer, not the whole reasoning
+        # a reasoning's answer, not the whole reasoning (GSM8K's teacher wrote 44 distinct ones, most never ending)
+        key = card.extracted_answer(r.completion) or NO_ANSWER
         answers[key] = answers.get(key, 0) + 1
     write_jsonl(ctx.out / "labelled.jsonl", rows)
     confidences = [r.confidence for r in rows if r.confidence is not None]
