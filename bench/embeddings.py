@@ -29,6 +29,7 @@ from translora.store import default_root
 
 OUT = Path(__file__).parent / "results"
 MODEL = "embedded:smollm2-135m-instruct"
+TARGET = "embedded:gemma3-270m"  # the synthesizing model of the entries measured
 POOLING = "mean of the last hidden state (after the final norm) over the input's tokens (attention mask), float32"
 
 
@@ -48,14 +49,17 @@ def by_content(entries: list[dict]) -> dict[str, dict]:
     return out
 
 
-def latest_filtered(store: Path, tasks: list[str] | None, seeds: list[int] | None) -> list[dict]:
-    """The newest filter output per (task, seed): the filter's manifest does not name its task, so follow its
-    bundle (write-bundle) to the data the bundle was made from (prepare-data), whose config does."""
+def latest_filtered(store: Path, tasks: list[str] | None, seeds: list[int] | None, target: str = TARGET) -> list[dict]:
+    """The newest filter output per (task, seed) whose synthesis ran on `target` (the quality bench's stronger_base
+    synthesizes on another model): the filter's manifest does not name its task, so follow its bundle
+    (write-bundle) to the data the bundle was made from (prepare-data), whose config does."""
     bundles = by_content(manifests(store, "write-bundle"))
     data = by_content(manifests(store, "prepare-data"))
     newest: dict[tuple[str, int], dict] = {}
     for f in manifests(store, "synthesize-and-filter"):
         bundle = bundles.get(f["inputs"]["bundle"])
+        if f["models"]["target"]["spec"]["id"] != target:
+            continue
         source = bundle and data.get(bundle["inputs"]["data"])
         if source is None:
             print(f"skipped {f['path'].name[:8]}: its bundle or data entry is not in the store", file=sys.stderr)
