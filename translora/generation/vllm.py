@@ -20,7 +20,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,7 +193,8 @@ class VLLMServer:
         while group_running(group) and time.monotonic() < deadline:
             time.sleep(0.2)
         if group_running(group):
-            os.killpg(group, signal.SIGKILL)
+            with suppress(ProcessLookupError):  # the last one may exit between the check and the kill
+                os.killpg(group, signal.SIGKILL)
 
 
 def group_running(group: int) -> bool:
