@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import flows  # noqa: E402, F401  # Prefect's environment defaults (flows/__init__.py), set before prefect loads
+from flows.prefect_server import start_temporary_server  # noqa: E402
 
 # isort: split
 from prefect import flow  # noqa: E402
@@ -61,6 +62,8 @@ def main() -> None:
     ap.add_argument("--runs", default="runs/bench", help="folder of the run directory (chain-s<seed>)")
     ap.add_argument("--out", type=Path, default=OUT, help="folder for chain.json and chain.md")
     args = ap.parse_args()
+    # the temporary Prefect server dies with this script, also when it is killed
+    start_temporary_server()
     hops = chain(args.seed, args.n_test, args.extra, args.hops, args.runs)
     command = "python bench/chain.py " + " ".join(sys.argv[1:])
     out = args.out

@@ -45,7 +45,9 @@ def main() -> None:
     print("| evaluation | passed | parse as Python | commonest parse errors | mean characters |")
     print("|---|---|---|---|---|")
     # a run directory's stage folders are links into the store: follow them
-    found = [Path(d) / "samples.jsonl" for d, _, files in os.walk(args.run, followlinks=True) if "samples.jsonl" in files]
+    found = [
+        Path(d) / "samples.jsonl" for d, _, files in os.walk(args.run, followlinks=True) if "samples.jsonl" in files
+    ]
     for samples in sorted(found):
         s = summary(samples)
         errors = "; ".join(f"{msg} ({k})" for msg, k in s["errors"]) or "-"

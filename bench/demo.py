@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 import flows  # noqa: E402, F401  # Prefect's environment defaults (flows/__init__.py), set before prefect loads
+from flows.prefect_server import start_temporary_server  # noqa: E402
 from translora.artifacts import read_json, write_json  # noqa: E402
 from translora.config import load_config  # noqa: E402
 
@@ -107,6 +108,8 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="config overrides, as for the CLI")
     args = ap.parse_args()
+    # the temporary Prefect server dies with this script, also when it is killed
+    start_temporary_server()
     command = "python bench/demo.py " + " ".join(os.sys.argv[1:])
     runs = []
     for seed in args.seeds:

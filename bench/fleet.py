@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import flows  # noqa: E402, F401  # Prefect's environment defaults (flows/__init__.py), set before prefect loads
+from flows.prefect_server import start_temporary_server  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -73,6 +74,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bundles", type=int, default=4)
     args = ap.parse_args()
+    # the temporary Prefect server dies with this script, also when it is killed
+    start_temporary_server()
     root = Path(tempfile.mkdtemp(prefix="translora-bench-fleet-"))
     models = {arch: tiny.build(root / "models" / arch, arch) for arch in ("llama", "gemma3")}
     target = ModelSpec(id=str(models["gemma3"]))

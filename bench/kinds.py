@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import get_args
 
 import flows  # noqa: E402, F401  # Prefect's environment defaults (flows/__init__.py), set before prefect loads
+from flows.prefect_server import start_temporary_server  # noqa: E402
 from translora.artifacts import write_json  # noqa: E402
 from translora.config import AdapterSpec, load_config  # noqa: E402
 from translora.store import code_version  # noqa: E402
@@ -243,6 +244,8 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=Path("runs/kinds"), help="folder of the cells' run directories")
     ap.add_argument("--out", type=Path, default=OUT, help="folder for kinds.json and kinds.md")
     args = ap.parse_args()
+    # the temporary Prefect server dies with this script, also when it is killed
+    start_temporary_server()
     command = "python bench/kinds.py " + " ".join(sys.argv[1:])
     description = (
         f"LoRA / DoRA: the profile's adapter section (r, alpha, dropout, target modules) and learning rates; prompt "

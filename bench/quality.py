@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import flows  # noqa: E402, F401  # Prefect's environment defaults (flows/__init__.py), set before prefect loads
+from flows.prefect_server import start_temporary_server  # noqa: E402
 from translora.artifacts import write_json  # noqa: E402
 from translora.config import load_config  # noqa: E402
 from translora.store import code_version  # noqa: E402
@@ -396,6 +397,8 @@ def main() -> None:
         "(written to screen.json and screen.md)",
     )
     args = ap.parse_args()
+    # the temporary Prefect server dies with this script, also when it is killed
+    start_temporary_server()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.screen:
         return screen(args)

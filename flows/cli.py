@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from flows import registry_cli
+from flows.prefect_server import start_temporary_server
 from translora.errors import ConfigError, TransientError, TransloraError, UserError
 
 EX_TEMPFAIL = 75  # sysexits.h: a temporary failure; the same command may well succeed when retried
@@ -305,7 +306,7 @@ def _pipeline_start(args: argparse.Namespace):
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(cfg))
     _say(args, f"run directory: {run_dir}")
-    _start_prefect_server()
+    start_temporary_server()
     return cfg, run_dir
 
 
@@ -513,23 +514,6 @@ def _check_vllm(spec, models: list, adapter: Path | None) -> None:
                 check_server(spec.servers[model.id], model)
             except GenerationBackendError as exc:
                 raise ConfigError(f"{exc}; start it, or fix generation.vllm.servers[{model.id!r}]") from None
-
-
-def _start_prefect_server() -> None:
-    """Without a configured API, Prefect starts a temporary server (uvicorn) on first use, which a SIGKILLed
-    command would leave behind. Start that same server here, from the main thread (which lives as long as this
-    process), as a child the kernel kills with this process. In a session of its own: a signal to this command's
-    process group (Ctrl-C) must not end it before this process has reported the interrupted runs to it (issue 22);
-    Prefect's exit hook stops and reaps it."""
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_API_URL
-
-    from translora.processes import children_die_with_parent
-
-    if PREFECT_API_URL.value():
-        return
-    with children_die_with_parent(new_session=True):
-        SubprocessASGIServer().start()  # Prefect's own clients reuse this instance (one per process)
 
 
 def _keygen(args: argparse.Namespace) -> int:

@@ -672,7 +672,7 @@ def test_bad_input(make_argv, phrase, shared, tiny_models, tmp_path, monkeypatch
     (store / "distill" / "k1").mkdir(parents=True)
     (store / "distill" / "k1" / "manifest.json").write_text("{}")
     monkeypatch.setenv("TRANSLORA_STORE", str(store))
-    monkeypatch.setattr(cli, "_start_prefect_server", _no_flow)  # every case must be refused before any flow
+    monkeypatch.setattr(cli, "start_temporary_server", _no_flow)  # every case must be refused before any flow
     argv = make_argv(env)
     before = _snapshot(work)
     try:

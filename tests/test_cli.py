@@ -134,7 +134,7 @@ def test_upgrade_dry_run_lists_what_would_move_and_starts_nothing(tmp_path, caps
     with open_registry(url) as registry:
         registry.add("acme", "acme-inc", registry_bundle(tmp_path / "a", base="org/old"))
         registry.add("globex", "globex", registry_bundle(tmp_path / "g", base="org/new"))
-    monkeypatch.setattr(cli, "_start_prefect_server", lambda: (_ for _ in ()).throw(AssertionError("started")))
+    monkeypatch.setattr(cli, "start_temporary_server", lambda: (_ for _ in ()).throw(AssertionError("started")))
     assert (
         cli.main(
             [
