@@ -53,7 +53,8 @@ def main() -> None:
         "|---|---|---|",
         *(f"| adapter, {label} | {s:.1f} | {acc:.4f} |" for label, s, acc in rows),
         f"| base (the hook has no effect on it) | {base_s:.1f} | {base_acc:.4f} |",
-        f"\nWith / without: {rows[1][1] / rows[0][1]:.2f}x the time, the same accuracy.\n",
+        f"\nWith / without: {rows[1][1] / rows[0][1]:.2f}x the time; accuracy "
+        f"{'the same' if rows[0][2] == rows[1][2] else 'DIFFERS'}.\n",
     ]
     (OUT / "eval-head.md").write_text("\n".join(lines))
     print("\n".join(lines))
