@@ -92,6 +92,7 @@ def evaluate(config: Config, run_dir: str, transferred_adapter: str, bundle: str
         inputs["filtered"],
         inputs["labelled"],
         stage_dirs,
+        Path(transferred_adapter),
     )
     write_json(run.root / scope / "results.json", results.model_dump())
     create_table_artifact(results.table(), key="translora-accuracy", description="Held-out accuracy")

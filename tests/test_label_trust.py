@@ -1,5 +1,6 @@
-"""label.trust=confidence: the student learns the target's own answers when the target is surer of them than the
-teacher is of its (data-free), so a weak teacher never drags a stronger target below its base."""
+"""label.trust=confidence: the target is trusted when it is surer of its own answers than the teacher is of its
+(data-free); the transfer then keeps the target base (a zero update) or learns the target's answers
+(label.when_target_trusted), so a weak teacher never drags a stronger target below its base."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from translora.bundle import Bundle
 from translora.config import load_config
 from translora.labelling import ChoiceLabel
 from translora.stages.common import read_card
+from translora.stages.transfer import keeps_base
 from translora.store import Store, read_manifest
 
 
@@ -90,17 +92,56 @@ def test_a_stronger_target_keeps_its_own_answers(finetuned, stronger_target, tmp
     assert teacher != own, "the teacher and the target must disagree somewhere for the check to mean something"
     assert read_manifest(runs["teacher"][2]).metrics["trusted"] == "teacher"
     assert [r.completion for r in runs["teacher"][3]] == teacher
-    adapter = run_stage(
+    base_answers = _answers(cfg.target_model, None, test, card)
+    # label.when_target_trusted=learn_its_answers: the student trains on the target's answers and stays close to it
+    learnt = _distill(
+        cfg.model_copy(update={"label": cfg.label.model_copy(update={"when_target_trusted": "learn_its_answers"})}),
+        store,
+        bundle_dir,
+        filtered,
+        labelled,
+    )
+    assert read_manifest(learnt).metrics["student"] == "trained" and read_manifest(learnt).metrics["steps"] > 0
+    transferred = _answers(cfg.target_model, learnt, test, card)
+    agreement = sum(a == b for a, b in zip(base_answers, transferred)) / len(test)
+    assert agreement >= 0.9, (base_answers, transferred)
+    # the default, keep_base: a zero update, so the transfer answers exactly as the stronger base does
+    kept = _distill(cfg, store, bundle_dir, filtered, labelled)
+    assert read_manifest(kept).metrics["student"] == "target base kept" and read_manifest(kept).metrics["steps"] == 0
+    assert _lora_update_norm(kept) == 0.0
+    assert _answers(cfg.target_model, kept, test, card) == base_answers
+    # the teacher trusted: a student is trained whatever when_target_trusted says
+    teacher_cfg, teacher_filtered, teacher_labelled, _ = runs["teacher"]
+    taught = _distill(teacher_cfg, store, bundle_dir, teacher_filtered, teacher_labelled)
+    assert read_manifest(taught).metrics["student"] == "trained" and _lora_update_norm(taught) > 0
+
+
+def test_only_lora_and_dora_have_a_zero_update_to_keep_the_base():
+    cfg = load_config("cpu")
+    trusted_target = {"trusted": "target"}
+    assert keeps_base(trusted_target, cfg.label, cfg.target_adapter.model_copy(update={"kind": "dora"}))
+    assert not keeps_base(trusted_target, cfg.label, cfg.target_adapter.model_copy(update={"kind": "prompt_tuning"}))
+    assert not keeps_base({"trusted": "teacher"}, cfg.label, cfg.target_adapter)
+    learn = cfg.label.model_copy(update={"when_target_trusted": "learn_its_answers"})
+    assert not keeps_base(trusted_target, learn, cfg.target_adapter)
+
+
+def _distill(cfg, store, bundle_dir, filtered, labelled) -> Path:
+    return run_stage(
         stages.DISTILL,
         cfg,
         store,
         inputs={"bundle": bundle_dir, "filtered": filtered, "labelled": labelled},
         models={"base": cfg.target_model},
     )
-    base_answers = _answers(cfg.target_model, None, test, card)
-    transferred = _answers(cfg.target_model, adapter, test, card)
-    agreement = sum(a == b for a, b in zip(base_answers, transferred)) / len(test)
-    assert agreement >= 0.9, (base_answers, transferred)
+
+
+def _lora_update_norm(adapter: Path) -> float:
+    """The largest |B| entry of a saved LoRA adapter: 0 exactly when B @ A adds nothing to the base's weights."""
+    from safetensors.torch import load_file
+
+    weights = load_file(adapter / "adapter_model.safetensors")
+    return max(float(w.abs().max()) for name, w in weights.items() if "lora_B" in name)
 
 
 def _overrides(cfg) -> list[str]:

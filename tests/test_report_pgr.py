@@ -13,7 +13,9 @@ N = 100
 CORRECT = {"source_adapter": 60, "target_base": 50, "transferred": 70, "oracle": 80}  # PGR 0.5
 
 
-def _run(tmp_path: Path, correct: dict[str, int], trust: dict | None = None) -> report.Results:
+def _run(
+    tmp_path: Path, correct: dict[str, int], trust: dict | None = None, student: str = "trained"
+) -> report.Results:
     evals = {}
     for key, k in correct.items():
         folder = evals[key] = tmp_path / "eval" / key
@@ -22,6 +24,7 @@ def _run(tmp_path: Path, correct: dict[str, int], trust: dict | None = None) -> 
     metrics = {
         "filtered": {"mode": "discriminator", "kept": 8, "distinct": 10, "generated": 12, "acceptance_rate": 0.8},
         "labelled": {"labelled": 8, "answers": {"True": 5, "False": 3}} | (trust or {}),
+        "adapter": {"steps": 0 if student != "trained" else 24, "student": student},
     }
     for name, m in metrics.items():  # a task without a checker: the report reads only these manifests
         write_json(tmp_path / name / MANIFEST, Manifest(stage=name, metrics=m).model_dump())
@@ -34,6 +37,7 @@ def _run(tmp_path: Path, correct: dict[str, int], trust: dict | None = None) -> 
         tmp_path / "filtered",
         tmp_path / "labelled",
         {},
+        tmp_path / "adapter",
     )
 
 
@@ -65,22 +69,34 @@ def test_an_oracle_below_the_best_baseline_gives_no_pgr_and_the_reason(tmp_path)
 
 
 @pytest.mark.parametrize(
-    ("trust", "shown"),
+    ("trust", "student", "shown"),
     [
-        ({"trusted": "teacher", "teacher_mean_confidence": 0.61}, None),  # label.trust=teacher: nothing compared
+        (
+            {"trusted": "teacher", "teacher_mean_confidence": 0.61},
+            "trained",
+            None,
+        ),  # label.trust=teacher: nothing compared
         (
             {"trusted": "teacher", "teacher_mean_confidence": 0.81, "target_mean_confidence": 0.62},
+            "trained",
             "label.trust: the teacher's answers (its mean confidence 0.81 > the target's 0.62)",
         ),
         (
             {"trusted": "target", "teacher_mean_confidence": 0.61, "target_mean_confidence": 0.68},
+            "trained",
             "label.trust: the student learnt the target base's own answers, not the teacher's (the target's mean "
             "confidence 0.68 >= the teacher's 0.61)",
         ),
+        (
+            {"trusted": "target", "teacher_mean_confidence": 0.61, "target_mean_confidence": 0.68},
+            "target base kept",
+            "label.trust: the target base is kept unchanged, a zero-update adapter (the target's mean confidence "
+            "0.68 >= the teacher's 0.61)",
+        ),
     ],
 )
-def test_the_report_says_whose_answers_the_student_learnt(tmp_path, trust, shown):
-    results = _run(tmp_path, CORRECT, trust)
+def test_the_report_says_whose_answers_the_student_learnt(tmp_path, trust, student, shown):
+    results = _run(tmp_path, CORRECT, trust, student)
     for text in (results.text(), results.markdown()):
         assert ("label.trust" in text) == (shown is not None)
         assert shown is None or shown in text

@@ -211,6 +211,15 @@ class LabelSpec(Section):
             "teacher never drags a stronger target down; data-free, no real label is read)"
         ),
     )
+    when_target_trusted: Literal["keep_base", "learn_its_answers"] = Field(
+        "keep_base",
+        description=(
+            "what the student does when label.trust picks the target: keep_base (a LoRA or DoRA adapter with a zero "
+            "update, so the transfer is the target base exactly: the student trained on a stronger base's own "
+            "answers scored below it) or learn_its_answers (distil the target's own answers; prompt tuning, which "
+            "has no zero update, always does this)"
+        ),
+    )
     max_new_tokens: int = Field(16, ge=1, description="cap on a generated label's tokens (free-form tasks)")
     batch_size: int = Field(16, ge=1, description="inputs the teacher labels per batch")
 

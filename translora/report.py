@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, computed_field
 
 from translora import diagnostics
-from translora.artifacts import read_json, read_jsonl, read_manifest
+from translora.artifacts import MANIFEST, read_json, read_jsonl, read_manifest
 from translora.data import checker_for
 
 ROWS = {
@@ -154,10 +154,10 @@ def _trust_lines(lab: dict[str, Any]) -> list[str]:
         return []
     teacher, target = lab["teacher_mean_confidence"], lab["target_mean_confidence"]
     if lab["trusted"] == "target":
-        return [
-            f"label.trust: the student learnt the target base's own answers, not the teacher's (the target's mean "
-            f"confidence {target:.2f} >= the teacher's {teacher:.2f})"
-        ]
+        why = f"the target's mean confidence {target:.2f} >= the teacher's {teacher:.2f}"
+        if lab.get("student") == "target base kept":
+            return [f"label.trust: the target base is kept unchanged, a zero-update adapter ({why})"]
+        return [f"label.trust: the student learnt the target base's own answers, not the teacher's ({why})"]
     return [f"label.trust: the teacher's answers (its mean confidence {teacher:.2f} > the target's {target:.2f})"]
 
 
@@ -182,6 +182,7 @@ def collect(
     filtered: Path,
     labelled: Path,
     stage_dirs: dict[str, Path],
+    transferred_adapter: Path | None = None,
 ) -> Results:
     results = {key: read_json(evals[key] / "result.json") for key in ROWS if key in evals}
     metric = results["transferred"]["metric"]
@@ -214,7 +215,7 @@ def collect(
         pgr=pgr,
         discriminator=_discriminator(discriminator_filter),
         filter=_filter(task, filtered),
-        labels=_labels(task, labelled),
+        labels=_labels(task, labelled) | _student(transferred_adapter),
         stage_seconds={name: round(read_manifest(d).seconds, 1) for name, d in stage_dirs.items()},
     )
 
@@ -243,6 +244,14 @@ def _filter(task: str, filtered: Path) -> dict[str, Any]:
         eff = diagnostics.synthesis_efficiency(out["generated_tokens"], quality.n_kept_valid, manifest.seconds)
         out |= eff.model_dump()
     return out
+
+
+def _student(adapter: Path | None) -> dict[str, Any]:
+    """Whether the transferred adapter was trained or is the target base kept (the distill stage's decision)."""
+    if adapter is None or not (adapter / MANIFEST).exists():
+        return {}
+    student = read_manifest(adapter).metrics.get("student")
+    return {} if student is None else {"student": student}
 
 
 def _labels(task: str, labelled: Path) -> dict[str, Any]:

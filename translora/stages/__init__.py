@@ -106,7 +106,7 @@ LABEL = Stage(
 DISTILL = Stage(
     "distill",
     distill,
-    ("target_adapter", "distill_train", "label.targets", "label.temperature"),
+    ("target_adapter", "distill_train", "label.targets", "label.temperature", "label.when_target_trusted"),
     slot="adapter",
     inputs=("bundle", "filtered", "labelled"),
     models=("base",),

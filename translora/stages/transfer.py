@@ -12,6 +12,7 @@ from translora import bundle as bundles
 from translora import discriminator as disc
 from translora import labelling, model_card, models, training
 from translora.artifacts import read_json, read_jsonl, read_manifest, write_jsonl
+from translora.config import AdapterSpec
 from translora.errors import DataError, FilterExhaustedError
 from translora.generation import GenerationRequest, open_generator
 from translora.journal import Journal
@@ -134,8 +135,9 @@ NO_ANSWER = "(no answer)"  # the label metrics' count of generated labels whose 
 def label(ctx: StageContext) -> dict:
     """The teacher (source model + source adapter) labels each kept input: on multiple-choice tasks by scoring every
     answer choice (label.mode=choices; the probability is kept, unsure labels can be dropped, classes balanced;
-    with label.trust=confidence the target base scores them too, and the student learns the target's answers where
-    the target is at least as sure of them as the teacher is of its own), otherwise by greedy completion, with the
+    with label.trust=confidence the target base scores them too and is trusted where it is at least as sure of its
+    answers as the teacher is of its own; distill then keeps the target base or learns the target's answers, as
+    label.when_target_trusted says), otherwise by greedy completion, with the
     card's generation settings (a chain-of-thought or code card writes up to its max_gen_tokens over several lines;
     the student then learns the whole completion)."""
     cfg = ctx.config
@@ -214,24 +216,53 @@ def label(ctx: StageContext) -> dict:
     } | trust
 
 
+def keeps_base(labels: dict, label_spec, adapter: AdapterSpec) -> bool:
+    """Whether the transfer is the target base unchanged: label.trust picked the target, and a zero update exists
+    for the adapter kind (LoRA and DoRA start as the identity; prompt tuning's virtual tokens always change the
+    output)."""
+    return (
+        labels.get("trusted") == "target"
+        and label_spec.when_target_trusted == "keep_base"
+        and adapter.kind in ("lora", "dora")
+    )
+
+
 def distill(ctx: StageContext) -> dict:
-    """A fresh adapter on the target model, trained on the teacher's completions (completion tokens only)."""
+    """A fresh adapter on the target model, trained on the teacher's completions (completion tokens only); or, when
+    the target base was trusted over the teacher (keeps_base), that fresh adapter untrained: a zero update."""
     cfg = ctx.config
     bundle = bundles.Bundle(ctx.input("bundle"))
     rows = [labelling.Labelled.model_validate(r) for r in read_jsonl(ctx.input("labelled") / "labelled.jsonl")]
     pairs, weights, answers = labelling.student_data(rows, cfg.label.targets, bundle.card, cfg.label.temperature)
     target = ctx.models["base"]
-    _, _, result = train_new_adapter(
-        ctx, target, cfg.target_adapter, cfg.distill_train, pairs, "distill", weights, answers
-    )
     filtered = read_manifest(ctx.input("filtered")).metrics
     labels = read_manifest(ctx.input("labelled")).metrics
+    student = "target base kept" if keeps_base(labels, cfg.label, cfg.target_adapter) else "trained"
+    if student == "trained":
+        _, _, result = train_new_adapter(
+            ctx, target, cfg.target_adapter, cfg.distill_train, pairs, "distill", weights, answers
+        )
+    else:
+        log.warning(
+            "label.trust picked the target base: the transferred %s adapter is a zero update (the target base "
+            "unchanged; label.when_target_trusted=learn_its_answers trains on the target's own answers instead)",
+            cfg.target_adapter.kind,
+        )
+        model, _ = models.load_model(target)
+        training.save_adapter(training.new_adapter(model, cfg.target_adapter, cfg.distill_train.seed), ctx.out)
+        result = training.TrainResult()
     model_card.write(
         ctx.out,
         f"{bundle.card.name} adapter, transferred to {model_card.base_name(target)}",
         target,
         f"A {cfg.target_adapter.kind} adapter distilled by translora (Trans-LoRA) from the source adapter of bundle "
-        f"{bundle.hash[:12]} on {model_card.base_name(bundle.info.source_model)}, without the task's training data.",
+        f"{bundle.hash[:12]} on {model_card.base_name(bundle.info.source_model)}, without the task's training data."
+        + (
+            ""
+            if student == "trained"
+            else " The target base was surer of its own answers than the source adapter, so this adapter is a zero "
+            "update: the target base unchanged."
+        ),
         {
             "task": bundle.card.name,
             "source base": model_card.base_name(bundle.info.source_model),
@@ -244,11 +275,11 @@ def distill(ctx: StageContext) -> dict:
                 "answers": labels["answers"],
                 "mean confidence": labels.get("mean_confidence"),
             },
-            "distillation examples": len(pairs),
+            "distillation examples": len(pairs) if student == "trained" else 0,
             "final loss": result.final_loss,
         },
     )
-    return result.metrics()
+    return result.metrics() | {"student": student}
 
 
 def emit_bundle(ctx: StageContext) -> dict:
