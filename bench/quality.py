@@ -37,8 +37,10 @@ from pathlib import Path
 
 import flows  # noqa: E402, F401  # Prefect's environment defaults (flows/__init__.py), set before prefect loads
 from flows.prefect_server import start_temporary_server  # noqa: E402
-from translora.artifacts import write_json  # noqa: E402
+from translora import diagnostics  # noqa: E402
+from translora.artifacts import read_jsonl, write_json  # noqa: E402
 from translora.config import load_config  # noqa: E402
+from translora.data import bigbench  # noqa: E402
 from translora.store import code_version  # noqa: E402
 
 
@@ -93,17 +95,32 @@ BENCHMARK_CASES = ("mmlu", "gsm8k", "humaneval")
 # The official BBH files hold 250 examples a task (snarks 178, causal_judgement 187, penguins_in_a_table 146):
 # 150 train them, and the test split takes what is left, up to --n-test. The generated demo task has no such limit.
 BBH_TRAIN = 150
+BBH_MIN_TEST = 50  # penguins_in_a_table (146 examples) trains on 96, snarks on 128, causal_judgement on 137
 MODES = ("discriminator", "none", "seeds_only", "random_text")
 OUT = Path(__file__).parent / "results"
 
 
 def split_overrides(task: str, n_test: int) -> list[str]:
+    """The train/test split of a BBH task and, for long inputs, training windows that hold them."""
     if not task.startswith("bbh:") or task == "bbh:boolean_expressions":
         return [f"task.n_test={n_test}"]  # a case's own task.n_test (after these) wins
     from translora.data import bigbench
 
-    pool = len(bigbench.load(task.partition(":")[2])[0])
-    return [f"task.n_train={BBH_TRAIN}", f"task.n_test={min(n_test, pool - BBH_TRAIN)}"]
+    examples = bigbench.load(task.partition(":")[2])[0]
+    n_train = min(BBH_TRAIN, len(examples) - BBH_MIN_TEST)
+    return [f"task.n_train={n_train}", f"task.n_test={min(n_test, len(examples) - n_train)}", *windows(examples)]
+
+
+def windows(examples) -> list[str]:
+    """Training windows for a task's inputs: the cpu profile's 128 tokens cut the start off inputs of over ~40 words
+    (the prompt is cut from the left), which loses the story or table the question is about."""
+    words = statistics.median(len(e.input.split()) for e in examples)
+    tokens = 128 if words <= 40 else 256 if words <= 110 else 384
+    return (
+        []
+        if tokens == 128
+        else [f"{s}.max_length={tokens}" for s in ("source_train", "discriminator.train", "distill_train")]
+    )
 
 
 # The real-data adapter's update is merged at half weight: merged whole, the target answered the synthesis prompt
@@ -140,7 +157,7 @@ def stronger_target(cfg) -> Path:
 
 
 def case_config(case: str, seed: int, mode: str, n_test: int, extra: list[str]):
-    task, overrides = CASES[case]
+    task, overrides = CASES.get(case, (f"bbh:{case}", []))  # the screen takes any BBH task by its name
     if case == "stronger_base":
         base = case_config("boolean_expressions", seed, mode, n_test, extra)
         overrides = [*overrides, f"target_model.id={stronger_target(base).resolve()}"]
@@ -185,23 +202,30 @@ def run_one(case: str, seed: int, mode: str, n_test: int, extra: list[str]) -> d
 
 
 def screen_one(case: str, seed: int, n_test: int, extra: list[str]) -> dict:
-    """Stage 1 and the source model with and without its adapter, no transfer: does the task qualify (the adapter
-    beats its base by >= 5 points)? The store keeps all of it for the task's full run."""
-    from flows.finetune import finetune
-
+    """The source adapter and the source model with and without it, no discriminator and no transfer: does the task
+    qualify (the adapter beats its base by >= 5 points)? The store keeps both for the task's full run."""
     cfg = case_config(case, seed, "discriminator", n_test, extra)
     run_dir = run_folder(case, seed, "discriminator")
     start = time.time()
-    bundle = Path(finetune(cfg, str(run_dir)))
-    base, adapter = source_accuracy(cfg, run_dir), source_accuracy(cfg, run_dir, bundle / "source_adapter")
+    trained = source_adapter(cfg, run_dir)
+    base, adapter = source_eval(cfg, run_dir), source_eval(cfg, run_dir, trained)
+    scores = {
+        name: [float(x[metric(out)]) for x in read_jsonl(out / "samples.jsonl")]
+        for name, out in (("base", base), ("adapter", adapter))
+    }
+    gain = diagnostics.paired_bootstrap_difference(scores["adapter"], scores["base"])
     return {
         "case": case,
         "task_id": cfg.task.name,
         "seed": seed,
-        "source_base": base,
-        "source_adapter": adapter,
-        "qualifies": adapter - base >= 0.05,
+        "n_train": cfg.task.n_train,
+        "n_test": len(scores["base"]),
+        "source_base": accuracy(base),
+        "source_adapter": accuracy(adapter),
+        "gain": gain.model_dump(),
+        "qualifies": gain.mean >= 0.05,
         "commit": code_commit(),
+        "code_version": code_version(),
         "wall_seconds": round(time.time() - start),
     }
 
@@ -217,9 +241,39 @@ def code_commit() -> str:
     return git("rev-parse", "--short", "HEAD") + ("+dirty" if dirty else "")
 
 
+def source_adapter(cfg, run_dir: Path) -> Path:
+    """Stage 1's source adapter alone (the screen needs no discriminator or bundle)."""
+    from prefect import flow
+
+    from tasks.stage import run_stage
+    from translora import stages
+    from translora.store import Store
+
+    @flow(name="translora-bench-source-adapter")
+    def train() -> Path:
+        Store().register_run(run_dir)
+        data = run_stage(stages.PREPARE_DATA, cfg, run_dir)
+        return run_stage(stages.SOURCE_ADAPTER, cfg, run_dir, inputs={"data": data}, models={"base": cfg.source_model})
+
+    return train()
+
+
 def source_accuracy(cfg, run_dir: Path, adapter: Path | None = None) -> float:
     """The source base, without adapter or with `adapter`, on the run's test split: a task counts for the claim
     only where the source adapter beats the bare base by >= 5 points (the adapter must have learnt something)."""
+    return accuracy(source_eval(cfg, run_dir, adapter))
+
+
+def accuracy(evaluation: Path) -> float:
+    return json.loads((evaluation / "result.json").read_text())["accuracy"]
+
+
+def metric(evaluation: Path) -> str:
+    return json.loads((evaluation / "result.json").read_text())["metric"]
+
+
+def source_eval(cfg, run_dir: Path, adapter: Path | None = None) -> Path:
+    """The evaluation folder of the source base, without adapter or with `adapter`, on the run's test split."""
     from prefect import flow
 
     from tasks.stage import run_stage
@@ -227,8 +281,8 @@ def source_accuracy(cfg, run_dir: Path, adapter: Path | None = None) -> float:
     from translora.store import RunIndex
 
     @flow(name="translora-bench-source-model")
-    def measure() -> float:
-        out = run_stage(
+    def measure() -> Path:
+        return run_stage(
             stages.EVALUATE,
             cfg,
             run_dir,
@@ -237,7 +291,6 @@ def source_accuracy(cfg, run_dir: Path, adapter: Path | None = None) -> float:
             inputs={"data": RunIndex(run_dir).slot("data"), "adapter": adapter},
             models={"model": cfg.source_model},
         )
-        return json.loads((out / "result.json").read_text())["accuracy"]
 
     return measure()
 
@@ -384,7 +437,12 @@ def scatter(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument(
+        "--cases",
+        nargs="+",
+        choices=sorted(set(CASES) | set(bigbench.task_names())),
+        help="the cases to run (default: every case; with --screen, every BBH task)",
+    )
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--modes", nargs="+", default=list(MODES))
     ap.add_argument("--n-test", type=int, default=400)
@@ -401,7 +459,9 @@ def main() -> None:
     start_temporary_server()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.screen:
+        args.cases = args.cases or bigbench.task_names()
         return screen(args)
+    args.cases = args.cases or list(CASES)
     results_file = args.out / "quality.json"
     done, commands = earlier_runs(results_file)
     for case in args.cases:
@@ -431,23 +491,32 @@ def screen(args: argparse.Namespace) -> None:
     rows, commands = earlier_runs(results_file)
     for case in args.cases:
         for seed in args.seeds:
-            if not any(r["case"] == case and r["seed"] == seed for r in rows):
-                rows.append(screen_one(case, seed, args.n_test, args.extra))
-                write_json(results_file, {"commands": commands, "runs": rows})
+            same = [r for r in rows if (r["case"], r["seed"]) == (case, seed)]
+            if any(r.get("code_version") == code_version() for r in same):
+                continue  # screened already with this code: the screen resumes
+            rows = [r for r in rows if r not in same] + [screen_one(case, seed, args.n_test, args.extra)]
+            write_json(results_file, {"commands": commands, "runs": rows})
+    current = sorted((r for r in rows if r.get("code_version") == code_version()), key=lambda r: -r["gain"]["mean"])
+    older = len(rows) - len(current)
     lines = [
         "# Which tasks qualify for the quality bench\n",
         "Commands:\n",
         *[f"    {c}" for c in commands],
         "",
-        "Stage 1 only; the source model (SmolLM2-135M) without and with its adapter on the test split (lm-eval). "
-        "A task qualifies where the adapter beats the bare base by >= 5 points.\n",
-        "| case | seed | source base | source + adapter | gain | qualifies | code |",
-        "|---|---|---|---|---|---|---|",
+        "The source adapter only (stage 1 without the discriminator); the source model (SmolLM2-135M) without and "
+        "with its adapter on the test split (lm-eval); the gain is paired, with its 95% bootstrap interval. A task "
+        "qualifies where the adapter beats the bare base by >= 5 points. Long inputs train in longer windows "
+        "(`windows` in bench/quality.py).\n",
+        f"{sum(r['qualifies'] for r in current)} of {len(current)} tasks qualify at the current code "
+        f"(code {code_version()[:12]}){f'; {older} rows from older code stay in screen.json' if older else ''}.\n",
+        "| task | seed | train / test | source base | source + adapter | gain | qualifies | wall | code |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['case']} | {r['seed']} | {r['source_base']:.3f} | {r['source_adapter']:.3f} | "
-        f"{r['source_adapter'] - r['source_base']:+.3f} | {'yes' if r['qualifies'] else 'no'} | {r['commit']} |"
-        for r in rows
+        f"| {r['case']} | {r['seed']} | {r['n_train']} / {r['n_test']} | {r['source_base']:.3f} | "
+        f"{r['source_adapter']:.3f} | {r['gain']['mean']:+.3f} [{r['gain']['low']:+.3f}, {r['gain']['high']:+.3f}] | "
+        f"{'yes' if r['qualifies'] else 'no'} | {r['wall_seconds']} s | {r['commit']} |"
+        for r in current
     ]
     (args.out / "screen.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
