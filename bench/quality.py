@@ -127,22 +127,29 @@ def windows(examples) -> list[str]:
 # ("13." -> " False") instead of writing an item (4 distinct inputs in 3072 generations; so at 0.6 and 0.7 too);
 # at half it still writes items and beats the source adapter (0.7625 against 0.743 on seed 0's test split).
 STRONGER_WEIGHT = 0.5
+# Real examples the stronger target's adapter trains on: the demo oracle's 192, whatever filter.n_keep a run sets
+# (the case runs with n_keep 48; built from 48 examples the "stronger" base scored 0.708, below the source's 0.743).
+STRONGER_EXAMPLES = 192
 
 
 def stronger_target(cfg) -> Path:
-    """Gemma 3 270M with an adapter trained on the task's real train split (the oracle's data and settings) merged
-    into its weights at STRONGER_WEIGHT, built once per seed under runs/models/. Its test split is the run's own,
-    never trained on."""
+    """Gemma 3 270M with an adapter trained on STRONGER_EXAMPLES of the task's real train split (the distillation's
+    settings) merged into its weights at STRONGER_WEIGHT, built once per seed under runs/models/. Its test split is
+    the run's own, never trained on."""
     import torch
 
     from translora import models, training
     from translora.data import load_task
 
-    out = Path("runs") / "models" / f"gemma3-270m+{cfg.task.name.replace(':', '-')}-x{STRONGER_WEIGHT}-s{cfg.seed}"
+    out = (
+        Path("runs")
+        / "models"
+        / f"gemma3-270m+{cfg.task.name.replace(':', '-')}-n{STRONGER_EXAMPLES}-x{STRONGER_WEIGHT}-s{cfg.seed}"
+    )
     if (out / "config.json").exists():
         return out
     data = load_task(cfg.task, cfg.seed, models.translora_home())
-    pairs = [(data.card.prompt(e.input), data.card.completion(e.target)) for e in data.train[: cfg.filter.n_keep]]
+    pairs = [(data.card.prompt(e.input), data.card.completion(e.target)) for e in data.train[:STRONGER_EXAMPLES]]
     model, tok = models.load_model(cfg.target_model)
     peft_model = training.new_adapter(model, cfg.target_adapter, cfg.seed)
     training.train(peft_model, tok, pairs, cfg.distill_train, "stronger target")
