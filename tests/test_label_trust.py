@@ -126,6 +126,20 @@ def test_only_lora_and_dora_have_a_zero_update_to_keep_the_base():
     assert not keeps_base(trusted_target, learn, cfg.target_adapter)
 
 
+@pytest.mark.parametrize("kind", ["lora", "dora"])
+def test_a_fresh_lora_or_dora_adapter_is_the_target_base(finetuned, kind):
+    """keep_base's zero update: an untrained LoRA or DoRA adapter leaves the base's outputs as they are."""
+    import torch
+
+    cfg = finetuned[0]
+    model, tok = models.load_model(cfg.target_model)
+    batch = tok(["True and not False", "not ( False or True )"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        base = model(**batch).logits
+        fresh = training.new_adapter(model, cfg.target_adapter.model_copy(update={"kind": kind}), 0)
+        assert torch.allclose(fresh(**batch).logits, base, atol=1e-5, rtol=1e-5)
+
+
 def _distill(cfg, store, bundle_dir, filtered, labelled) -> Path:
     return run_stage(
         stages.DISTILL,
