@@ -18,6 +18,7 @@ import flows  # noqa: E402, F401  # Prefect's environment defaults (flows/__init
 from flows.prefect_server import start_temporary_server  # noqa: E402
 from translora.artifacts import read_json, write_json  # noqa: E402
 from translora.config import load_config  # noqa: E402
+from translora.store import code_version  # noqa: E402
 
 OUT = Path(__file__).parent / "results"
 
@@ -117,7 +118,7 @@ def main() -> None:
         runs.append(results | {"seed": seed})
     if runs:
         runs[0]["pooled"] = pooled_summary(runs, [Path(f"runs/demo-s{seed}") for seed in args.seeds])
-    write_json(OUT / "demo.json", {"command": command, "runs": runs})
+    write_json(OUT / "demo.json", {"command": command, "code_version": code_version(), "runs": runs})
     (OUT / "demo.md").write_text(markdown(runs, command))
     print((OUT / "demo.md").read_text())
 

@@ -393,21 +393,32 @@ def counts(r: dict) -> bool:
     return r["accuracy"]["source_adapter"] - r["accuracy"].get("source_base", 0.0) >= 0.05
 
 
-def demo_points() -> list[tuple[int, dict]]:
-    """boolean_expressions from the demo's seeds (bench/results/demo.json, written by bench/demo.py)."""
+def demo_points(current: bool) -> list[tuple[int, dict]]:
+    """boolean_expressions from the demo's seeds (bench/results/demo.json, written by bench/demo.py), if the demo
+    was run at the current library code (`current`) or at another (not `current`)."""
     if not (OUT / "demo.json").exists():
         return []
-    return [(d["seed"], d["accuracy"]) for d in json.loads((OUT / "demo.json").read_text())["runs"]]
+    demo = json.loads((OUT / "demo.json").read_text())
+    if (demo.get("code_version") == code_version()) != current:
+        return []
+    return [(d["seed"], d["accuracy"]) for d in demo["runs"]]
 
 
-def scatter(rows: list[dict], path: Path) -> None:
+def scatters(rows: list[dict], out: Path) -> None:
+    """Figure 3: quality.png holds the current library code's runs only, quality-older-code.png the rest."""
+    current = [r for r in rows if r.get("code_version") == code_version()]
+    scatter(current, demo_points(current=True), out / "quality.png", f"code {code_version()[:12]}")
+    older = [r for r in rows if r not in current]
+    scatter(older, demo_points(current=False), out / "quality-older-code.png", "older library code")
+
+
+def scatter(rows: list[dict], demo: list[tuple[int, dict]], path: Path, code: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
-    demo = demo_points()
     points = [
         (r["case"], r["accuracy"], counts(r))
         for r in rows
@@ -435,7 +446,7 @@ def scatter(rows: list[dict], path: Path) -> None:
         ylim=(0.0, 1.0),
         xlabel="source model + source adapter (accuracy)",
         ylabel="target model (accuracy)",
-        title="Trans-LoRA, SmolLM2-135M -> Gemma 3 270M (cpu profile)",
+        title=f"Trans-LoRA, SmolLM2-135M -> Gemma 3 270M (cpu profile)\n{code}",
     )
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
@@ -481,7 +492,7 @@ def main() -> None:
                 done = [r for r in done if r not in same] + [run_one(case, seed, mode, args.n_test, args.extra)]
                 write_json(results_file, {"commands": commands, "runs": done})
     (args.out / "quality.md").write_text(markdown(done, commands))
-    scatter(done, args.out / "quality.png")
+    scatters(done, args.out)
 
 
 def earlier_runs(results_file: Path) -> tuple[list[dict], list[str]]:
