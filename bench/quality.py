@@ -514,6 +514,11 @@ def screen(args: argparse.Namespace) -> None:
                 continue  # screened already with this code: the screen resumes
             rows = [r for r in rows if r not in same] + [screen_one(case, seed, args.n_test, args.extra)]
             write_json(results_file, {"commands": commands, "runs": rows})
+            write_screen(rows, commands, args.out)  # after each task: a long screen can be stopped
+    print(write_screen(rows, commands, args.out))
+
+
+def write_screen(rows: list[dict], commands: list[str], out: Path) -> str:
     current = sorted((r for r in rows if r.get("code_version") == code_version()), key=lambda r: -r["gain"]["mean"])
     older = len(rows) - len(current)
     lines = [
@@ -536,8 +541,12 @@ def screen(args: argparse.Namespace) -> None:
         f"{'yes' if r['qualifies'] else 'no'} | {r['wall_seconds']} s | {r['commit']} |"
         for r in current
     ]
-    (args.out / "screen.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    missing = sorted(set(bigbench.task_names()) - {r["case"] for r in current})
+    if missing:
+        lines += ["", f"Not screened at this code ({len(missing)}): {', '.join(missing)}."]
+    text = "\n".join(lines) + "\n"
+    (out / "screen.md").write_text(text)
+    return text
 
 
 if __name__ == "__main__":
