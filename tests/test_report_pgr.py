@@ -100,3 +100,5 @@ def test_the_report_says_whose_answers_the_student_learnt(tmp_path, trust, stude
     for text in (results.text(), results.markdown()):
         assert ("label.trust" in text) == (shown is not None)
         assert shown is None or shown in text
+        # the label line names whose labels they are (the target's, once trusted)
+        assert ("the target base's own labels: 8 labelled" in text) == (trust["trusted"] == "target")

@@ -83,7 +83,8 @@ class Results(BaseModel):
                 f"synthesis: {f['tokens_per_kept_valid']:.0f} generated tokens per kept valid input, "
                 f"{f['kept_valid_per_minute']:.1f} kept valid inputs per minute"
             )
-        label_line = f"teacher labels: {lab['labelled']} labelled, answers {lab['answers']}"
+        whose = "the target base's own labels" if lab.get("trusted") == "target" else "teacher labels"
+        label_line = f"{whose}: {lab['labelled']} labelled, answers {lab['answers']}"
         if lab.get("mean_confidence") is not None:
             label_line += f", mean confidence {lab['mean_confidence']:.2f}"
         if lab.get("accuracy") is not None:

@@ -250,7 +250,7 @@ def distill(ctx: StageContext) -> dict:
         )
         model, _ = models.load_model(target)
         training.save_adapter(training.new_adapter(model, cfg.target_adapter, cfg.distill_train.seed), ctx.out)
-        result = training.TrainResult()
+        result = None
     model_card.write(
         ctx.out,
         f"{bundle.card.name} adapter, transferred to {model_card.base_name(target)}",
@@ -276,10 +276,10 @@ def distill(ctx: StageContext) -> dict:
                 "mean confidence": labels.get("mean_confidence"),
             },
             "distillation examples": len(pairs) if student == "trained" else 0,
-            "final loss": result.final_loss,
+            "final loss": result.final_loss if result else "not trained (zero update)",
         },
     )
-    return result.metrics() | {"student": student}
+    return (result.metrics() if result else {"steps": 0, "examples": 0}) | {"student": student}
 
 
 def emit_bundle(ctx: StageContext) -> dict:
