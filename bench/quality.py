@@ -104,8 +104,6 @@ def split_overrides(task: str, n_test: int) -> list[str]:
     """The train/test split of a BBH task and, for long inputs, training windows that hold them."""
     if not task.startswith("bbh:") or task == "bbh:boolean_expressions":
         return [f"task.n_test={n_test}"]  # a case's own task.n_test (after these) wins
-    from translora.data import bigbench
-
     examples = bigbench.load(task.partition(":")[2])[0]
     n_train = min(BBH_TRAIN, len(examples) - BBH_MIN_TEST)
     return [f"task.n_train={n_train}", f"task.n_test={min(n_test, len(examples) - n_train)}", *windows(examples)]
@@ -216,10 +214,7 @@ def screen_one(case: str, seed: int, n_test: int, extra: list[str]) -> dict:
     start = time.time()
     trained = source_adapter(cfg, run_dir)
     base, adapter = source_eval(cfg, run_dir), source_eval(cfg, run_dir, trained)
-    scores = {
-        name: [float(x[metric(out)]) for x in read_jsonl(out / "samples.jsonl")]
-        for name, out in (("base", base), ("adapter", adapter))
-    }
+    scores = {name: per_example(out) for name, out in (("base", base), ("adapter", adapter))}
     gain = diagnostics.paired_bootstrap_difference(scores["adapter"], scores["base"])
     return {
         "case": case,
@@ -275,8 +270,10 @@ def accuracy(evaluation: Path) -> float:
     return json.loads((evaluation / "result.json").read_text())["accuracy"]
 
 
-def metric(evaluation: Path) -> str:
-    return json.loads((evaluation / "result.json").read_text())["metric"]
+def per_example(evaluation: Path) -> list[float]:
+    """An evaluation's score on each test example, in the test split's order (for paired differences)."""
+    metric = json.loads((evaluation / "result.json").read_text())["metric"]
+    return [float(x[metric]) for x in read_jsonl(evaluation / "samples.jsonl")]
 
 
 def source_eval(cfg, run_dir: Path, adapter: Path | None = None) -> Path:
