@@ -55,6 +55,42 @@ def test_greedy_batched_generation_equals_one_by_one(tiny_models):
         assert batched == single
 
 
+def test_decoding_matches_transformers_generate_and_ended_rows_leave_the_batch(tiny_models):
+    """Greedy completions equal transformers' generate (the reference decoder) under left padding, an end token and
+    a stop string; a row that has ended is no longer computed."""
+    prompts = ["Q: True is\nA:", "1. not ( True ) and False is\n2. True or False is\n3.", "Q: ( False ) or True is"]
+    for arch in ("llama", "gemma3"):
+        model, tok = (
+            AutoModelForCausalLM.from_pretrained(tiny_models[arch]),
+            AutoTokenizer.from_pretrained(tiny_models[arch]),
+        )
+        tok.padding_side = "left"
+        gen = HFGenerator(model, tok)
+        enc = tok(prompts, return_tensors="pt", padding=True)
+        free = model.generate(**enc, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)[:, -6:]
+        # Row 0 ends at its first token (made the end token); the other rows must keep going without it.
+        end, no_end = int(free[0, 0]), model.generation_config.eos_token_id
+        assert any(end not in row[:1].tolist() for row in free[1:]), "the fixture needs rows that do not end at once"
+        model.generation_config.eos_token_id = end
+        reference = model.generate(**enc, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
+        expected = tok.batch_decode(reference[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        rows: list[int] = []
+        hook = model.register_forward_pre_hook(
+            lambda _m, _a, kwargs: rows.append(kwargs["input_ids"].shape[0]) if "input_ids" in kwargs else None,
+            with_kwargs=True,
+        )
+        assert gen.generate(prompts, GenerationRequest(max_new_tokens=6, batch_size=3)) == expected
+        hook.remove()
+        assert rows[0] == 3 and rows[1] == 2, rows  # the prefill, then the first decoding step without row 0
+        # A stop string: each completion is the free one cut before the stop's first occurrence in it.
+        model.generation_config.eos_token_id = no_end
+        texts = tok.batch_decode(free, skip_special_tokens=True)
+        stop = tok.decode(free[2, 1:3])
+        assert gen.generate(prompts, GenerationRequest(max_new_tokens=6, stop=(stop,), batch_size=3)) == [
+            cut_at_stop(t, (stop,)) for t in texts
+        ]
+
+
 def test_prompt_tuning_generation_scores_each_token_as_a_full_forward_pass(tiny_models, monkeypatch):
     """A prompt-tuning teacher's completions (free-form labels) must come from the logits a full forward pass gives
     at every step, alone or left-padded in a batch. peft's own generate got both wrong: from the second token on its

@@ -84,18 +84,18 @@ def test_generation_oom_retries_the_chunk_at_half_size(tiny_models, monkeypatch)
     expected = gen.generate(prompts, request)
 
     sizes: list[int] = []
-    real = gen.model.generate
+    real = gen._prefill
 
-    def generate(**kwargs):
-        sizes.append(kwargs["input_ids"].shape[0])
+    def prefill(model, inputs, attention):
+        sizes.append(attention.shape[0])
         if sizes[-1] > 2:
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
-        return real(**kwargs)
+        return real(model, inputs, attention)
 
-    monkeypatch.setattr(gen.model, "generate", generate)
+    monkeypatch.setattr(gen, "_prefill", prefill)
     assert gen.generate(prompts, request) == expected
     assert sizes == [4, 2, 2, 2, 1]  # the failed chunk again at half size, then the rest at that size
 
-    monkeypatch.setattr(gen.model, "generate", _oom)
+    monkeypatch.setattr(gen, "_prefill", _oom)
     with pytest.raises(GenerationBackendError, match="out of memory while generating one prompt"):
         gen.generate(prompts, request)

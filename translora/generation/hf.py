@@ -1,4 +1,5 @@
-"""transformers `generate` backend: batched, left-padded, on whatever device torch has."""
+"""The transformers backend: batched, left-padded decoding on whatever device torch has, with translora's own
+decoding loop over the model's cache (finished rows leave the batch)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList, TopPLogitsWarper
+from transformers import DynamicCache, TopPLogitsWarper
 
 from translora.errors import GenerationBackendError
 from translora.generation.base import GenerationRequest, Generator, cut_at_stop
@@ -59,60 +60,95 @@ class HFGenerator(Generator):
     def _generate_chunk(self, prompts: list[str], request: GenerationRequest) -> list[str]:
         tok = self.tokenizer
         enc = tok(prompts, return_tensors="pt", padding=True).to(self.model.device)
-        sampler = [InverseCDFSampler(request.temperature, request.top_p)] if request.temperature > 0 else []
         # A prompt-tuning adapter's virtual tokens go in front here (see training.virtual_tokens_in_front): peft's
         # own generate shifts them under left padding and numbers the decoding steps without them.
         prompted = virtual_tokens_in_front(self.model, enc["input_ids"], enc["attention_mask"])
-        model, inputs = self.model, dict(enc)
         if prompted is not None:
-            model, inputs = self.model.base_model, dict(zip(("inputs_embeds", "attention_mask"), prompted))
+            model, (embeds, attention) = self.model.base_model, prompted
+            cache, logits = self._prefill(model, {"inputs_embeds": embeds}, attention)
         elif len(set(prompts)) < len(prompts):
-            inputs = self._shared_prefill(prompts)
-        ids = model.generate(
-            **inputs,
-            max_new_tokens=request.max_new_tokens,
-            do_sample=False,  # the sampler, if any, has already picked the token that greedy decoding takes
-            logits_processor=LogitsProcessorList(sampler),
-            pad_token_id=tok.pad_token_id,
-            stop_strings=list(request.stop) or None,
-            tokenizer=tok if request.stop else None,
-        )
-        new = (
-            ids if prompted is not None else ids[:, inputs["input_ids"].shape[1] :]
-        )  # from embeddings: new tokens only
-        texts = tok.batch_decode(new, skip_special_tokens=True)
-        return [cut_at_stop(t, request.stop) for t in texts]
+            model = self.model
+            cache, logits, attention = self._shared_prefill(prompts)
+        else:
+            model, attention = self.model, enc["attention_mask"]
+            cache, logits = self._prefill(model, {"input_ids": enc["input_ids"]}, attention)
+        tokens = self._decode(model, cache, logits, attention, request)
+        return [cut_at_stop(tok.decode(t, skip_special_tokens=True), request.stop) for t in tokens]
 
-    def _shared_prefill(self, prompts: list[str]) -> dict:
-        """generate's inputs for a chunk that repeats prompts, with each distinct prompt read once: its cache (all
-        but the last token, which generate reads itself) is copied to every row that asks for it. Synthesis asks
-        for several completions of each prompt, and on a CPU reading the prompt cost more than writing the item."""
-        distinct = list(dict.fromkeys(prompts))
-        rows = torch.tensor([distinct.index(p) for p in prompts], device=self.model.device)
-        enc = self.tokenizer(distinct, return_tensors="pt", padding=True).to(self.model.device)
-        ids, attention = enc["input_ids"], enc["attention_mask"]
-        if ids.shape[1] < 2:  # nothing to read ahead of generate
-            return {"input_ids": ids[rows], "attention_mask": attention[rows]}
-        cache = DynamicCache(config=self.model.config)
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)  # as generate counts them under left padding
-        self.model(
-            input_ids=ids[:, :-1],
-            attention_mask=attention[:, :-1],
-            position_ids=positions[:, :-1],
+    def _prefill(self, model, inputs: dict, attention: torch.Tensor) -> tuple[DynamicCache, torch.Tensor]:
+        """Reads a left-padded batch into a fresh cache; returns it and the next token's logits, [rows, vocab]."""
+        cache = DynamicCache(config=model.config)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
+        out = model(
+            **inputs,
+            attention_mask=attention,
+            position_ids=positions,
             cache=cache,
             use_cache=True,
             logits_to_keep=1,
         )
+        return cache, out.logits[:, -1, :]
+
+    def _shared_prefill(self, prompts: list[str]) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
+        """The prefill of a chunk that repeats prompts, with each distinct prompt read once and its cache and logits
+        copied to every row that asks for it. Synthesis asks for several completions of each prompt, and on a CPU
+        reading the prompt cost more than writing the item."""
+        distinct = list(dict.fromkeys(prompts))
+        rows = torch.tensor([distinct.index(p) for p in prompts], device=self.model.device)
+        enc = self.tokenizer(distinct, return_tensors="pt", padding=True).to(self.model.device)
+        cache, logits = self._prefill(self.model, {"input_ids": enc["input_ids"]}, enc["attention_mask"])
         cache.batch_select_indices(rows)
-        return {"input_ids": ids[rows], "attention_mask": attention[rows], "cache": cache}
+        return cache, logits[rows], enc["attention_mask"][rows]
+
+    def _decode(
+        self, model, cache: DynamicCache, logits: torch.Tensor, attention: torch.Tensor, request: GenerationRequest
+    ) -> list[list[int]]:
+        """Each row's new tokens, decoded one step at a time from the prefilled cache. A row leaves the batch as soon
+        as it ends (an end-of-text token or a stop string): transformers' generate computes every row until the
+        last one ends, and a synthetic item a third of the token cap long then cost the whole cap."""
+        sampler = InverseCDFSampler(request.temperature, request.top_p) if request.temperature > 0 else None
+        ends = self._end_tokens()
+        new: list[list[int]] = [[] for _ in range(logits.shape[0])]
+        active = list(range(logits.shape[0]))  # the rows still decoding, in the batch's current order
+        position = attention.sum(-1, keepdim=True)  # the next token's position, counted from each row's first
+        for step in range(request.max_new_tokens):
+            scores = sampler(None, logits.float()) if sampler else logits
+            chosen = scores.argmax(-1)
+            going = []
+            for i, (row, token) in enumerate(zip(active, chosen.tolist())):
+                new[row].append(token)
+                text = self.tokenizer.decode(new[row], skip_special_tokens=True) if request.stop else ""
+                if token not in ends and not any(s in text for s in request.stop):
+                    going.append(i)
+            if not going or step == request.max_new_tokens - 1:
+                break
+            if len(going) < len(active):
+                keep = torch.tensor(going, device=logits.device)
+                cache.batch_select_indices(keep)
+                active, chosen = [active[i] for i in going], chosen[keep]
+                attention, position = attention[keep], position[keep]
+            attention = torch.cat([attention, torch.ones_like(attention[:, :1])], dim=1)
+            out = model(
+                input_ids=chosen[:, None], attention_mask=attention, position_ids=position, cache=cache, use_cache=True
+            )
+            logits, position = out.logits[:, -1, :], position + 1
+        return new
+
+    def _end_tokens(self) -> set[int]:
+        """The ids that end a completion: the generation config's end-of-text ids, else the tokenizer's."""
+        config = getattr(self.model, "generation_config", None)
+        ids = getattr(config, "eos_token_id", None)
+        if ids is None:
+            ids = self.tokenizer.eos_token_id
+        return set(ids if isinstance(ids, list) else [] if ids is None else [ids])
 
     def close(self) -> None:
         self.model = None
 
 
-class InverseCDFSampler(LogitsProcessor):
+class InverseCDFSampler:
     """Samples from softmax(logits / temperature), nucleus-truncated at top_p, and leaves only the drawn token
-    finite, so greedy decoding emits it. One uniform number per row through the cumulative distribution: torch's
+    finite, so the argmax is the drawn token. One uniform number per row through the cumulative distribution: torch's
     multinomial (what `do_sample` uses) draws an exponential number for every vocabulary entry, which on a CPU took
     about 40% of each decoding step with Gemma 3's 262k-token vocabulary."""
 
@@ -120,8 +156,8 @@ class InverseCDFSampler(LogitsProcessor):
         self.temperature = temperature
         self.nucleus = TopPLogitsWarper(top_p) if top_p < 1.0 else None
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.Tensor:
-        scores = scores.float() / self.temperature  # type: ignore[assignment]
+    def __call__(self, input_ids: torch.Tensor | None, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores.float() / self.temperature
         if self.nucleus is not None:
             scores = self.nucleus(input_ids, scores)
         cdf = torch.softmax(scores, dim=-1).cumsum(dim=-1)
