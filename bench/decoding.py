@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import LogitsProcessorList
+from transformers import DynamicCache, LogitsProcessorList
 
 from translora import models
 from translora.artifacts import write_json
@@ -41,15 +41,17 @@ SPEC = SynthesisSpec(max_new_tokens=96, temperature=0.5, top_p=1.0, batch_size=6
 
 
 class TransformersGenerate(HFGenerator):
-    """The baseline: transformers' generate over the whole batch (translora's decoder before this change), with the
-    same sampler and the same shared prefill."""
+    """The baseline: translora's decoder before this change (git show f335d21:translora/generation/hf.py), i.e.
+    transformers' generate over the whole batch, with the same sampler and, where prompts repeat, each distinct
+    prompt read once."""
 
     def _generate_chunk(self, prompts: list[str], request: GenerationRequest) -> list[str]:
         tok = self.tokenizer
-        enc = tok(prompts, return_tensors="pt", padding=True)
+        repeats = len(set(prompts)) < len(prompts)
+        inputs = self._prompts_read_once(prompts) if repeats else dict(tok(prompts, return_tensors="pt", padding=True))
         sampler = [InverseCDFSampler(request.temperature, request.top_p)] if request.temperature > 0 else []
         ids = self.model.generate(
-            **enc,
+            **inputs,
             max_new_tokens=request.max_new_tokens,
             do_sample=False,
             logits_processor=LogitsProcessorList(sampler),
@@ -57,8 +59,27 @@ class TransformersGenerate(HFGenerator):
             stop_strings=list(request.stop) or None,
             tokenizer=tok if request.stop else None,
         )
-        texts = tok.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        texts = tok.batch_decode(ids[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
         return [cut_at_stop(t, request.stop) for t in texts]
+
+    def _prompts_read_once(self, prompts: list[str]) -> dict:
+        """generate's inputs with each distinct prompt's cache (all but its last token) copied to its rows."""
+        distinct = list(dict.fromkeys(prompts))
+        rows = torch.tensor([distinct.index(p) for p in prompts])
+        enc = self.tokenizer(distinct, return_tensors="pt", padding=True)
+        ids, attention = enc["input_ids"], enc["attention_mask"]
+        cache = DynamicCache(config=self.model.config)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        self.model(
+            input_ids=ids[:, :-1],
+            attention_mask=attention[:, :-1],
+            position_ids=positions[:, :-1],
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache.batch_select_indices(rows)
+        return {"input_ids": ids[rows], "attention_mask": attention[rows], "cache": cache}
 
 
 def draw(gen: HFGenerator, seeds: list[str], batches: int, seed: int, count) -> dict:

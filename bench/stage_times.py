@@ -19,8 +19,12 @@ def short(stage: str) -> str:
     return "transfer/" + stage.split("/", 3)[-1] if stage.startswith("transfer/") else stage
 
 
-def per_stage(path: Path) -> tuple[dict[str, float], list[int]]:
-    runs = json.loads(path.read_text())["runs"]
+def seeds_of(path: Path) -> set[int]:
+    return {r["seed"] for r in json.loads(path.read_text())["runs"]}
+
+
+def per_stage(path: Path, seeds: set[int]) -> tuple[dict[str, float], list[int]]:
+    runs = [r for r in json.loads(path.read_text())["runs"] if r["seed"] in seeds]
     seconds: dict[str, list[float]] = {}
     for r in runs:
         for stage, s in r["stage_seconds"].items():
@@ -29,7 +33,8 @@ def per_stage(path: Path) -> tuple[dict[str, float], list[int]]:
 
 
 def markdown(before: Path, after: Path, command: str) -> str:
-    (old, old_seeds), (new, new_seeds) = per_stage(before), per_stage(after)
+    both = seeds_of(before) & seeds_of(after)  # a stage's time depends on the seed's draw: compare like with like
+    (old, old_seeds), (new, new_seeds) = per_stage(before, both), per_stage(after, both)
     lines = [
         "# The demo's stages, before and after\n",
         f"Command: `{command}`\n",
