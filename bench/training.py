@@ -1,12 +1,15 @@
-"""Training step time on the demo's models, with and without the contiguous head input (models.load_model).
+"""Training step time on the demo's models with the frozen base weights in float32 (the baseline) and in bfloat16
+(`train.base_dtype`; the adapter's own weights stay float32).
 
 A LoRA step (the cpu profile's adapter and batch) on the demo task's real train prompts, completion-only loss with
-logits for the last positions only, as distillation and stage 1 train. The baseline removes the hook that makes
-the output embedding's input contiguous; both run in the same process, alternating, after one warm-up step each.
+logits for the last positions only, as distillation and stage 1 train. Each variant has its own model and a fresh
+adapter from the same seed; both run in the same process, alternating, after one warm-up step each. The losses of
+the variants' first steps (the same batches from the same initial adapter) show what bfloat16 changes.
 
     .venv/bin/python bench/training.py [--steps 6]
 
-Writes bench/results/training.json and training.md.
+Writes bench/results/training.json and training.md. (The contiguous head input's measurement, made by an earlier
+version of this file, is in training-head.md.)
 """
 
 from __future__ import annotations
@@ -24,44 +27,56 @@ from translora.config import load_config
 from translora.data import load_task
 
 OUT = Path(__file__).parent / "results"
+VARIANTS = ("float32", "bfloat16")
 
 
-def step_seconds(peft_model, tok, batches: list[list], optimizer) -> float:
+def run_steps(peft_model, tok, batches: list[list], optimizer) -> tuple[float, list[float]]:
+    """(seconds per step, losses) over `batches`, one optimizer step each."""
+    losses = []
     start = time.perf_counter()
     for rows in batches:
         loss = training.completion_loss(peft_model, training.collate(rows, tok.pad_token_id))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    return (time.perf_counter() - start) / len(batches)
+        losses.append(float(loss.detach()))
+    return (time.perf_counter() - start) / len(batches), losses
 
 
 def measure(spec, adapter, train_spec, examples, steps: int) -> dict:
-    model, tok = models.load_model(spec)  # the hook is on
-    peft_model = training.new_adapter(model, adapter, 0)
-    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=train_spec.lr)
-    head = peft_model.get_output_embeddings()
+    tok = models.load_tokenizer(spec)
     rows = [training.encode_pair(tok, f"Q: {e.input}\nA:", f" {e.target}", train_spec.max_length) for e in examples]
     size = train_spec.batch_size
-    batches = [rows[i * size : (i + 1) * size] for i in range(steps)]
-    times: dict[str, list[float]] = {"contiguous": [], "baseline": []}
-    for variant in ("contiguous", "baseline") * 2:
-        head._forward_pre_hooks.clear()  # baseline: logits_to_keep's slice goes into the head as it is
-        if variant == "contiguous":
-            models.contiguous_head_input(peft_model)
+    batches = [rows[i * size : (i + 1) * size] for i in range(2 * steps + 1)]
+    students = {}
+    for dtype in VARIANTS:
+        model, _ = models.load_model(spec.model_copy(update={"dtype": dtype}))
+        peft_model = training.new_adapter(model, adapter, 0)
         peft_model.train()
-        step_seconds(peft_model, tok, batches[:1], optimizer)  # warm-up
-        times[variant].append(step_seconds(peft_model, tok, batches, optimizer))
-    contiguous, baseline = statistics.mean(times["contiguous"]), statistics.mean(times["baseline"])
+        optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=train_spec.lr)
+        students[dtype] = (peft_model, optimizer)
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    losses: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for _round, first in enumerate((1, 1 + steps)):
+        for dtype in VARIANTS:
+            peft_model, optimizer = students[dtype]
+            if first == 1:  # warm-up step, the same first batch for both
+                losses[dtype] += run_steps(peft_model, tok, batches[:1], optimizer)[1]
+            seconds, seen = run_steps(peft_model, tok, batches[first : first + steps], optimizer)
+            times[dtype].append(seconds)
+            losses[dtype] += seen
+    base, fast = (statistics.mean(times[v]) for v in VARIANTS)
     return {
         "model": spec.id,
         "rows_per_step": size,
         "mean_tokens_per_row": statistics.mean(len(r.ids) for r in rows),
         "steps_per_round": steps,
         "rounds": 2,
-        "contiguous_s_per_step": round(contiguous, 3),
-        "baseline_s_per_step": round(baseline, 3),
-        "speedup": round(baseline / contiguous, 2),
+        "float32_s_per_step": round(base, 3),
+        "bfloat16_s_per_step": round(fast, 3),
+        "ratio": round(fast / base, 2),
+        "losses": {v: [round(x, 4) for x in losses[v]] for v in VARIANTS},
+        "max_loss_difference": round(max(abs(a - b) for a, b in zip(*losses.values())), 4),
     }
 
 
@@ -84,17 +99,18 @@ def main() -> None:
         },
     )
     lines = [
-        "# Training step time",
+        "# Training step time: frozen base weights in float32 and in bfloat16",
         "",
-        f"Command: `python bench/training.py --steps {args.steps}` "
-        f"({torch.get_num_threads()} torch threads; mean of 2 alternating rounds of {args.steps} steps)",
+        f"Command: `python bench/training.py --steps {args.steps}` ({torch.get_num_threads()} torch threads; mean "
+        f"of 2 alternating rounds of {args.steps} steps; the adapter's weights float32 in both)",
         "",
-        "| model | rows per step | tokens per row | baseline s/step | contiguous head input s/step | speedup |",
-        "|---|---|---|---|---|---|",
+        "| model | rows per step | tokens per row | float32 s/step | bfloat16 s/step | ratio | largest loss difference "
+        f"over {2 * args.steps + 1} steps |",
+        "|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['model']} | {r['rows_per_step']} | {r['mean_tokens_per_row']:.0f} | {r['baseline_s_per_step']} | "
-        f"{r['contiguous_s_per_step']} | {r['speedup']}x |"
+        f"| {r['model']} | {r['rows_per_step']} | {r['mean_tokens_per_row']:.0f} | {r['float32_s_per_step']} | "
+        f"{r['bfloat16_s_per_step']} | {r['ratio']}x | {r['max_loss_difference']} |"
         for r in results
     ]
     (OUT / "training.md").write_text("\n".join(lines) + "\n")

@@ -215,3 +215,26 @@ def test_a_recomputed_bundle_has_the_same_content_hash(finetuned, tmp_path):
         Store(tmp_path / "other-store"),
     )
     assert not again.cached and Bundle(again.path).hash == Bundle(emitted).hash
+
+
+def test_trainings_hold_the_base_in_train_base_dtype_and_the_filter_is_calibrated_as_it_loads(
+    finetuned, tmp_path, monkeypatch
+):
+    """train.base_dtype (bfloat16 in the cpu profile) reaches the model a stage trains on; the discriminator's
+    threshold is then calibrated on its base as the filter loads it (the model's own float32)."""
+    from translora import models
+
+    cfg, _, data, _ = finetuned
+    assert cfg.source_train.base_dtype == cfg.discriminator.train.base_dtype == "bfloat16"
+    loaded: list[str] = []
+    load = models.load_model
+    monkeypatch.setattr(models, "load_model", lambda spec: (loaded.append(spec.dtype), load(spec))[1])
+    store = Store(tmp_path / "store")
+    base = {"base": cfg.source_model}
+    run(stages.SOURCE_ADAPTER, cfg, store, inputs={"data": data}, models=base)
+    assert loaded == ["bfloat16"]
+    negatives = run(stages.NEGATIVES, cfg, store, inputs={"data": data}, models=base)
+    loaded.clear()
+    judge = {"base": cfg.discriminator_base}
+    run(stages.DISCRIMINATOR, cfg, store, inputs={"data": data, "negatives": negatives}, models=judge)
+    assert loaded == ["bfloat16", "float32"]

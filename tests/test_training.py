@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -281,3 +283,48 @@ def test_the_aux_confidence_loss_changes_what_the_student_learns(tiny_models):
     off, on, off_again = trained(0.0), trained(0.5), trained(0.0)
     assert all(torch.equal(a, b) for a, b in zip(off, off_again))
     assert not all(torch.equal(a, b) for a, b in zip(off, on))
+
+
+def test_a_bfloat16_base_trains_a_float32_adapter(tiny_models, tmp_path):
+    """train.base_dtype: the frozen weights in bfloat16, the adapter's own in float32 (peft's default), and it
+    learns; the saved adapter loads onto the float32 base."""
+    from translora import models
+    from translora.config import ModelSpec
+
+    model, tok = models.load_model(ModelSpec(id=str(tiny_models["llama"]), dtype="bfloat16"))
+    peft_model = training.new_adapter(model, AdapterSpec(target_modules=["q_proj", "v_proj", "o_proj"]))
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    assert trainable and all(p.dtype == torch.float32 for p in trainable)
+    assert peft_model.get_input_embeddings().weight.dtype == torch.bfloat16
+    result = training.train(peft_model, tok, PAIRS, TrainSpec(max_steps=15, batch_size=4, lr=3e-2))
+    assert result.final_loss < result.first_loss
+    training.save_adapter(peft_model, tmp_path / "adapter")
+    fresh, _ = models.load_model(ModelSpec(id=str(tiny_models["llama"])))
+    reloaded = training.attach_adapter(fresh, tmp_path / "adapter")
+    batch = training.collate([training.encode_pair(tok, p, c, 64) for p, c in PAIRS[:2]], tok.pad_token_id)
+    peft_model.eval()
+    # The same adapter on the float32 base: the same loss up to bfloat16's rounding of the base.
+    torch.testing.assert_close(
+        training.completion_loss(reloaded, batch), training.completion_loss(peft_model, batch), atol=0.05, rtol=0.05
+    )
+
+
+def test_tokenizers_are_loaded_once_per_thread_and_folder_state(tiny_models, tmp_path):
+    import shutil
+    import threading
+
+    from translora import models
+    from translora.config import ModelSpec
+
+    spec = ModelSpec(id=str(tiny_models["llama"]))
+    first = models.load_tokenizer(spec)
+    assert models.load_tokenizer(spec) is first and models.load_model(spec)[1] is first
+    elsewhere: list = []
+    thread = threading.Thread(target=lambda: elsewhere.append(models.load_tokenizer(spec)))
+    thread.start()
+    thread.join()
+    assert elsewhere[0] is not first and elsewhere[0]("True is").input_ids == first("True is").input_ids
+    copy = shutil.copytree(tiny_models["llama"], tmp_path / "copy")
+    before = models.load_tokenizer(ModelSpec(id=str(copy)))
+    os.utime(copy / "tokenizer_config.json", ns=(0, 0))  # the folder written anew
+    assert models.load_tokenizer(ModelSpec(id=str(copy))) is not before

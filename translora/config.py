@@ -101,6 +101,13 @@ class TrainSpec(Section):
         ge=0,
         description="seconds between training checkpoints (a kill costs at most this much training); 0: every step",
     )
+    base_dtype: Dtype | None = Field(
+        None,
+        description=(
+            "precision of the frozen base weights while training (the adapter's own weights stay float32, peft's "
+            "default); None: the model's dtype"
+        ),
+    )
     aux_confidence: float = Field(
         0.0,
         ge=0,

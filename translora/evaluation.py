@@ -23,7 +23,7 @@ import yaml
 
 from translora.data.records import Example, TaskCard
 from translora.errors import DataError
-from translora.models import device
+from translora.models import device, tokenizer_at
 
 TASK_PREFIX = "translora_"
 # Free-form answers: BBH targets are short; 64 tokens leave room for a few words without long rambles.
@@ -159,6 +159,8 @@ def evaluate(
     from translora.lm_eval_model import PromptAlignedHFLM
 
     model_args: dict = {"pretrained": model_path, "dtype": dtype, "trust_remote_code": trust_remote_code}
+    where = Path(model_path) if Path(model_path).is_dir() else model_path
+    model_args["tokenizer"] = tokenizer_at(where, revision, trust_remote_code)
     if revision:  # a pinned hub model is evaluated at the revision it was trained at
         model_args["revision"] = revision
     if adapter is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,17 +229,37 @@ def _dtype(name: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
+# Tokenizers loaded in this thread, by where they come from. transformers parses Gemma 3's 33 MB tokenizer.json
+# several times over for each load (about 4 s here, nine loads a demo). Per thread, because a fast tokenizer's
+# padding settings live in its Rust object, which two threads must not change under each other.
+_tokenizers = threading.local()
+
+
 def load_tokenizer(spec: ModelSpec):
+    """The model's tokenizer, with a pad token (the end-of-sequence token where it has none); loaded once per thread
+    and folder state, so callers share it: set what you rely on (e.g. padding_side) before each use."""
+    return tokenizer_at(resolve(spec), spec.revision, spec.trust_remote_code, spec.id)
+
+
+def tokenizer_at(where: Path | str, revision: str | None, trust_remote_code: bool, name: str | None = None):
+    """load_tokenizer for a resolved model location (a folder or a hub id)."""
     from transformers import AutoTokenizer
 
-    where = resolve(spec)
-    try:
-        tok = AutoTokenizer.from_pretrained(where, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
-    except OSError as exc:
-        raise ModelNotFoundError(f"cannot load tokenizer for {spec.id!r}: {exc}") from exc
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
+    # A folder's files by name, size and time: a folder written anew (tests do) is loaded anew.
+    files = (
+        [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in where.iterdir()] if isinstance(where, Path) else []
+    )
+    key = (str(where), revision, trust_remote_code, tuple(sorted(files)))
+    cache = _tokenizers.__dict__.setdefault("loaded", {})
+    if key not in cache:
+        try:
+            tok = AutoTokenizer.from_pretrained(where, revision=revision, trust_remote_code=trust_remote_code)
+        except OSError as exc:
+            raise ModelNotFoundError(f"cannot load tokenizer for {name or where!r}: {exc}") from exc
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        cache[key] = tok
+    return cache[key]
 
 
 def load_model(spec: ModelSpec):
@@ -270,7 +291,7 @@ def contiguous_head_input(model):
     """Where only the last positions' logits are wanted (`logits_to_keep`), the model slices its hidden states, a
     non-contiguous view that torch multiplies with the output embedding as a batched product over a broadcast
     copy of the weight: 1.4 s of a 2.1 s Gemma 3 training step here (262k-token head), against 0.2 s for one
-    matrix product on a contiguous copy (bench/results/training.md). Returns the hook's handle (None: no head)."""
+    matrix product on a contiguous copy (bench/results/training-head.md). Returns the hook's handle (None: no head)."""
     head = model.get_output_embeddings()
     if head is None:
         return None

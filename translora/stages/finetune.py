@@ -134,7 +134,12 @@ def train_discriminator(ctx: StageContext) -> dict:
     peft_model, tok, result = train_new_adapter(
         ctx, ctx.models["base"], cfg.discriminator.adapter, cfg.discriminator.train, pairs, "discriminator"
     )
-    judge = disc.Discriminator(peft_model, tok, card.name)
+    if cfg.discriminator.train.base_dtype not in (None, ctx.models["base"].dtype):
+        # Calibrate on the model as the filter loads it, not in the precision it was trained in.
+        del peft_model
+        judge = disc.Discriminator.load(ctx.models["base"], ctx.out, card.name)
+    else:
+        judge = disc.Discriminator(peft_model, tok, card.name)
     real_m, synth_m = judge.margins(real[:cut_r]), judge.margins(synthetic[:cut_s])
     spec = cfg.discriminator
     threshold = disc.calibrate_threshold(real_m, synth_m, spec.min_real_accept) if spec.min_real_accept else 0.0
