@@ -32,19 +32,30 @@ def _loglik(model, tok, prompt: str, choice: str) -> float:
 
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3"])
-def test_batched_choice_scores_match_unbatched_log_likelihoods(tiny_models, arch):
+@pytest.mark.parametrize("choices", [CHOICES, ["True", "False"]], ids=["several-tokens", "one-token"])
+def test_batched_choice_scores_match_unbatched_log_likelihoods(tiny_models, arch, choices, monkeypatch):
+    """Each choice scored as its continuation's log-likelihood; where every choice is one token, from one forward
+    pass per input (not one per choice)."""
     model, tok = _teacher(tiny_models[arch])
-    labels = labelling.label_choices(model, tok, INPUTS, CHOICES, PROMPT, batch_size=5)  # batches cut across inputs
+    one_token = all(len(tok(" " + c, add_special_tokens=False).input_ids) == 1 for c in choices)
+    assert one_token == (len(choices) == 2), "the fixture needs one-token and several-token choices"
+    rows = []
+    score_rows = labelling._continuation_logprobs
+    monkeypatch.setattr(
+        labelling, "_continuation_logprobs", lambda m, t, e, b: rows.extend(e) or score_rows(m, t, e, b)
+    )
+    labels = labelling.label_choices(model, tok, INPUTS, choices, PROMPT, batch_size=5)  # batches cut across inputs
+    assert len(rows) == (0 if one_token else len(INPUTS) * len(choices))
     assert [x.input for x in labels] == INPUTS
     for x in labels:
-        expected = {c: _loglik(model, tok, f"Q: {x.input}\nA:", c) for c in CHOICES}
+        expected = {c: _loglik(model, tok, f"Q: {x.input}\nA:", c) for c in choices}
         assert x.scores == pytest.approx(expected, abs=1e-4)
         assert x.label == max(expected, key=expected.get)
         assert sum(x.probs.values()) == pytest.approx(1.0)
         assert x.confidence == x.probs[x.label] == max(x.probs.values())
     # the adapter is what is scored: without it the scores differ
     with model.disable_adapter():
-        base = labelling.label_choices(model, tok, INPUTS[:1], CHOICES, PROMPT)[0]
+        base = labelling.label_choices(model, tok, INPUTS[:1], choices, PROMPT)[0]
     assert base.scores != pytest.approx(labels[0].scores, abs=1e-3)
 
 

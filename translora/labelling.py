@@ -46,28 +46,63 @@ def _encode(tokenizer, prompt: str, choice: str) -> tuple[list[int], int]:
     return prompt_ids + choice_ids, len(choice_ids)
 
 
+def _left_padded(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) of token id rows, left-padded so that every row ends at the last position."""
+    width = max(len(ids) for ids in rows)
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, ids in enumerate(rows):
+        input_ids[row, width - len(ids) :] = torch.tensor(ids)
+        attention[row, width - len(ids) :] = 1
+    return input_ids.to(device), attention.to(device)
+
+
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
 @torch.no_grad()
 def _continuation_logprobs(model, tokenizer, encoded: list[tuple[list[int], int]], batch_size: int) -> list[float]:
     """Sum of log p(continuation token) per (ids, continuation length): left-padded batches with explicit position
     ids, logits only for the last `longest continuation + 1` positions (what matters for a 262k vocabulary)."""
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = next(model.parameters()).device
     out: list[float] = []
     for start in range(0, len(encoded), batch_size):
         batch = encoded[start : start + batch_size]
-        width = max(len(ids) for ids, _ in batch)
         k = max(n for _, n in batch)
-        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, (ids, _) in enumerate(batch):
-            input_ids[row, width - len(ids) :] = torch.tensor(ids)
-            attention[row, width - len(ids) :] = 1
-        input_ids, attention = input_ids.to(device), attention.to(device)
+        input_ids, attention = _left_padded([ids for ids, _ in batch], _pad_id(tokenizer), device)
         logits = tail_logits(model, input_ids, attention, k + 1)[:, :-1, :]
         logp = torch.log_softmax(logits, -1).gather(-1, input_ids[:, -k:].unsqueeze(-1)).squeeze(-1)
         for row, (_, n) in enumerate(batch):
             out.append(float(logp[row, k - n :].sum()))  # every continuation ends at the last position
     return out
+
+
+@torch.no_grad()
+def _next_token_logprobs(
+    model, tokenizer, prompts: list[list[int]], tokens: list[list[int]], batch_size: int
+) -> list[list[float]]:
+    """log p(token | prompt) for each of a prompt's candidate `tokens`, from one forward pass over the prompt."""
+    device = next(model.parameters()).device
+    out: list[list[float]] = []
+    for start in range(0, len(prompts), batch_size):
+        input_ids, attention = _left_padded(prompts[start : start + batch_size], _pad_id(tokenizer), device)
+        logp = torch.log_softmax(tail_logits(model, input_ids, attention, 1)[:, -1, :], -1)
+        for row, candidates in enumerate(tokens[start : start + batch_size]):
+            out.append(logp[row, candidates].tolist())
+    return out
+
+
+def _choice_scores(model, tokenizer, encoded: list[tuple[list[int], int]], n_choices: int, batch_size: int):
+    """Each input's choice scores (`encoded`: its choices' rows, one after another). Where every choice is one token
+    after the same prompt (True / False, A / B), one forward pass over each prompt scores them all; else each
+    (prompt, choice) row is scored."""
+    groups = [encoded[i : i + n_choices] for i in range(0, len(encoded), n_choices)]
+    if all(n == 1 and ids[:-1] == group[0][0][:-1] for group in groups for ids, n in group):
+        prompts = [group[0][0][:-1] for group in groups]
+        return _next_token_logprobs(model, tokenizer, prompts, [[ids[-1] for ids, _ in g] for g in groups], batch_size)
+    flat = _continuation_logprobs(model, tokenizer, encoded, batch_size)
+    return [flat[i : i + n_choices] for i in range(0, len(flat), n_choices)]
 
 
 def label_choices(
@@ -79,10 +114,8 @@ def label_choices(
         raise ValueError(f"choices must be distinct and non-empty, got {choices}")
     model.eval()
     encoded = [_encode(tokenizer, prompt_template.format(input=x), c) for x in inputs for c in choices]
-    flat = _continuation_logprobs(model, tokenizer, encoded, batch_size)
     out = []
-    for i, text in enumerate(inputs):
-        scores = flat[i * len(choices) : (i + 1) * len(choices)]
+    for text, scores in zip(inputs, _choice_scores(model, tokenizer, encoded, len(choices), batch_size)):
         top = max(scores)
         exp = [math.exp(s - top) for s in scores]  # shifted by the max: no overflow
         total = sum(exp)
