@@ -6,9 +6,10 @@ completions, in batches of 64 as the cpu profile does; the table reports distinc
 generated tokens.
 
     .venv/bin/python bench/synthesis.py [--draws 64] [--settings 5,1.0 5,0.7 12,1.0 12,0.7 12,0.5 12,0.5,8]
+        [--out synthesis]
 
-Each setting is `n_seeds,temperature[,completions_per_prompt]` (default 1). Writes bench/results/synthesis.json
-and synthesis.md.
+Each setting is `n_seeds,temperature[,completions_per_prompt[,without_replacement]]` (defaults 1 and 0:
+synthesis.without_replacement off, as before it existed). Writes bench/results/<out>.json and <out>.md.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 from translora import models
@@ -33,11 +35,21 @@ TARGET = ModelSpec(id="embedded:gemma3-270m", dtype="bfloat16")  # as the cpu pr
 
 
 def measure(
-    gen: HFGenerator, real: list[str], n_seeds: int, temperature: float, per_prompt: int, draws: int, sampler_seed: int
+    gen: HFGenerator,
+    real: list[str],
+    setting: str,
+    draws: int,
+    sampler_seed: int,
 ) -> dict:
+    n_seeds, temperature, per_prompt, avoid = parse(setting)
     check = checker_for(TASK)
     spec = SynthesisSpec(
-        max_new_tokens=96, temperature=temperature, top_p=1.0, batch_size=64, completions_per_prompt=per_prompt
+        max_new_tokens=96,
+        temperature=temperature,
+        top_p=1.0,
+        batch_size=64,
+        completions_per_prompt=per_prompt,
+        without_replacement=avoid,
     )
     synth = Synthesizer(gen, real[:n_seeds], spec, seed=sampler_seed, count_tokens=token_counter(TARGET))
     start = time.time()
@@ -50,6 +62,7 @@ def measure(
         "n_seeds": n_seeds,
         "temperature": temperature,
         "completions_per_prompt": per_prompt,
+        "without_replacement": avoid,
         "sampler_seed": sampler_seed,
         "draws": draws,
         "distinct": len(items),
@@ -57,14 +70,27 @@ def measure(
         "valid_share": len(valid) / max(1, len(items)),
         "seconds": round(seconds, 1),
         "tokens": synth.tokens,
+        "answers": dict(Counter(check.answer(x) for x in valid).most_common()),
         "invalid_examples": [x for x in items if not check.is_valid(x)][:3],
     }
+
+
+def answer_shares(row: dict) -> str:
+    answers = row.get("answers", {})
+    total = sum(answers.values()) or 1
+    return ", ".join(f"{a} {n / total:.2f}" for a, n in answers.items())
+
+
+def parse(setting: str) -> tuple[int, float, int, bool]:
+    n_seeds, temperature, per_prompt, avoid = (setting + ",1,0").split(",")[:4]
+    return int(n_seeds), float(temperature), int(per_prompt), bool(int(avoid))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--draws", type=int, default=64)
     ap.add_argument("--settings", nargs="+", default=["5,1.0", "5,0.7", "12,1.0", "12,0.7", "12,0.5"])
+    ap.add_argument("--out", default="synthesis", help="results file stem under bench/results/")
     ap.add_argument(
         "--sampler-seeds",
         nargs="+",
@@ -79,22 +105,22 @@ def main() -> None:
     rows = []
     for sampler_seed in args.sampler_seeds:
         for setting in args.settings:
-            n_seeds, temperature, per_prompt = (setting + ",1").split(",")[:3]
-            rows.append(measure(gen, real, int(n_seeds), float(temperature), int(per_prompt), args.draws, sampler_seed))
+            rows.append(measure(gen, real, setting, args.draws, sampler_seed))
             print(rows[-1], flush=True)
     command = "python bench/synthesis.py " + " ".join(os.sys.argv[1:])
-    write_json(OUT / "synthesis.json", {"command": command, "task": TASK, "model": TARGET.id, "rows": rows})
+    write_json(OUT / f"{args.out}.json", {"command": command, "task": TASK, "model": TARGET.id, "rows": rows})
     lines = [
         f"# Synthesis yield ({TARGET.id}, {TASK})\n",
         f"Command: `{command}`\n",
-        "| seeds in prompt | temperature | completions per prompt | sampler seed | distinct of draws | valid | "
-        "valid share | seconds | valid per second | tokens |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| seeds in prompt | temperature | completions per prompt | without replacement | sampler seed | "
+        "distinct of draws | valid | valid share | answers of the valid | seconds | valid per second | tokens |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['n_seeds']} | {r['temperature']} | {r['completions_per_prompt']} | {r['sampler_seed']} | "
+        f"| {r['n_seeds']} | {r['temperature']} | {r['completions_per_prompt']} | {r['without_replacement']} | "
+        f"{r['sampler_seed']} | "
         f"{r['distinct']} of "
-        f"{r['draws']} | {r['valid']} | {r['valid_share']:.2f} | {r['seconds']} | "
+        f"{r['draws']} | {r['valid']} | {r['valid_share']:.2f} | {answer_shares(r)} | {r['seconds']} | "
         f"{r['valid'] / r['seconds']:.2f} | {r['tokens']} |"
         for r in rows
     ]
@@ -107,19 +133,18 @@ def main() -> None:
             "|---|---|---|",
         ]
         for setting in args.settings:
-            n_seeds, temperature, per_prompt = (setting + ",1").split(",")[:3]
             mine = [
                 r
                 for r in rows
-                if (r["n_seeds"], r["temperature"], r["completions_per_prompt"])
-                == (int(n_seeds), float(temperature), int(per_prompt))
+                if (r["n_seeds"], r["temperature"], r["completions_per_prompt"], r["without_replacement"])
+                == parse(setting)
             ]
             shares, rates = [r["valid_share"] for r in mine], [r["valid"] / r["seconds"] for r in mine]
             lines.append(
                 f"| {setting} | {sum(shares) / len(shares):.3f} ({min(shares):.3f}-{max(shares):.3f}) | "
                 f"{sum(rates) / len(rates):.2f} ({min(rates):.2f}-{max(rates):.2f}) |"
             )
-    (OUT / "synthesis.md").write_text("\n".join(lines) + "\n")
+    (OUT / f"{args.out}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

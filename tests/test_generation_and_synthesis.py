@@ -1,6 +1,8 @@
 import json
+import math
 import random
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -8,6 +10,7 @@ from translora import training
 from translora.config import AdapterSpec, SynthesisSpec
 from translora.generation import hf
 from translora.generation.base import GenerationRequest, Generator, cut_at_stop
+from translora.generation.drawn import Drawn
 from translora.generation.hf import HFGenerator
 from translora.synthesis import Synthesizer, build_prompt, parse_continuation
 
@@ -289,3 +292,50 @@ def test_lm_eval_decodes_a_prompt_tuning_adapter_as_a_full_forward_pass(tiny_mod
         with torch.no_grad():
             full = training.tail_logits(lm.model, ids, torch.ones_like(ids), steps)[0]
         torch.testing.assert_close(torch.stack([step[row] for step in seen]), full, rtol=1e-4, atol=1e-4)
+
+
+def test_drawn_sequences_take_their_probability_out_of_each_prefix():
+    drawn = Drawn()
+    drawn.add([1, 2, 9], [0.5, 0.4, 1.0])
+    assert drawn.root.mass == pytest.approx(0.2)  # 0.5 * 0.4 * 1
+    assert Drawn.penalties(drawn.root) == pytest.approx({1: math.log(1 - 0.4)})
+    node = Drawn.step(drawn.root, 1)
+    assert Drawn.penalties(node) == {2: math.log(1e-9)}  # all of it drawn: ruled out
+    drawn.add([1, 3, 9], [0.5, 0.3, 1.0])
+    assert Drawn.penalties(drawn.root)[1] == pytest.approx(math.log(1 - 0.7))
+    assert Drawn.step(drawn.root, 4) is None and Drawn.penalties(None) == {}
+    again = Drawn(json.loads(json.dumps(drawn.sequences)))  # as a journal keeps it
+    assert again.sequences == drawn.sequences and again.root.mass == drawn.root.mass
+
+
+def test_a_prompt_is_completed_without_the_sequences_drawn_from_it_before(tiny_models, monkeypatch):
+    """With GenerationRequest.drawn, no completion of a prompt repeats an earlier one (as token sequences); the same
+    draws with the removal switched off repeat themselves."""
+    import dataclasses
+
+    gen = _hf(tiny_models["gemma3"])
+    prompts = ["1. True and False is\n2."] * 24
+    request = GenerationRequest(max_new_tokens=2, temperature=0.1, seed=1, batch_size=1)
+    with monkeypatch.context() as patch:
+        patch.setattr(Drawn, "penalties", staticmethod(lambda node: {}))  # record only
+        recorded = Drawn()
+        gen.generate(prompts, dataclasses.replace(request, drawn={prompts[0]: recorded}))
+    assert len({tuple(t) for t, _ in recorded.sequences}) < 24, "the fixture needs a distribution that repeats"
+    drawn = Drawn()
+    gen.generate(prompts, dataclasses.replace(request, drawn={prompts[0]: drawn}))
+    assert len(drawn.sequences) == 24 and len({tuple(t) for t, _ in drawn.sequences}) == 24
+    assert all(0 < p <= 1 for _, probs in drawn.sequences for p in probs)
+    assert drawn.sequences[0] == recorded.sequences[0]  # the first draw has nothing to leave out
+    other = gen.generate(["Q: True is"], dataclasses.replace(request, drawn={prompts[0]: drawn}))
+    assert len(other) == 1 and len(drawn.sequences) == 24  # another prompt's completions are not recorded
+
+
+def test_without_replacement_the_synthesizer_cycles_through_fixed_prompts():
+    gen = Scripted([f" item {i}" for i in range(12)])
+    synth = Synthesizer(gen, ["a", "b", "c", "d"], SynthesisSpec(batch_size=6, completions_per_prompt=2))
+    synth.draw(6), synth.draw(6)
+    fixed = list(dict.fromkeys(gen.prompts))
+    assert len(fixed) == 3 and gen.prompts == [p for p in fixed for _ in range(2)] * 2
+    assert set(synth.request().drawn or {}) == set(fixed)
+    replaced = Synthesizer(Scripted([]), ["a", "b"], SynthesisSpec(without_replacement=False))
+    assert replaced.request().drawn is None

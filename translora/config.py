@@ -108,6 +108,11 @@ class TrainSpec(Section):
             "default); None: the model's dtype"
         ),
     )
+
+    def base(self, model: ModelSpec) -> ModelSpec:
+        """`model` as training loads it (in base_dtype where set)."""
+        return model.model_copy(update={"dtype": self.base_dtype}) if self.base_dtype else model
+
     aux_confidence: float = Field(
         0.0,
         ge=0,
@@ -132,6 +137,13 @@ class SynthesisSpec(Section):
     temperature: float = Field(1.0, ge=0, description="sampling temperature")
     top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling (1.0 skips the vocabulary sort)")
     batch_size: int = Field(16, ge=1, description="prompts per generation batch")
+    without_replacement: bool = Field(
+        True,
+        description=(
+            "hf backend: each item is drawn from the model's distribution without the items drawn before (the same "
+            "distinct items as drawing and dropping repeats, in fewer draws); vLLM draws with replacement"
+        ),
+    )
     completions_per_prompt: int = Field(
         1,
         ge=1,

@@ -12,6 +12,7 @@ from typing import Callable
 
 from translora.config import SynthesisSpec
 from translora.generation.base import GenerationRequest, Generator
+from translora.generation.drawn import Drawn
 
 _NEXT_ITEM = re.compile(r"\n\s*\d+\s*[.)]")
 # A new item may be this much longer than the longest seed (plus a few tokens) before generation stops: run-on
@@ -50,6 +51,14 @@ class Synthesizer:
         self._rng = random.Random(self.seed)
         self._seen = {normalize(s) for s in self.seeds}
         self._calls = 0
+        # synthesis.without_replacement: a fixed set of prompts (one batch's worth), each with the token sequences
+        # drawn from it so far, which its next completions are drawn without. The removal is exact for one prompt
+        # only: a sequence's probability differs from one seed order to the next.
+        self._drawn: dict[str, Drawn] = {}
+        if self.spec.without_replacement:
+            n = max(1, self.spec.batch_size // self.spec.completions_per_prompt)
+            self._drawn = {build_prompt(self.seeds, self._rng): Drawn() for _ in range(n)}
+        self._prompts_used = 0
         self.generated = 0  # completions asked for so far
         self.tokens = 0  # tokens in those completions (when count_tokens is given)
 
@@ -62,6 +71,8 @@ class Synthesizer:
             "calls": self._calls,
             "generated": self.generated,
             "tokens": self.tokens,
+            "drawn": [d.sequences for d in self._drawn.values()],
+            "prompts_used": self._prompts_used,
         }
 
     def restore(self, state: dict) -> None:
@@ -69,6 +80,8 @@ class Synthesizer:
         self._rng.setstate((version, tuple(internal), gauss))
         self._seen, self._calls = set(state["seen"]), state["calls"]
         self.generated, self.tokens = state["generated"], state["tokens"]
+        self._drawn = {p: Drawn(sequences) for p, sequences in zip(self._drawn, state["drawn"])}
+        self._prompts_used = state["prompts_used"]
 
     def max_new_tokens(self) -> int:
         """synthesis.max_new_tokens, or less where the seeds show that an item is shorter."""
@@ -76,6 +89,14 @@ class Synthesizer:
             return self.spec.max_new_tokens
         longest = max(self.count_tokens(s) for s in self.seeds)
         return min(self.spec.max_new_tokens, int(ITEM_LENGTH_SLACK * longest) + 4)
+
+    def _next_prompt(self) -> str:
+        """A prompt: the seeds in a fresh random order, or the next of the fixed prompts (without_replacement)."""
+        if not self._drawn:
+            return build_prompt(self.seeds, self._rng)
+        fixed = list(self._drawn)
+        self._prompts_used += 1
+        return fixed[(self._prompts_used - 1) % len(fixed)]
 
     def request(self) -> GenerationRequest:
         n = len(self.seeds) + 1
@@ -89,13 +110,14 @@ class Synthesizer:
             stop=("\n",) if one_line else (f"\n{n + 1}.",),
             seed=self.seed + self._calls,
             batch_size=self.spec.batch_size,
+            drawn=self._drawn or None,
         )
 
     def draw(self, count: int) -> list[str]:
         """Ask for `count` completions, synthesis.completions_per_prompt from each prompt; return the new distinct
         items among them (possibly fewer)."""
         per = self.spec.completions_per_prompt
-        prompts = [p for _ in range(-(-count // per)) for p in [build_prompt(self.seeds, self._rng)] * per][:count]
+        prompts = [p for _ in range(-(-count // per)) for p in [self._next_prompt()] * per][:count]
         completions = self.generator.generate(prompts, self.request())
         self._calls += 1
         self.generated += count

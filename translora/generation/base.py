@@ -5,6 +5,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from translora.generation.drawn import Drawn
+
 
 @dataclass(frozen=True)
 class GenerationRequest:
@@ -14,6 +16,9 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()  # the completion is cut before the first of these
     seed: int = 0
     batch_size: int = 16
+    # Sampling without replacement (hf backend; vLLM ignores it): a completion of a prompt found here comes from the
+    # model's distribution without the sequences already in its Drawn, and is added to it.
+    drawn: dict[str, Drawn] | None = None
 
 
 class Generator(ABC):

@@ -11,6 +11,7 @@ from transformers import DynamicCache, TopPLogitsWarper
 
 from translora.errors import GenerationBackendError
 from translora.generation.base import GenerationRequest, Generator, cut_at_stop
+from translora.generation.drawn import Drawn
 from translora.training import virtual_tokens_in_front
 
 
@@ -72,7 +73,8 @@ class HFGenerator(Generator):
         else:
             model, attention = self.model, enc["attention_mask"]
             cache, logits = self._prefill(model, {"input_ids": enc["input_ids"]}, attention)
-        tokens = self._decode(model, cache, logits, attention, request)
+        drawn: list[Drawn | None] = [(request.drawn or {}).get(p) for p in prompts]
+        tokens = self._decode(model, cache, logits, attention, request, drawn)
         return [cut_at_stop(tok.decode(t, skip_special_tokens=True), request.stop) for t in tokens]
 
     def _prefill(self, model, inputs: dict, attention: torch.Tensor) -> tuple[DynamicCache, torch.Tensor]:
@@ -101,7 +103,13 @@ class HFGenerator(Generator):
         return cache, logits[rows], enc["attention_mask"][rows]
 
     def _decode(
-        self, model, cache: DynamicCache, logits: torch.Tensor, attention: torch.Tensor, request: GenerationRequest
+        self,
+        model,
+        cache: DynamicCache,
+        logits: torch.Tensor,
+        attention: torch.Tensor,
+        request: GenerationRequest,
+        drawn: list[Drawn | None],
     ) -> list[list[int]]:
         """Each row's new tokens, decoded one step at a time from the prefilled cache. A row leaves the batch as soon
         as it ends (an end-of-text token or a stop string): transformers' generate computes every row until the
@@ -109,18 +117,31 @@ class HFGenerator(Generator):
         sampler = InverseCDFSampler(request.temperature, request.top_p) if request.temperature > 0 else None
         ends = self._end_tokens()
         new: list[list[int]] = [[] for _ in range(logits.shape[0])]
+        nodes = [d.root if d else None for d in drawn]  # each row's place in its prompt's trie of drawn sequences
+        probs: list[list[float]] = [[] for _ in new]  # each new token's probability, for `drawn`
+        removing = any(d is not None for d in drawn)
         active = list(range(logits.shape[0]))  # the rows still decoding, in the batch's current order
         position = attention.sum(-1, keepdim=True)  # the next token's position, counted from each row's first
         for step in range(request.max_new_tokens):
-            scores = sampler(None, logits.float()) if sampler else logits
+            logits = logits.float()
+            if removing:
+                original = torch.log_softmax(logits / max(request.temperature, 1e-6), -1)
+                logits = without_drawn(logits, [nodes[row] for row in active], request.temperature)
+            scores = sampler(None, logits) if sampler else logits
             chosen = scores.argmax(-1)
             going = []
             for i, (row, token) in enumerate(zip(active, chosen.tolist())):
                 new[row].append(token)
                 text = self.tokenizer.decode(new[row], skip_special_tokens=True) if request.stop else ""
-                if token not in ends and not any(s in text for s in request.stop):
+                ended = token in ends or any(s in text for s in request.stop) or step == request.max_new_tokens - 1
+                if (row_drawn := drawn[row]) is not None:
+                    probs[row].append(float(original[i, token].exp()))
+                    nodes[row] = Drawn.step(nodes[row], token)
+                    if ended:  # what later rows and draws of this prompt must not repeat
+                        row_drawn.add(new[row], probs[row])
+                if not ended:
                     going.append(i)
-            if not going or step == request.max_new_tokens - 1:
+            if not going:
                 break
             if len(going) < len(active):
                 keep = torch.tensor(going, device=logits.device)
@@ -144,6 +165,21 @@ class HFGenerator(Generator):
 
     def close(self) -> None:
         self.model = None
+
+
+def without_drawn(logits: torch.Tensor, nodes: list, temperature: float) -> torch.Tensor:
+    """`logits` ([rows, vocab], one row per trie node) with the sequences already drawn taken out of each row's
+    next-token distribution: temperature * log(1 - M) added where a token leads into the trie (Drawn.penalties), so
+    that after the sampler divides by the temperature each such token's probability is scaled by 1 - M."""
+    where = [(i, token, penalty) for i, node in enumerate(nodes) for token, penalty in Drawn.penalties(node).items()]
+    if not where:
+        return logits
+    rows, tokens, penalties = zip(*where)
+    out = logits.clone()
+    out[list(rows), list(tokens)] += max(temperature, 1e-6) * torch.tensor(
+        penalties, dtype=out.dtype, device=out.device
+    )
+    return out
 
 
 class InverseCDFSampler:

@@ -48,7 +48,7 @@ def train_new_adapter(
     weights: list[float] | None = None,
     answers: list[dict | None] | None = None,
 ):
-    model, tok = models.load_model(base.model_copy(update={"dtype": spec.base_dtype}) if spec.base_dtype else base)
+    model, tok = models.load_model(spec.base(base))
     peft_model = training.new_adapter(model, adapter, spec.seed)
     result = training.train(
         peft_model,
