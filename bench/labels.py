@@ -16,6 +16,8 @@ filter.n_keep=n keeps, since synthesis runs in order; empty for all), epochs ove
 other half, and each label becomes (1 - W) x the teacher's distribution + W x the held-out student's.
 `+avg=K` distills K students (other seeds) and averages them into one LoRA adapter (the exact mean of their weight
 deltas, rank K x r). `+steps=N` trains N optimizer steps whatever the number of inputs (bench/scaling.py).
+`+dtype=D` holds the target's frozen weights in D (float32 or bfloat16) while distilling (distill_train.base_dtype;
+without it, the run's config says).
 `+ratio` weights each input by the discriminator's odds that it is real (exp of its margin, clipped to [1/4, 4],
 scaled to at most 1): an importance weight that moves the synthetic inputs toward the real ones' distribution.
 Writes bench/results/labels.json and labels.md.
@@ -88,12 +90,13 @@ class Extras(NamedTuple):
     cross: float = 0.0  # cross-fitted students' share of each label (self-training)
     average: int = 1  # students averaged into the transferred adapter
     steps: int | None = None  # optimizer steps, whatever the number of inputs (distill_train.max_steps)
+    base_dtype: str | None = None  # the frozen target's precision while distilling (distill_train.base_dtype)
 
 
 def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, Extras]:
-    """`targets[@temperature]:min_confidence[:n_keep[:epochs]][+ratio][+aux=C][+cross=W][+avg=K][+steps=N]` -> (label
-    settings, n_keep, epochs, extras), checked by the config's own rules, so a bad variant stops the bench before
-    the teacher runs."""
+    """`targets[@temperature]:min_confidence[:n_keep[:epochs]][+ratio][+aux=C][+cross=W][+avg=K][+steps=N][+dtype=D]`
+    -> (label settings, n_keep, epochs, extras), checked by the config's own rules, so a bad variant stops the bench
+    before the teacher runs."""
     try:
         body, *suffixes = variant.split("+")
         extras = Extras()
@@ -109,8 +112,12 @@ def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, Ex
                 extras = extras._replace(average=int(value))
             elif name == "steps" and int(value) >= 1:
                 extras = extras._replace(steps=int(value))
+            elif name == "dtype" and value in ("float32", "bfloat16"):
+                extras = extras._replace(base_dtype=value)
             else:
-                raise ValueError(f"bad suffix +{extra} (+ratio, +aux=C, +cross=W with 0 < W <= 1, +avg=K, +steps=N)")
+                raise ValueError(
+                    f"bad suffix +{extra} (+ratio, +aux=C, +cross=W with 0 < W <= 1, +avg=K, +steps=N, +dtype=D)"
+                )
         kind, cut, *rest = body.split(":")
         targets, _, temperature = kind.partition("@")
         label = LabelSpec(targets=targets, min_confidence=float(cut), temperature=float(temperature or 1))
@@ -119,14 +126,14 @@ def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, Ex
     except (ValueError, ValidationError) as exc:
         raise SystemExit(
             f"bad variant {variant!r} (want targets[@temperature]:min_confidence[:n_keep[:epochs]]"
-            f"[+ratio][+aux=C][+cross=W][+avg=K][+steps=N], e.g. soft@0.5:0:128+aux=0.5): {exc}"
+            f"[+ratio][+aux=C][+cross=W][+avg=K][+steps=N][+dtype=D], e.g. soft@0.5:0:128+aux=0.5): {exc}"
         ) from None
     return label, n_keep, epochs, extras
 
 
 def student(cfg, spec, data: labelling.StudentData, seed: int, description: str):
     """A fresh adapter on the target, distilled on `data`; (peft model, tokenizer)."""
-    base, tok = models.load_model(cfg.target_model)
+    base, tok = models.load_model(spec.base(cfg.target_model))
     peft_model = training.new_adapter(base, cfg.target_adapter, seed)
     training.train(peft_model, tok, data.pairs, spec, description, weights=data.weights, answers=data.answers)
     return peft_model, tok
@@ -202,6 +209,7 @@ def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[d
             update={"aux_confidence": extras.aux}
             | ({"epochs": epochs} if epochs else {})
             | ({"max_steps": extras.steps} if extras.steps else {})
+            | ({"base_dtype": extras.base_dtype} if extras.base_dtype else {})
         )
         chosen = labelling.select(first, label.min_confidence, cfg.label.balance, cfg.seed)
         labelled = labelling.as_labelled(chosen, len(bundle.card.choices), label.targets)
