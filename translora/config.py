@@ -247,6 +247,9 @@ class EvalSpec(Section):
     """Evaluation on the held-out test split with lm-eval."""
 
     batch_size: int = Field(16, ge=1, description="lm-eval batch size")
+    dtype: Dtype | None = Field(
+        None, description="the precision lm-eval loads every evaluated model in; None: each model's own"
+    )
     limit: int | None = Field(None, ge=1, description="evaluate only the first N test examples (None: all)")
     oracle: bool = Field(
         True,

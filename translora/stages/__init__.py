@@ -134,7 +134,7 @@ ORACLE = Stage(
 EVALUATE = Stage(
     "evaluate",
     evaluate,
-    ("eval.batch_size", "eval.limit"),
+    ("eval.batch_size", "eval.dtype", "eval.limit"),
     slot="eval",
     inputs=("data", "adapter"),
     models=("model",),

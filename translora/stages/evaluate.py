@@ -41,7 +41,7 @@ def evaluate(ctx: StageContext) -> dict:
         ctx.work / "lm_eval_task",
         name,
         adapter,
-        model.dtype,
+        cfg.eval.dtype or model.dtype,
         cfg.eval.batch_size,
         cfg.eval.limit,
         model.trust_remote_code,
