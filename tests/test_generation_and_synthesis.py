@@ -189,9 +189,10 @@ def test_synthesizer_dedups_drops_seeds_and_respects_budget():
     assert Synthesizer(gen, ["two\nlines", "b"], SynthesisSpec()).request().stop == ("\n4.",)
 
 
-def test_a_restored_synthesizer_continues_exactly(tiny_models):
+@pytest.mark.parametrize("without_replacement", [False, True])
+def test_a_restored_synthesizer_continues_exactly(tiny_models, without_replacement):
     gen = _hf(tiny_models["llama"])
-    spec = SynthesisSpec(max_new_tokens=10, temperature=1.0, batch_size=4)
+    spec = SynthesisSpec(max_new_tokens=10, temperature=1.0, batch_size=4, without_replacement=without_replacement)
     seeds = ["True and False is", "not True is"]
     straight = Synthesizer(gen, seeds, spec, seed=3)
     expected = straight.draw(4) + straight.draw(4)
@@ -332,7 +333,8 @@ def test_a_prompt_is_completed_without_the_sequences_drawn_from_it_before(tiny_m
 
 def test_without_replacement_the_synthesizer_cycles_through_fixed_prompts():
     gen = Scripted([f" item {i}" for i in range(12)])
-    synth = Synthesizer(gen, ["a", "b", "c", "d"], SynthesisSpec(batch_size=6, completions_per_prompt=2))
+    spec = SynthesisSpec(batch_size=6, completions_per_prompt=2, without_replacement=True)
+    synth = Synthesizer(gen, ["a", "b", "c", "d"], spec)
     synth.draw(6), synth.draw(6)
     fixed = list(dict.fromkeys(gen.prompts))
     assert len(fixed) == 3 and gen.prompts == [p for p in fixed for _ in range(2)] * 2

@@ -149,7 +149,7 @@ def test_evaluation_and_its_saved_task_rerun_by_the_lm_eval_cli(finetuned, tmp_p
             "--model",
             "hf",
             "--model_args",
-            f"pretrained={cfg.source_model.id},peft={Bundle(bundle).source_adapter},dtype=float32",
+            f"pretrained={cfg.source_model.id},peft={Bundle(bundle).source_adapter},dtype={cfg.eval.dtype}",
             "--include_path",
             str(task_dir),
             "--tasks",
@@ -169,6 +169,28 @@ def test_evaluation_and_its_saved_task_rerun_by_the_lm_eval_cli(finetuned, tmp_p
     assert cli.returncode == 0, cli.stderr[-2000:]
     saved = json.loads(next((tmp_path / "lm_eval_out").rglob("results_*.json")).read_text())
     assert saved["results"][name]["acc,none"] == pytest.approx(result["accuracy"], abs=1e-9)
+
+
+def test_evaluation_loads_every_model_in_eval_dtype(finetuned, tmp_path, monkeypatch):
+    """eval.dtype (bfloat16 in the cpu profile) is the precision lm-eval's model is in; unset, the model's own."""
+    import torch
+
+    from translora.lm_eval_model import PromptAlignedHFLM
+
+    cfg, _, data, _ = finetuned
+    loaded = []
+    create = PromptAlignedHFLM._create_model
+
+    def recording(self, *args, **kwargs):
+        create(self, *args, **kwargs)
+        loaded.append(self._model.dtype)
+
+    monkeypatch.setattr(PromptAlignedHFLM, "_create_model", recording)
+    for dtype in ("bfloat16", None):
+        config = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"dtype": dtype, "limit": 4})})
+        store = Store(tmp_path / f"store-{dtype}")
+        run(stages.EVALUATE, config, store, inputs={"data": data, "adapter": None}, models={"model": cfg.target_model})
+    assert loaded == [torch.bfloat16, torch.float32]
 
 
 def test_the_bundles_manifest_records_no_config_in_the_clear(finetuned):

@@ -159,8 +159,8 @@ def evaluate(
     from translora.lm_eval_model import PromptAlignedHFLM
 
     model_args: dict = {"pretrained": model_path, "dtype": dtype, "trust_remote_code": trust_remote_code}
-    where = Path(model_path) if Path(model_path).is_dir() else model_path
-    model_args["tokenizer"] = tokenizer_at(where, revision, trust_remote_code)
+    if Path(model_path).is_dir():  # the tokenizer this thread already loaded (a hub model: lm-eval loads its own)
+        model_args["tokenizer"] = tokenizer_at(Path(model_path), revision, trust_remote_code)
     if revision:  # a pinned hub model is evaluated at the revision it was trained at
         model_args["revision"] = revision
     if adapter is not None:
