@@ -8,8 +8,8 @@ without the sequences drawn before (incremental sampling without replacement, Sh
 arXiv 2002.09067): the same distinct sequences as drawing with replacement and dropping repeats, in fewer draws.
 A target that keeps writing the same few synthetic items at a low temperature then writes new ones instead.
 
-The probabilities are those of the prompt a sequence was drawn under; prompts that differ (the synthesizer shuffles
-its seeds) share one trie, so there the removal is approximate.
+A sequence's probabilities are those of the prompt it was drawn under, so each prompt keeps its own trie (the
+synthesizer then cycles through a fixed set of prompts instead of a fresh seed order each time).
 """
 
 from __future__ import annotations
