@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import urllib.request
 from pathlib import Path
 
 from translora import bundle as bundles
@@ -13,6 +15,21 @@ from translora.config import AdapterSpec, ModelSpec
 from translora.data import TaskCard, boolean_expressions
 from translora.models import fingerprint
 from translora.stage import execute
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def answers(url: str) -> bool:
+    """Whether `url` answers a GET at all (any status)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def tiny_overrides(models: dict[str, Path]) -> list[str]:

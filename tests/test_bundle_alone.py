@@ -45,12 +45,14 @@ def _cli(args: list[str], env: dict[str, str]) -> str:
     return out.stdout
 
 
-def _env(tmp: Path, name: str) -> dict[str, str]:
+def _env(tmp: Path, name: str, prefect_api: str) -> dict[str, str]:
+    """A machine of its own, on the test run's Prefect server (a temporary one per run cost 20 s more)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     return base | {
         "TRANSLORA_HOME": str(tmp / name / "home"),
         "TRANSLORA_STORE": str(tmp / name / "store"),
         "PREFECT_HOME": str(tmp / name / "prefect"),
+        "PREFECT_API_URL": prefect_api,
     }
 
 
@@ -58,13 +60,13 @@ def _under(path: str, roots: list[Path]) -> bool:
     return any(path == str(r) or path.startswith(str(r) + os.sep) for r in roots)
 
 
-def test_a_bundle_alone_carries_the_transfer(tiny_models, tmp_path):
+def test_a_bundle_alone_carries_the_transfer(tiny_models, prefect_api, tmp_path):
     data = tmp_path / "customer-data"
     data.mkdir()
     rows = boolean_expressions.generate(40, seed=3)
     (data / "task.jsonl").write_text("".join(json.dumps(e.model_dump()) + "\n" for e in rows))
     sets = [a for o in tiny_overrides(tiny_models) + [f"task.name=jsonl:{data / 'task.jsonl'}"] for a in ("--set", o)]
-    stage_one = _env(tmp_path, "stage1")
+    stage_one = _env(tmp_path, "stage1", prefect_api)
     _cli(["finetune", "--run-dir", str(tmp_path / "run1"), *sets], stage_one)
 
     bundle = tmp_path / "platform" / "bundle"
@@ -88,7 +90,7 @@ def test_a_bundle_alone_carries_the_transfer(tiny_models, tmp_path):
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(AUDIT)
     log = tmp_path / "opened.txt"
-    stage_two = _env(tmp_path, "stage2") | {
+    stage_two = _env(tmp_path, "stage2", prefect_api) | {
         "TRANSLORA_AUDIT_LOG": str(log),
         "PYTHONPATH": os.pathsep.join([str(hook), str(ROOT)]),
     }

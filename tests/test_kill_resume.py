@@ -1,7 +1,8 @@
 """kill -9 at any moment loses nothing: a real `translora run` (tiny models, through the CLI and Prefect) is
 SIGKILLed inside four stages after each has made progress, rerun after each kill, and must end with exactly the
 adapter and results of an uninterrupted run with the same seed. Finished stages are reused, the killed stage
-resumes its saved work, no process outlives the kill, and no partial output is visible.
+resumes its saved work, no process outlives the kill, and no partial output is visible. These runs use a Prefect
+server of their own (PREFECT_API_URL, as a platform's would), the signal tests the CLI's temporary one.
 
 SIGINT and SIGTERM, sent to the CLI alone, to its process group (Ctrl-C in a terminal, `kill -- -PGID`) or to every
 process of the command (systemd's stop), end a run within 30 s with status 128 + signal (130, 143), one line saying
@@ -55,15 +56,16 @@ def _cli(tiny_models, run_dir: Path, env: dict) -> subprocess.Popen:
     )
 
 
-def _env(tmp: Path) -> dict:
+def _env(tmp: Path, prefect_home: Path, api: str | None = None) -> dict:
+    """The runs' environment; with `api`, they use that Prefect server instead of each starting a temporary one."""
     env = os.environ | {
         "TRANSLORA_HOME": str(tmp / "home"),
         "TOKENIZERS_PARALLELISM": "false",
-        "PREFECT_HOME": str(tmp / "prefect"),
+        "PREFECT_HOME": str(prefect_home),
         "TRANSLORA_STORE": str(tmp / "store"),
     }
     env.pop("PREFECT_API_URL", None)
-    return env
+    return env | ({"PREFECT_API_URL": api} if api else {})
 
 
 def _slots(run_dir: Path) -> set[str]:
@@ -152,10 +154,17 @@ def _interrupt_when(proc: subprocess.Popen, ready, what: str, sig: signal.Signal
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_models, tmp_path_factory) -> Path:
+def prefect_home(tmp_path_factory) -> Path:
+    """One Prefect home for this module's runs, one after another: its database is set up once (a first temporary
+    server there took 20 s to start, a later one 9 s)."""
+    return tmp_path_factory.mktemp("prefect")
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_models, prefect_home, prefect_api, tmp_path_factory) -> Path:
     """The run directory of an uninterrupted run: what every killed or interrupted run must end with."""
     tmp = tmp_path_factory.mktemp("reference")
-    run = _cli(tiny_models, tmp / "run", _env(tmp))
+    run = _cli(tiny_models, tmp / "run", _env(tmp, prefect_home, prefect_api))
     assert run.wait(600) == 0, run.stdout.read()[-3000:]
     return tmp / "run"
 
@@ -204,8 +213,10 @@ def _rerun_resumes_and_ends_as(reference: Path, tiny_models, run: Path, env: dic
         assert (weights[name] - ref_weights[name]).abs().max() <= 1e-6, name
 
 
-def test_sigkill_in_four_stages_loses_nothing(tiny_models, reference, tmp_path):
-    env = _env(tmp_path)
+def test_sigkill_in_four_stages_loses_nothing(tiny_models, reference, prefect_home, prefect_api, tmp_path):
+    """Against a running Prefect server (PREFECT_API_URL set, as on a platform): the signal tests below cover the
+    CLI's temporary server."""
+    env = _env(tmp_path, prefect_home, prefect_api)
     run = tmp_path / "run"
     for what, ready in _stage_progress(run, Path(env["TRANSLORA_STORE"])).items():
         _kill_when(_cli(tiny_models, run, env), ready, what)
@@ -214,8 +225,8 @@ def test_sigkill_in_four_stages_loses_nothing(tiny_models, reference, tmp_path):
     _rerun_resumes_and_ends_as(reference, tiny_models, run, env)
 
 
-def test_sigint_and_sigterm_end_the_run_promptly_and_lose_nothing(tiny_models, reference, tmp_path):
-    env = _env(tmp_path)
+def test_sigint_and_sigterm_end_the_run_promptly_and_lose_nothing(tiny_models, reference, prefect_home, tmp_path):
+    env = _env(tmp_path, prefect_home)
     run = tmp_path / "run"
     progress = _stage_progress(run, Path(env["TRANSLORA_STORE"]))
     interrupts = [  # stage, signal, to whom

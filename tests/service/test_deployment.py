@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -40,7 +39,7 @@ from websockets.sync.client import connect
 
 from flows.finetune import finetune
 from flows.upgrade import SUMMARY_KEY
-from tests.helpers import tiny_overrides
+from tests.helpers import answers, free_port, tiny_overrides
 from translora.artifacts import read_jsonl, write_jsonl
 from translora.config import load_config
 from translora.fleet import child_id
@@ -64,12 +63,6 @@ class Service:
     leftovers: list[str]  # processes of the service still alive after it was stopped (filled at teardown)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait(what: str, check, timeout: float, log: Path, every: float = 1.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -77,14 +70,6 @@ def _wait(what: str, check, timeout: float, log: Path, every: float = 1.0):
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; service log:\n{log.read_text()[-4000:]}")
-
-
-def _healthy(api: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api}/health", timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 def _upgrade_runs() -> list[FlowRun]:
@@ -106,7 +91,7 @@ def _group_members(pgid: int) -> list[str]:
 @pytest.fixture(scope="module")
 def service(tiny_models, tmp_path_factory) -> Iterator[Service]:
     root = tmp_path_factory.mktemp("service")
-    port = _free_port()
+    port = free_port()
     api, registry_url = f"http://127.0.0.1:{port}/api", f"sqlite:///{root / 'registry.db'}"
     overrides = tiny_overrides(tiny_models)
     # What a platform would put in its deployment: its config and where the runs go (merged over prefect.yaml's).
@@ -143,7 +128,7 @@ def service(tiny_models, tmp_path_factory) -> Iterator[Service]:
     try:
         with pytest.MonkeyPatch.context() as mp, temporary_settings({PREFECT_API_URL: api}):
             mp.setenv("TRANSLORA_STORE", str(root / "store"))  # the worker's flows read the same store
-            _wait("the Prefect server", lambda: _healthy(api), 180, log)
+            _wait("the Prefect server", lambda: answers(f"{api}/health"), 180, log)
             # Two customers' bundles, made while the script deploys and starts its worker.
             bundles = {
                 name: Path(

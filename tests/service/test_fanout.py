@@ -15,11 +15,9 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,7 +31,7 @@ from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.upgrade import SUMMARY_KEY
-from tests.helpers import finetune_stages, tiny_overrides
+from tests.helpers import answers, finetune_stages, free_port, tiny_overrides
 from translora import stages
 from translora.config import load_config
 from translora.fleet import child_id
@@ -58,20 +56,6 @@ class Fleet:
     bundle_runs: list[FlowRun] = field(default_factory=list)  # the upgrade-bundle deployment's runs
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2):
-            return True
-    except OSError:
-        return False
-
-
 def _wait(what: str, check, timeout: float, logs: list[Path]):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -94,26 +78,31 @@ def _prefect(env: dict[str, str], *args: str) -> None:
     assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
 
 
-def _stop(proc: subprocess.Popen, first: signal.Signals) -> None:
-    """A process worker stops on SIGINT (twice: prefect 3.9's may ignore the first); the rest on SIGTERM."""
-    for sig in (first, first):
-        if proc.poll() is None:
+def _stop(procs: list[tuple[subprocess.Popen, signal.Signals]]) -> None:
+    """Stops these processes together: a process worker stops on SIGINT (twice: prefect 3.9's may ignore the
+    first), the rest on SIGTERM; then SIGKILL to each group for whatever it left behind."""
+    for wait in (5, 20):  # one at a time, a worker that ignored its first SIGINT cost 20 s each
+        alive = [(proc, sig) for proc, sig in procs if proc.poll() is None]
+        for proc, sig in alive:
             proc.send_signal(sig)
+        deadline = time.monotonic() + wait
+        for proc, _ in alive:
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                continue
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # whatever the group left behind
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=10)
+                pass
+    for proc, _ in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
 def fleet(tiny_models, tmp_path_factory) -> Iterator[Fleet]:
     root = tmp_path_factory.mktemp("fleet")
-    s3_port, api_port = _free_port(), _free_port()
+    s3_port, api_port = free_port(), free_port()
     s3, api = f"http://127.0.0.1:{s3_port}", f"http://127.0.0.1:{api_port}/api"
     registry_url, store_url = f"sqlite:///{root / 'registry.db'}", f"s3://{BUCKET}/{PREFIX}"
     # Every machine of the fleet: the API, the bucket (endpoint and keys in the standard AWS variables), the registry.
@@ -160,7 +149,7 @@ def fleet(tiny_models, tmp_path_factory) -> Iterator[Fleet]:
         with pytest.MonkeyPatch.context() as mp:
             for name, value in aws.items():
                 mp.setenv(name, value)
-            _wait("moto's S3 server", lambda: _answers(f"{s3}/moto-api/"), 60, logs)
+            _wait("moto's S3 server", lambda: answers(f"{s3}/moto-api/"), 60, logs)
             import boto3
 
             boto3.client("s3").create_bucket(Bucket=BUCKET)
@@ -177,7 +166,7 @@ def fleet(tiny_models, tmp_path_factory) -> Iterator[Fleet]:
                     registry.add(name, f"{name}-corp", bundle)
             shutil.rmtree(root / "maker-cache")
 
-        _wait("the Prefect server", lambda: _answers(f"{api}/health"), 180, logs)
+        _wait("the Prefect server", lambda: answers(f"{api}/health"), 180, logs)
         _prefect(fleet_env, "work-pool", "create", "translora-local", "--type", "process")
         _prefect(fleet_env, "gcl", "create", "translora-gpu", "--limit", "2")  # two GPU slots: both at once
         _prefect(
@@ -240,8 +229,9 @@ def fleet(tiny_models, tmp_path_factory) -> Iterator[Fleet]:
                 )
             yield state
     finally:
-        for proc, sig in reversed(procs.values()):  # workers first, then the server, then the bucket
-            _stop(proc, sig)
+        # the workers first, then the server, then the bucket
+        _stop([procs[name] for name in WORKERS if name in procs])
+        _stop([procs[name] for name in ("server", "moto") if name in procs])
 
 
 def _utc(moment: datetime) -> datetime:
