@@ -2,9 +2,10 @@
 seeds, one table. Runs already made with the same code and config come from the store at once, so this also
 collects the runs of `scripts/demo.sh --run-dir runs/demo-s<N> --set seed=<N>`.
 
-    .venv/bin/python bench/demo.py [--seeds 0 1 2] [--set section.field=value ...]
+    .venv/bin/python bench/demo.py [--seeds 0 1 2] [--set section.field=value ...] [--out NAME]
 
-Writes bench/results/demo.json (every run's results.json) and demo.md.
+Writes bench/results/NAME.json (every run's results.json, and the flow's wall seconds) and NAME.md; the run folders
+are runs/NAME-s<seed>. NAME defaults to demo: a trial with other settings gets its own name and folders.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 from pathlib import Path
 
 import flows  # noqa: E402, F401  # Prefect's environment defaults (flows/__init__.py), set before prefect loads
@@ -42,18 +44,20 @@ def markdown(runs: list[dict], command: str) -> str:
         "Accuracy on 400 held-out examples (lm-eval acc), 95% bootstrap intervals; differences are paired.\n",
         "| seed | source + adapter | target base | transferred | oracle | transferred - source | "
         "transferred - target base | claim | PGR | filter precision / recall | label accuracy (checked) | "
-        "labelled | tokens per kept valid input | wall seconds (sum of stages) |",
-        "|---" * 14 + "|",
+        "labelled | tokens per kept valid input | stage seconds (sum) | flow wall seconds |",
+        "|---" * 15 + "|",
     ]
     for r in runs:
         d1, d2, f, lab = r["transferred_minus_source"], r["transferred_minus_target"], r["filter"], r["labels"]
+        flow = f"{r['flow_seconds']:.0f}" if "flow_seconds" in r else "n/a"  # older tables did not record it
         lines.append(
             f"| {r['seed']} | {interval(r['rows']['source_adapter'])} | {interval(r['rows']['target_base'])} | "
             f"{interval(r['rows']['transferred'])} | {interval(r['rows']['oracle'])} | "
             f"{d1['mean']:+.3f} [{d1['low']:+.3f}, {d1['high']:+.3f}] | {d2['mean']:+.3f} [{d2['low']:+.3f}, "
             f"{d2['high']:+.3f}] | {'holds' if r['claim_holds_within_interval'] else 'fails'} | {pgr(r)} | "
             f"{f['precision']:.2f} / {f['recall']:.2f} | {lab['accuracy']:.2f} ({lab['n_checked']}) | "
-            f"{lab['labelled']} | {f['tokens_per_kept_valid']:.0f} | {sum(r['stage_seconds'].values()):.0f} |"
+            f"{lab['labelled']} | {f['tokens_per_kept_valid']:.0f} | {sum(r['stage_seconds'].values()):.0f} | "
+            f"{flow} |"
         )
     pooled = runs[0].get("pooled")
     if pooled:
@@ -108,19 +112,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="config overrides, as for the CLI")
+    ap.add_argument("--out", default="demo", help="name of the results files and the run folders' prefix")
     args = ap.parse_args()
     # the temporary Prefect server dies with this script, also when it is killed
     start_temporary_server()
     command = "python bench/demo.py " + " ".join(os.sys.argv[1:])
     runs = []
-    for seed in args.seeds:
-        results = trans_lora(load_config("cpu", overrides=[f"seed={seed}", *args.overrides]), f"runs/demo-s{seed}")
-        runs.append(results | {"seed": seed})
+    run_dirs = [Path(f"runs/{args.out}-s{seed}") for seed in args.seeds]
+    for seed, run_dir in zip(args.seeds, run_dirs):
+        started = time.monotonic()
+        results = trans_lora(load_config("cpu", overrides=[f"seed={seed}", *args.overrides]), str(run_dir))
+        runs.append(results | {"seed": seed, "flow_seconds": round(time.monotonic() - started, 1)})
     if runs:
-        runs[0]["pooled"] = pooled_summary(runs, [Path(f"runs/demo-s{seed}") for seed in args.seeds])
-    write_json(OUT / "demo.json", {"command": command, "code_version": code_version(), "runs": runs})
-    (OUT / "demo.md").write_text(markdown(runs, command))
-    print((OUT / "demo.md").read_text())
+        runs[0]["pooled"] = pooled_summary(runs, run_dirs)
+    write_json(OUT / f"{args.out}.json", {"command": command, "code_version": code_version(), "runs": runs})
+    (OUT / f"{args.out}.md").write_text(markdown(runs, command))
+    print((OUT / f"{args.out}.md").read_text())
 
 
 if __name__ == "__main__":
