@@ -63,7 +63,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT, help="folder for chain.json and chain.md")
     args = ap.parse_args()
     # the temporary Prefect server dies with this script, also when it is killed
-    start_temporary_server()
+    start_temporary_server()()  # started, then waited for
     hops = chain(args.seed, args.n_test, args.extra, args.hops, args.runs)
     command = "python bench/chain.py " + " ".join(sys.argv[1:])
     out = args.out

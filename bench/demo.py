@@ -115,7 +115,7 @@ def main() -> None:
     ap.add_argument("--out", default="demo", help="name of the results files and the run folders' prefix")
     args = ap.parse_args()
     # the temporary Prefect server dies with this script, also when it is killed
-    start_temporary_server()
+    start_temporary_server()()  # started, then waited for
     command = "python bench/demo.py " + " ".join(os.sys.argv[1:])
     runs = []
     run_dirs = [Path(f"runs/{args.out}-s{seed}") for seed in args.seeds]

@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--bundles", type=int, default=4)
     args = ap.parse_args()
     # the temporary Prefect server dies with this script, also when it is killed
-    start_temporary_server()
+    start_temporary_server()()  # started, then waited for
     root = Path(tempfile.mkdtemp(prefix="translora-bench-fleet-"))
     models = {arch: tiny.build(root / "models" / arch, arch) for arch in ("llama", "gemma3")}
     target = ModelSpec(id=str(models["gemma3"]))

@@ -245,7 +245,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT, help="folder for kinds.json and kinds.md")
     args = ap.parse_args()
     # the temporary Prefect server dies with this script, also when it is killed
-    start_temporary_server()
+    start_temporary_server()()  # started, then waited for
     command = "python bench/kinds.py " + " ".join(sys.argv[1:])
     description = (
         f"LoRA / DoRA: the profile's adapter section (r, alpha, dropout, target modules) and learning rates; prompt "

@@ -471,7 +471,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     # the temporary Prefect server dies with this script, also when it is killed
-    start_temporary_server()
+    start_temporary_server()()  # started, then waited for
     args.out.mkdir(parents=True, exist_ok=True)
     if args.screen:
         args.cases = args.cases or bigbench.task_names()

@@ -295,9 +295,12 @@ def _emit(args: argparse.Namespace, result) -> None:
         print(json.dumps(result, indent=1, default=str))
 
 
-def _pipeline_start(args: argparse.Namespace):
-    """The config and run directory of a pipeline command, every input checked before anything is written or
-    started; then the run directory's config.yaml and the Prefect server."""
+def _pipeline_start(args: argparse.Namespace, flow: str):
+    """The config, run directory and flow (`module:function` in flows/) of a pipeline command, every input
+    checked before anything is written or started; then the run directory's config.yaml and the Prefect server,
+    which starts while the flow's modules load."""
+    import importlib
+
     from translora.config import dump_config
 
     cfg = command_config(args)
@@ -306,8 +309,11 @@ def _pipeline_start(args: argparse.Namespace):
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_config(cfg))
     _say(args, f"run directory: {run_dir}")
-    start_temporary_server()
-    return cfg, run_dir
+    server_ready = start_temporary_server()
+    module, function = flow.split(":")
+    loaded = getattr(importlib.import_module(f"flows.{module}"), function)
+    server_ready()
+    return cfg, run_dir, loaded
 
 
 def _results_path(run_dir: Path, adapter: str | Path | None = None) -> Path | None:
@@ -322,9 +328,7 @@ def _results_path(run_dir: Path, adapter: str | Path | None = None) -> Path | No
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from flows.end_to_end import trans_lora
-
-    cfg, run_dir = _pipeline_start(args)
+    cfg, run_dir, trans_lora = _pipeline_start(args, "end_to_end:trans_lora")
     results = trans_lora(cfg, str(run_dir))
     path = _results_path(run_dir)
     _say(args, f"results: {path}")
@@ -333,9 +337,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    from flows.finetune import finetune
-
-    cfg, run_dir = _pipeline_start(args)
+    cfg, run_dir, finetune = _pipeline_start(args, "finetune:finetune")
     bundle = finetune(cfg, str(run_dir))
     _say(args, f"bundle: {bundle}")
     _emit(args, {"bundle": bundle})
@@ -343,9 +345,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _cmd_transfer(args: argparse.Namespace) -> int:
-    from flows.transfer import transfer
-
-    cfg, run_dir = _pipeline_start(args)
+    cfg, run_dir, transfer = _pipeline_start(args, "transfer:transfer")
     outputs = transfer(str(args.bundle.resolve()), cfg, str(run_dir))
     _say(args, f"transferred adapter: {outputs['adapter']}\nnew bundle (for the next upgrade): {outputs['bundle']}")
     _emit(args, outputs)
@@ -353,9 +353,7 @@ def _cmd_transfer(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from flows.evaluate import evaluate
-
-    cfg, run_dir = _pipeline_start(args)
+    cfg, run_dir, evaluate = _pipeline_start(args, "evaluate:evaluate")
     bundle = (args.bundle or run_dir / "bundle").resolve()
     results = evaluate(cfg, str(run_dir), str(args.adapter.resolve()), str(bundle))
     path = _results_path(run_dir, args.adapter.resolve())
@@ -367,9 +365,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_upgrade(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _upgrade_dry_run(args)
-    from flows.upgrade import upgrade
-
-    cfg, run_dir = _pipeline_start(args)
+    cfg, run_dir, upgrade = _pipeline_start(args, "upgrade:upgrade")
     state = upgrade(
         cfg.target_model.id,
         cfg,

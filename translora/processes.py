@@ -14,12 +14,10 @@ import ctypes
 import ctypes.util
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Self
 
 PR_SET_PDEATHSIG = 1
@@ -41,32 +39,6 @@ def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None]:
             os.kill(os.getpid(), sig)
 
     return preexec
-
-
-_patch_lock = threading.Lock()
-
-
-@contextmanager
-def children_die_with_parent(sig: int = signal.SIGKILL, new_session: bool = False) -> Iterator[None]:
-    """Within the block, every `subprocess.Popen` without its own `preexec_fn` gets `die_with_parent`: for
-    children that library code starts (Prefect's temporary API server). `new_session`: each also starts a session
-    (and process group) of its own, so that signals sent to this process's group (Ctrl-C) do not reach it."""
-    guard = die_with_parent(sig)
-    original = subprocess.Popen
-
-    class GuardedPopen(original):  # type: ignore[misc, valid-type]
-        def __init__(self, *args, **kwargs):
-            kwargs.setdefault("preexec_fn", guard)
-            if new_session:
-                kwargs.setdefault("start_new_session", True)
-            super().__init__(*args, **kwargs)
-
-    with _patch_lock:
-        subprocess.Popen = GuardedPopen  # type: ignore[misc]
-        try:
-            yield
-        finally:
-            subprocess.Popen = original  # type: ignore[misc]
 
 
 def _children() -> list[int]:
