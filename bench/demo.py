@@ -81,14 +81,19 @@ def markdown(runs: list[dict], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def scores(run_dir: Path, name: str) -> list[float]:
-    """Per-example scores of evaluation `name` in the run's latest transfer: a run folder that ran again with other
-    settings keeps its earlier transfers' folders too, so the latest recorded one is read (index.json)."""
+def samples(run_dir: Path, name: str) -> list[dict]:
+    """Per-example records (input, target, acc) of evaluation `name` in the run's latest transfer: a run folder
+    that ran again with other settings keeps its earlier transfers' folders too, so the latest recorded one is read
+    (index.json)."""
     slots = read_json(run_dir / "index.json")["slots"]
     transfers = [k for k in slots if k.endswith("/eval/transferred")]
     scope = max(transfers, key=lambda k: slots[k]["recorded_at"]).removesuffix("/eval/transferred")
-    samples = run_dir / scope / "eval" / name / "samples.jsonl"
-    return [float(json.loads(line)["acc"]) for line in samples.read_text().splitlines()]
+    path = run_dir / scope / "eval" / name / "samples.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def scores(run_dir: Path, name: str) -> list[float]:
+    return [float(r["acc"]) for r in samples(run_dir, name)]
 
 
 def pooled_summary(runs: list[dict], run_dirs: list[Path]) -> dict:
@@ -107,15 +112,16 @@ def pooled_summary(runs: list[dict], run_dirs: list[Path]) -> dict:
 
 
 def main() -> None:
-    from flows.end_to_end import trans_lora
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="config overrides, as for the CLI")
     ap.add_argument("--out", default="demo", help="name of the results files and the run folders' prefix")
     args = ap.parse_args()
-    # the temporary Prefect server dies with this script, also when it is killed
-    start_temporary_server()()  # started, then waited for
+    # the temporary Prefect server dies with this script, also when it is killed; it starts while the flow loads
+    server_ready = start_temporary_server()
+    from flows.end_to_end import trans_lora
+
+    server_ready()
     command = "python bench/demo.py " + " ".join(os.sys.argv[1:])
     runs = []
     run_dirs = [Path(f"runs/{args.out}-s{seed}") for seed in args.seeds]
