@@ -14,6 +14,18 @@ from tests import tiny  # noqa: E402
 from tests.helpers import answers, finetune_stages, free_port, tiny_overrides  # noqa: E402
 from translora.config import load_config  # noqa: E402
 
+# The long files (real CLI runs killed and resumed, vLLM servers, the Prefect service): first, so that with two
+# workers (scripts/test.sh) they run beside each other and the short tests fill in at the end, not after them.
+LONG_FIRST = ("slow", "vllm", "service")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(
+        key=lambda item: min(
+            (LONG_FIRST.index(m.name) for m in item.iter_markers() if m.name in LONG_FIRST), default=len(LONG_FIRST)
+        )
+    )
+
 
 @pytest.fixture(autouse=True)
 def own_store(tmp_path_factory, monkeypatch):
