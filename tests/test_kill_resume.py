@@ -124,8 +124,10 @@ def _interrupt_when(proc: subprocess.Popen, ready, what: str, sig: signal.Signal
     """Send `sig` once `ready()`: to the CLI alone ("cli"), to its process group ("group"), or to each of its
     processes ("every process", as systemd stops a service: the temporary Prefect server gets it too)."""
     _wait_for(proc, ready, what)
+    # A stage's saved work can be there before this run starts (an earlier run's): then wait for the CLI to have
+    # started its server too, so that the signal reaches a run in progress (and that server).
+    _wait_for(proc, lambda: len(_descendants(proc.pid)) > 1, "the temporary Prefect server, a child of the CLI", 120)
     tree = _descendants(proc.pid)
-    assert len(tree) > 1, "the temporary Prefect server is a child of the CLI"
     if to == "group":
         os.killpg(proc.pid, sig)
     elif to == "cli":
