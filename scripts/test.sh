@@ -26,7 +26,7 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 .venv/bin/mypy || exit 1
 # Two workers, whole test files each (module fixtures are set up once), the long files first in the order
 # tests/conftest.py gives them: much of the suite waits on servers and subprocesses, so a second worker fills that
-# time (19 min against 23.5 serially, measured). TRANSLORA_TEST_WORKERS=0 runs it in this process.
+# time (15-18 min against 23.5 in one process, measured). TRANSLORA_TEST_WORKERS=0 runs it in this process.
 .venv/bin/python -m pytest -n "${TRANSLORA_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then

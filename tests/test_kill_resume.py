@@ -128,6 +128,7 @@ def _interrupt_when(proc: subprocess.Popen, ready, what: str, sig: signal.Signal
     # started its server too, so that the signal reaches a run in progress (and that server).
     _wait_for(proc, lambda: len(_descendants(proc.pid)) > 1, "the temporary Prefect server, a child of the CLI", 120)
     tree = _descendants(proc.pid)
+    assert len(tree) > 1, "the temporary Prefect server is a child of the CLI"
     if to == "group":
         os.killpg(proc.pid, sig)
     elif to == "cli":
