@@ -18,6 +18,10 @@ other half, and each label becomes (1 - W) x the teacher's distribution + W x th
 deltas, rank K x r). `+steps=N` trains N optimizer steps whatever the number of inputs (bench/scaling.py).
 `+dtype=D` holds the target's frozen weights in D (float32 or bfloat16) while distilling (distill_train.base_dtype;
 without it, the run's config says).
+`+prior` makes the teacher's answer prior uniform over the inputs taught (one offset per answer choice).
+`+truth` is the label oracle (measurement only): each kept input the task's checker can answer gets its right answer
+as a certain label (the others keep the teacher's), so the student's score says what these inputs teach with
+perfect labels; against the teacher-labelled student it splits the gap to the oracle into labels and inputs.
 `+ratio` weights each input by the discriminator's odds that it is real (exp of its margin, clipped to [1/4, 4],
 scaled to at most 1): an importance weight that moves the synthetic inputs toward the real ones' distribution.
 Writes bench/results/labels.json and labels.md.
@@ -91,12 +95,14 @@ class Extras(NamedTuple):
     average: int = 1  # students averaged into the transferred adapter
     steps: int | None = None  # optimizer steps, whatever the number of inputs (distill_train.max_steps)
     base_dtype: str | None = None  # the frozen target's precision while distilling (distill_train.base_dtype)
+    prior: bool = False  # the teacher's answer prior made uniform over the inputs taught
+    truth: bool = False  # the label oracle: the checker's answers where it has one (measurement only)
 
 
 def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, Extras]:
-    """`targets[@temperature]:min_confidence[:n_keep[:epochs]][+ratio][+aux=C][+cross=W][+avg=K][+steps=N][+dtype=D]`
-    -> (label settings, n_keep, epochs, extras), checked by the config's own rules, so a bad variant stops the bench
-    before the teacher runs."""
+    """`targets[@temperature]:min_confidence[:n_keep[:epochs]][+ratio][+aux=C][+cross=W][+avg=K][+steps=N][+dtype=D]
+    [+prior][+truth]` -> (label settings, n_keep, epochs, extras), checked by the config's own rules, so a bad
+    variant stops the bench before the teacher runs."""
     try:
         body, *suffixes = variant.split("+")
         extras = Extras()
@@ -114,9 +120,14 @@ def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, Ex
                 extras = extras._replace(steps=int(value))
             elif name == "dtype" and value in ("float32", "bfloat16"):
                 extras = extras._replace(base_dtype=value)
+            elif name == "prior" and not value:
+                extras = extras._replace(prior=True)
+            elif name == "truth" and not value:
+                extras = extras._replace(truth=True)
             else:
                 raise ValueError(
-                    f"bad suffix +{extra} (+ratio, +aux=C, +cross=W with 0 < W <= 1, +avg=K, +steps=N, +dtype=D)"
+                    f"bad suffix +{extra} (+ratio, +aux=C, +cross=W with 0 < W <= 1, +avg=K, +steps=N, +dtype=D, "
+                    "+prior, +truth)"
                 )
         kind, cut, *rest = body.split(":")
         targets, _, temperature = kind.partition("@")
@@ -126,7 +137,8 @@ def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, Ex
     except (ValueError, ValidationError) as exc:
         raise SystemExit(
             f"bad variant {variant!r} (want targets[@temperature]:min_confidence[:n_keep[:epochs]]"
-            f"[+ratio][+aux=C][+cross=W][+avg=K][+steps=N][+dtype=D], e.g. soft@0.5:0:128+aux=0.5): {exc}"
+            f"[+ratio][+aux=C][+cross=W][+avg=K][+steps=N][+dtype=D][+prior][+truth], "
+            f"e.g. soft@0.5:0:128+aux=0.5): {exc}"
         ) from None
     return label, n_keep, epochs, extras
 
@@ -181,6 +193,39 @@ def averaged(peft_models: list, out: Path) -> None:
     nested.rmdir()
 
 
+def uniform_prior(labels: list[labelling.ChoiceLabel]) -> list[labelling.ChoiceLabel]:
+    """The labels with one offset added to each choice's score, the same for every input, such that averaged over
+    these inputs every choice gets probability 1 / n_choices (the fixed point of prior matching: each offset moves by
+    the log of the choice's target share over its current mean probability). A data-free correction of a labeller's
+    preference for one answer whatever the input; measured on the demo, not adopted (bench/README.md)."""
+    choices = list(labels[0].scores)
+    offsets = dict.fromkeys(choices, 0.0)
+
+    def shifted(x: labelling.ChoiceLabel) -> labelling.ChoiceLabel:
+        scores = {c: s + offsets[c] for c, s in x.scores.items()}
+        top = max(scores.values())
+        exp = {c: math.exp(s - top) for c, s in scores.items()}
+        probs = {c: e / sum(exp.values()) for c, e in exp.items()}
+        best = max(probs, key=probs.__getitem__)
+        return x.model_copy(update={"scores": scores, "probs": probs, "label": best, "confidence": probs[best]})
+
+    for _ in range(500):
+        mean = {c: sum(shifted(x).probs[c] for x in labels) / len(labels) for c in choices}
+        step = {c: math.log(1 / len(choices)) - math.log(max(mean[c], 1e-12)) for c in choices}
+        if max(step.values()) - min(step.values()) < 1e-7:
+            break
+        offsets = {c: offsets[c] + step[c] for c in choices}
+    return [shifted(x) for x in labels]
+
+
+def label_oracle(scored: labelling.ChoiceLabel, answer: str | None) -> labelling.ChoiceLabel:
+    """The teacher's label replaced by the checker's answer, certain (an invalid input keeps the teacher's)."""
+    if answer is None:
+        return scored
+    probs = {c: float(c == answer) for c in scored.probs}
+    return scored.model_copy(update={"label": answer, "confidence": 1.0, "probs": probs})
+
+
 def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[dict]:
     cfg = run_config(run, overrides)
     bundle = Bundle(slot_path(run, "write-bundle"))
@@ -205,6 +250,12 @@ def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[d
         label, n_keep, epochs, extras = parse_variant(variant)
         # The first n kept inputs are exactly what filter.n_keep=n would have kept: synthesis runs in order.
         first = scored[:n_keep] if n_keep else scored
+        if extras.prior:
+            first = uniform_prior(first)
+        if extras.truth:
+            if not check:
+                raise SystemExit(f"{run}: +truth needs a task with a checker")
+            first = [label_oracle(x, check.answer(x.input)) for x in first]
         spec = cfg.distill_train.model_copy(
             update={"aux_confidence": extras.aux}
             | ({"epochs": epochs} if epochs else {})

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from tests.helpers import filter_and_label
 from tests.helpers import run_stage as run
 from tests.helpers import transfer_stages as transfer
 from translora import report, stages
@@ -55,14 +56,7 @@ def test_each_ablation_runs_end_to_end(bundle, mode):
 
 def test_labels_are_answer_choices_with_the_teachers_probability(bundle):
     cfg, store, bundle_dir = bundle
-    filtered, _, _ = transfer(cfg, store, bundle_dir)
-    labelled = run(
-        stages.LABEL,
-        cfg,
-        store,
-        inputs={"bundle": bundle_dir, "filtered": filtered},
-        models={"teacher": Bundle(bundle_dir).teacher_model(), "target": cfg.target_model},
-    )
+    filtered, labelled = filter_and_label(cfg, store, bundle_dir)
     rows = [json.loads(r) for r in (labelled / "labelled.jsonl").read_text().splitlines()]
     assert rows and all(r["completion"] in ("True", "False") and 0.5 <= r["confidence"] <= 1 for r in rows)
 
@@ -73,13 +67,7 @@ def test_the_student_learns_weighted_or_soft_labels(bundle, targets):
     label = cfg.label.model_copy(update={"targets": targets, "min_confidence": 0.0})
     variant = cfg.model_copy(update={"label": label})
     filtered, adapter, _ = transfer(variant, store, bundle_dir)
-    labelled = run(
-        stages.LABEL,
-        variant,
-        store,
-        inputs={"bundle": bundle_dir, "filtered": filtered},
-        models={"teacher": Bundle(bundle_dir).teacher_model(), "target": cfg.target_model},
-    )
+    _, labelled = filter_and_label(variant, store, bundle_dir)
     rows = [json.loads(r) for r in (labelled / "labelled.jsonl").read_text().splitlines()]
     trained = json.loads((adapter / "manifest.json").read_text())["metrics"]["examples"]
     if targets == "weighted":  # one row per input, weighted by the probability above chance
@@ -95,14 +83,7 @@ def test_the_student_learns_weighted_or_soft_labels(bundle, targets):
 
 def test_diagnostics_measure_the_filter_and_the_labels_against_the_checker(bundle):
     cfg, store, bundle_dir = bundle
-    filtered, _, _ = transfer(cfg, store, bundle_dir)
-    labelled = run(
-        stages.LABEL,
-        cfg,
-        store,
-        inputs={"bundle": bundle_dir, "filtered": filtered},
-        models={"teacher": Bundle(bundle_dir).teacher_model(), "target": cfg.target_model},
-    )
+    filtered, labelled = filter_and_label(cfg, store, bundle_dir)
     measured = report._filter("boolean_expressions", filtered)
     candidates = [json.loads(r) for r in (filtered / "candidates.jsonl").read_text().splitlines()]
     checker = sources.checker_for("boolean_expressions")
