@@ -81,14 +81,18 @@ def markdown(runs: list[dict], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def samples(run_dir: Path, name: str) -> list[dict]:
-    """Per-example records (input, target, acc) of evaluation `name` in the run's latest transfer: a run folder
-    that ran again with other settings keeps its earlier transfers' folders too, so the latest recorded one is read
-    (index.json)."""
+def evaluation_folder(run_dir: Path, name: str) -> Path:
+    """Evaluation `name`'s folder in the run's latest transfer: a run folder that ran again with other settings
+    keeps its earlier transfers' folders too, so the latest recorded one is read (index.json)."""
     slots = read_json(run_dir / "index.json")["slots"]
     transfers = [k for k in slots if k.endswith("/eval/transferred")]
     scope = max(transfers, key=lambda k: slots[k]["recorded_at"]).removesuffix("/eval/transferred")
-    path = run_dir / scope / "eval" / name / "samples.jsonl"
+    return run_dir / scope / "eval" / name
+
+
+def samples(run_dir: Path, name: str) -> list[dict]:
+    """Per-example records (input, target, acc) of evaluation `name` in the run's latest transfer."""
+    path = evaluation_folder(run_dir, name) / "samples.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 

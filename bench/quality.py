@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from demo import scores  # noqa: E402  # bench/demo.py: an evaluation's per-example scores in a run folder
+from demo import evaluation_folder  # noqa: E402  # bench/demo.py: an evaluation's folder in a run folder
 
 import flows  # noqa: E402, F401  # Prefect's environment defaults (flows/__init__.py), set before prefect loads
 from flows.prefect_server import start_temporary_server  # noqa: E402
@@ -209,7 +209,7 @@ def run_one(case: str, seed: int, mode: str, n_test: int, extra: list[str]) -> d
         results = trans_lora(cfg, str(run_dir))
         results["accuracy"]["source_base"] = source_accuracy(cfg, run_dir)
         # each test example's score, for the BBH average's paired bootstrap (run folders are not committed)
-        results["per_example"] = {name: scores(run_dir, name) for name in results["rows"]}
+        results["per_example"] = {name: per_example(evaluation_folder(run_dir, name)) for name in results["rows"]}
     except Exception as exc:  # a refused or failed transfer is a result too (e.g. a teacher unsure of everything)
         return run | {"error": f"{type(exc).__name__}: {exc}"}
     return results | run | {"wall_seconds": round(time.time() - start, 1)}
