@@ -22,6 +22,9 @@ without it, the run's config says).
 `+truth` is the label oracle (measurement only): each kept input the task's checker can answer gets its right answer
 as a certain label (the others keep the teacher's), so the student's score says what these inputs teach with
 perfect labels; against the teacher-labelled student it splits the gap to the oracle into labels and inputs.
+On a free-form task (the teacher generates its labels) the run's own labels are read, not made again; only `hard`
+targets apply, and `+uncut` drops the labels that reached the label stage's token cap: an answer the teacher never
+finished (dyck_languages' teacher repeats a bracket to the cap) is not an answer.
 `+ratio` weights each input by the discriminator's odds that it is real (exp of its margin, clipped to [1/4, 4],
 scaled to at most 1): an importance weight that moves the synthetic inputs toward the real ones' distribution.
 Writes bench/results/labels.json and labels.md.
@@ -47,6 +50,7 @@ from translora.bundle import Bundle
 from translora.config import LabelSpec, load_config, validate_config
 from translora.data.records import Example
 from translora.data.sources import checker_for
+from translora.stages.common import token_counter
 
 OUT = Path(__file__).parent / "results"
 
@@ -97,6 +101,7 @@ class Extras(NamedTuple):
     base_dtype: str | None = None  # the frozen target's precision while distilling (distill_train.base_dtype)
     prior: bool = False  # the teacher's answer prior made uniform over the inputs taught
     truth: bool = False  # the label oracle: the checker's answers where it has one (measurement only)
+    uncut: bool = False  # free-form tasks: drop the generated labels that reached the token cap (never finished)
 
 
 def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, Extras]:
@@ -124,10 +129,12 @@ def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, Ex
                 extras = extras._replace(prior=True)
             elif name == "truth" and not value:
                 extras = extras._replace(truth=True)
+            elif name == "uncut" and not value:
+                extras = extras._replace(uncut=True)
             else:
                 raise ValueError(
                     f"bad suffix +{extra} (+ratio, +aux=C, +cross=W with 0 < W <= 1, +avg=K, +steps=N, +dtype=D, "
-                    "+prior, +truth)"
+                    "+prior, +truth, +uncut)"
                 )
         kind, cut, *rest = body.split(":")
         targets, _, temperature = kind.partition("@")
@@ -226,9 +233,61 @@ def label_oracle(scored: labelling.ChoiceLabel, answer: str | None) -> labelling
     return scored.model_copy(update={"label": answer, "confidence": 1.0, "probs": probs})
 
 
+def generated_variants(run: Path, cfg, bundle: Bundle, variants: list[str]) -> list[dict]:
+    """Students distilled on a free-form task's stored teacher labels (label.mode=generate), with or without the
+    labels that reached the token cap."""
+    card = bundle.card
+    labelled = [labelling.Labelled.model_validate(r) for r in read_jsonl(slot_path(run, "label") / "labelled.jsonl")]
+    cap = card.gen_tokens(cfg.label.max_new_tokens)
+    count = token_counter(cfg.source_model)
+    source = per_example(slot_path(run, slot_suffix="eval/source_adapter"))
+    rows = []
+    for variant in variants:
+        label, n_keep, epochs, extras = parse_variant(variant)
+        if label.targets != "hard" or n_keep or epochs or extras not in (Extras(), Extras(uncut=True)):
+            raise SystemExit(f"{variant}: a free-form task takes hard:0 or hard:0+uncut")
+        taught = [x for x in labelled if not (extras.uncut and count(x.completion) >= cap)]
+        data = labelling.student_data(taught, "hard", card)
+        start = time.time()
+        peft_model, _ = student(cfg, cfg.distill_train, data, cfg.distill_train.seed, f"distill {variant}")
+        with tempfile.TemporaryDirectory() as tmp:
+            training.save_adapter(peft_model, Path(tmp) / "adapter")
+            score = evaluate(cfg, card, slot_path(run, "prepare-data"), Path(tmp) / "adapter", Path(tmp))
+        transferred = [s[score["metric"]] for s in score["samples"]]
+        rows.append(
+            {
+                "run": str(run),
+                "filtered": slot_path(run, "synthesize-and-filter").name[:12],
+                "seed": cfg.seed,
+                "variant": variant,
+                "kept": len(labelled),
+                "taught": len(taught),
+                "training_rows": len(taught),
+                "mean_weight": 1.0,
+                "label_accuracy": diagnostics.LabelAccuracy(
+                    accuracy=None, n_checked=0, n_invalid_inputs=0
+                ).model_dump(),
+                "transferred": score["accuracy"],
+                "interval": diagnostics.bootstrap_interval(transferred).model_dump(),
+                "source_adapter": sum(source) / len(source),
+                "transferred_minus_source": diagnostics.paired_bootstrap_difference(transferred, source).model_dump(),
+                "seconds": round(time.time() - start, 1),
+            }
+        )
+        print({k: rows[-1][k] for k in ("seed", "variant", "taught", "transferred", "source_adapter")}, flush=True)
+    return rows
+
+
+def per_example(evaluation: Path) -> list[float]:
+    metric = read_json(evaluation / "result.json")["metric"]
+    return [float(r[metric]) for r in read_jsonl(evaluation / "samples.jsonl")]
+
+
 def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[dict]:
     cfg = run_config(run, overrides)
     bundle = Bundle(slot_path(run, "write-bundle"))
+    if not bundle.card.choices:
+        return generated_variants(run, cfg, bundle, variants)
     data_dir = slot_path(run, "prepare-data")
     filtered = slot_path(run, "synthesize-and-filter")
     inputs = [r["input"] for r in read_jsonl(filtered / "kept.jsonl")]
@@ -236,9 +295,7 @@ def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[d
         r["input"]: r["margin"] for r in read_jsonl(filtered / "candidates.jsonl") if r.get("margin") is not None
     }
     check = checker_for(cfg.task.name)  # None: the task cannot check its inputs, so no label accuracy
-    source = [r["acc"] for r in read_jsonl(slot_path(run, slot_suffix="eval/source_adapter") / "samples.jsonl")]
-    if not bundle.card.choices:
-        raise SystemExit(f"{run}: {cfg.task.name} is free-form; label.targets only applies to answer choices")
+    source = per_example(slot_path(run, slot_suffix="eval/source_adapter"))
     model, tok = models.load_model(cfg.source_model)
     teacher = training.attach_adapter(model, bundle.source_adapter)
     scored = labelling.label_choices(
