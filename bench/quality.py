@@ -376,20 +376,25 @@ def markdown(rows: list[dict], commands: list[str]) -> str:
         f"\nNot counted (failed, or the source adapter beats the source base by < 5 points): "
         f"{', '.join(skipped) or 'none'}.\n",
         *bbh_summary([r for r in ok if r["mode"] == "discriminator"]),
-        "\n## Each ablation against the discriminator filter (mean transferred accuracy over the (task, seed) "
-        "runs both made; counted tasks only)\n",
-        "| mode | mean | discriminator, same runs | runs | tasks |",
-        "|---|---|---|---|---|",
     ]
     accuracy = {(r["mode"], r["case"], r["seed"]): r["accuracy"]["transferred"] for r in ok}
+    ablations = []
     for mode in sorted({r["mode"] for r in ok} - {"discriminator"}):
         pairs = [(c, s) for m, c, s in accuracy if m == mode and ("discriminator", c, s) in accuracy]
         if pairs:
-            lines.append(
+            ablations.append(
                 f"| {mode} | {statistics.mean(accuracy[mode, c, s] for c, s in pairs):.3f} | "
                 f"{statistics.mean(accuracy['discriminator', c, s] for c, s in pairs):.3f} | {len(pairs)} | "
                 f"{', '.join(sorted({c for c, _ in pairs}))} |"
             )
+    if ablations:  # only where another filter mode ran at this code
+        lines += [
+            "\n## Each ablation against the discriminator filter (mean transferred accuracy over the (task, seed) "
+            "runs both made; counted tasks only)\n",
+            "| mode | mean | discriminator, same runs | runs | tasks |",
+            "|---|---|---|---|---|",
+            *ablations,
+        ]
     return "\n".join(lines) + "\n"
 
 
