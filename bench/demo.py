@@ -91,13 +91,23 @@ def evaluation_folder(run_dir: Path, name: str) -> Path:
 
 
 def samples(run_dir: Path, name: str) -> list[dict]:
-    """Per-example records (input, target, acc) of evaluation `name` in the run's latest transfer."""
-    path = evaluation_folder(run_dir, name) / "samples.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """Per-example records (input, target, metric) of evaluation `name` in the run's latest transfer."""
+    return samples_of(evaluation_folder(run_dir, name))
+
+
+def samples_of(evaluation: Path) -> list[dict]:
+    return [json.loads(line) for line in (evaluation / "samples.jsonl").read_text().splitlines()]
+
+
+def per_example(evaluation: Path) -> list[float]:
+    """An evaluation folder's score on each test example (its own metric), in the test split's order (for paired
+    differences)."""
+    metric = read_json(evaluation / "result.json")["metric"]
+    return [float(r[metric]) for r in samples_of(evaluation)]
 
 
 def scores(run_dir: Path, name: str) -> list[float]:
-    return [float(r["acc"]) for r in samples(run_dir, name)]
+    return per_example(evaluation_folder(run_dir, name))
 
 
 def pooled_summary(runs: list[dict], run_dirs: list[Path]) -> dict:

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import yaml
+from demo import per_example  # noqa: E402  # bench/demo.py: an evaluation folder's per-example scores
 from pydantic import ValidationError
 
 from translora import diagnostics, evaluation, labelling, models, training
@@ -106,7 +107,7 @@ class Extras(NamedTuple):
 
 def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, Extras]:
     """`targets[@temperature]:min_confidence[:n_keep[:epochs]][+ratio][+aux=C][+cross=W][+avg=K][+steps=N][+dtype=D]
-    [+prior][+truth]` -> (label settings, n_keep, epochs, extras), checked by the config's own rules, so a bad
+    [+prior][+truth][+uncut]` -> (label settings, n_keep, epochs, extras), checked by the config's own rules, so a bad
     variant stops the bench before the teacher runs."""
     try:
         body, *suffixes = variant.split("+")
@@ -144,7 +145,7 @@ def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, Ex
     except (ValueError, ValidationError) as exc:
         raise SystemExit(
             f"bad variant {variant!r} (want targets[@temperature]:min_confidence[:n_keep[:epochs]]"
-            f"[+ratio][+aux=C][+cross=W][+avg=K][+steps=N][+dtype=D][+prior][+truth], "
+            f"[+ratio][+aux=C][+cross=W][+avg=K][+steps=N][+dtype=D][+prior][+truth][+uncut], "
             f"e.g. soft@0.5:0:128+aux=0.5): {exc}"
         ) from None
     return label, n_keep, epochs, extras
@@ -276,11 +277,6 @@ def generated_variants(run: Path, cfg, bundle: Bundle, variants: list[str]) -> l
         )
         print({k: rows[-1][k] for k in ("seed", "variant", "taught", "transferred", "source_adapter")}, flush=True)
     return rows
-
-
-def per_example(evaluation: Path) -> list[float]:
-    metric = read_json(evaluation / "result.json")["metric"]
-    return [float(r[metric]) for r in read_jsonl(evaluation / "samples.jsonl")]
 
 
 def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[dict]:

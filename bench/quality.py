@@ -40,12 +40,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from demo import evaluation_folder  # noqa: E402  # bench/demo.py: an evaluation's folder in a run folder
+from demo import evaluation_folder, per_example  # noqa: E402  # bench/demo.py: run folders' evaluations
 
 import flows  # noqa: E402, F401  # Prefect's environment defaults (flows/__init__.py), set before prefect loads
 from flows.prefect_server import start_temporary_server  # noqa: E402
 from translora import diagnostics  # noqa: E402
-from translora.artifacts import read_jsonl, write_json  # noqa: E402
+from translora.artifacts import write_json  # noqa: E402
 from translora.config import load_config  # noqa: E402
 from translora.data import bigbench  # noqa: E402
 from translora.store import code_version  # noqa: E402
@@ -277,12 +277,6 @@ def source_accuracy(cfg, run_dir: Path, adapter: Path | None = None) -> float:
 
 def accuracy(evaluation: Path) -> float:
     return json.loads((evaluation / "result.json").read_text())["accuracy"]
-
-
-def per_example(evaluation: Path) -> list[float]:
-    """An evaluation's score on each test example, in the test split's order (for paired differences)."""
-    metric = json.loads((evaluation / "result.json").read_text())["metric"]
-    return [float(x[metric]) for x in read_jsonl(evaluation / "samples.jsonl")]
 
 
 def source_eval(cfg, run_dir: Path, adapter: Path | None = None) -> Path:
