@@ -234,6 +234,18 @@ def label_oracle(scored: labelling.ChoiceLabel, answer: str | None) -> labelling
     return scored.model_copy(update={"label": answer, "confidence": 1.0, "probs": probs})
 
 
+def outcome(score: dict, source: list[float], start: float) -> dict:
+    """A student's score on the run's test split, against the teacher's (paired), and the seconds it took."""
+    transferred = [s[score["metric"]] for s in score["samples"]]
+    return {
+        "transferred": score["accuracy"],
+        "interval": diagnostics.bootstrap_interval(transferred).model_dump(),
+        "source_adapter": sum(source) / len(source),
+        "transferred_minus_source": diagnostics.paired_bootstrap_difference(transferred, source).model_dump(),
+        "seconds": round(time.time() - start, 1),
+    }
+
+
 def generated_variants(run: Path, cfg, bundle: Bundle, variants: list[str]) -> list[dict]:
     """Students distilled on a free-form task's stored teacher labels (label.mode=generate), with or without the
     labels that reached the token cap."""
@@ -254,7 +266,6 @@ def generated_variants(run: Path, cfg, bundle: Bundle, variants: list[str]) -> l
         with tempfile.TemporaryDirectory() as tmp:
             training.save_adapter(peft_model, Path(tmp) / "adapter")
             score = evaluate(cfg, card, slot_path(run, "prepare-data"), Path(tmp) / "adapter", Path(tmp))
-        transferred = [s[score["metric"]] for s in score["samples"]]
         rows.append(
             {
                 "run": str(run),
@@ -268,12 +279,8 @@ def generated_variants(run: Path, cfg, bundle: Bundle, variants: list[str]) -> l
                 "label_accuracy": diagnostics.LabelAccuracy(
                     accuracy=None, n_checked=0, n_invalid_inputs=0
                 ).model_dump(),
-                "transferred": score["accuracy"],
-                "interval": diagnostics.bootstrap_interval(transferred).model_dump(),
-                "source_adapter": sum(source) / len(source),
-                "transferred_minus_source": diagnostics.paired_bootstrap_difference(transferred, source).model_dump(),
-                "seconds": round(time.time() - start, 1),
             }
+            | outcome(score, source, start)
         )
         print({k: rows[-1][k] for k in ("seed", "variant", "taught", "transferred", "source_adapter")}, flush=True)
     return rows
@@ -340,7 +347,6 @@ def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[d
             if check
             else diagnostics.LabelAccuracy(accuracy=None, n_checked=0, n_invalid_inputs=0)
         )
-        transferred = [s["acc"] for s in score["samples"]]
         starts = {}
         for x in labelled:  # which kinds of input the student is taught (first word: True, False, not, ( ...)
             starts[x.input.split()[0]] = starts.get(x.input.split()[0], 0) + 1
@@ -356,12 +362,8 @@ def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[d
                 "mean_weight": sum(weights) / len(weights),
                 "label_accuracy": accuracy.model_dump(),
                 "first_words": starts,
-                "transferred": score["accuracy"],
-                "interval": diagnostics.bootstrap_interval(transferred).model_dump(),
-                "source_adapter": sum(source) / len(source),
-                "transferred_minus_source": diagnostics.paired_bootstrap_difference(transferred, source).model_dump(),
-                "seconds": round(time.time() - start, 1),
             }
+            | outcome(score, source, start)
         )
         print({k: rows[-1][k] for k in ("seed", "variant", "taught", "transferred", "source_adapter")}, flush=True)
     return rows
