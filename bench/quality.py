@@ -413,6 +413,9 @@ def bbh_summary(runs: list[dict]) -> list[str]:
     def scores(task: str, name: str) -> np.ndarray:
         return np.concatenate([np.asarray(r["per_example"][name], dtype=float) for r in by_task[task]])
 
+    def paired(a: np.ndarray, b: np.ndarray) -> dict:
+        return diagnostics.paired_bootstrap_difference(a.tolist(), b.tolist()).model_dump()
+
     def cell(x: dict) -> str:
         return f"{x['mean']:+.3f} [{x['low']:+.3f}, {x['high']:+.3f}]"
 
@@ -426,8 +429,9 @@ def bbh_summary(runs: list[dict]) -> list[str]:
     pgrs, above, holds = [], [], []
     for t in tasks:
         rs = by_task[t]
-        d_source = macro_average([scores(t, "transferred") - scores(t, "source_adapter")])
-        d_base = macro_average([scores(t, "transferred") - scores(t, "target_base")])
+        # one task: the library's paired bootstrap (the same interval as its runs' own results on one seed)
+        d_source = paired(scores(t, "transferred"), scores(t, "source_adapter"))
+        d_base = paired(scores(t, "transferred"), scores(t, "target_base"))
         task_pgrs = [r["pgr"]["estimate"] for r in rs if (r.get("pgr") or {}).get("estimate") is not None]
         pgr = sum(task_pgrs) / len(task_pgrs) if task_pgrs else None
         pgrs += [pgr] if pgr is not None else []
