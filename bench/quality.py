@@ -438,10 +438,10 @@ def bbh_summary(runs: list[dict]) -> list[str]:
     lines = [
         f"\n## BBH: {len(tasks)} tasks (issue 21, item 5; discriminator filter)\n",
         "| task | seeds | test examples | source + adapter | target base | transferred | oracle | transferred - source "
-        "| transferred - target base | PGR | claim |",
-        "|---" * 11 + "|",
+        "| transferred - target base | PGR | claim | labels from |",
+        "|---" * 12 + "|",
     ]
-    pgrs, above, holds = [], [], []
+    pgrs, above, holds, trust_checks = [], [], [], []
     for t in tasks:
         rs = by_task[t]
         # one task: the library's paired bootstrap (the same interval as its runs' own results on one seed)
@@ -456,8 +456,9 @@ def bbh_summary(runs: list[dict]) -> list[str]:
             f"| {t} | {len(rs)} | {scores(t, 'transferred').size} | "
             + " | ".join(f"{scores(t, n).mean():.3f}" for n in names)
             + f" | {cell(d_source)} | {cell(d_base)} | {'n/a' if pgr is None else f'{pgr:+.2f}'} | "
-            f"{'holds' if t in holds else 'fails'} |"
+            f"{'holds' if t in holds else 'fails'} | {labeller(rs)} |"
         )
+        trust_checks += [trust_check(r) for r in rs if r["labels"].get("trusted")]
     average = {n: macro_average([scores(t, n) for t in tasks]) for n in names}
     lines.append(
         "| **average** | | | "
@@ -476,9 +477,33 @@ def bbh_summary(runs: list[dict]) -> list[str]:
         f"{len(holds)} of {len(tasks)} tasks ({', '.join(holds) or 'none'}).",
         f"- Transferred above the source + adapter, its paired interval above 0: {len(above)} of {len(tasks)} "
         f"({', '.join(above) or 'none'}).",
-        f"- Mean PGR: {'n/a' if not pgrs else f'{sum(pgrs) / len(pgrs):+.2f}'} over {len(pgrs)} tasks.\n",
+        f"- Mean PGR: {'n/a' if not pgrs else f'{sum(pgrs) / len(pgrs):+.2f}'} over {len(pgrs)} tasks.",
+        f"- label.trust (multiple-choice tasks) picked the labeller that scores higher on the test split in "
+        f"{sum(ok is True for ok, _ in trust_checks)} of {sum(ok is not None for ok, _ in trust_checks)} runs where "
+        f"one does ({'; '.join(why for _, why in trust_checks)}).\n",
     ]
     return lines
+
+
+def labeller(runs: list[dict]) -> str:
+    """Whose answers the student learned: label.trust's pick on a multiple-choice task, the teacher's generations on
+    a free-form one (no trust rule there)."""
+    return ", ".join(sorted({r["labels"].get("trusted", "teacher (free-form)") for r in runs}))
+
+
+def trust_check(r: dict) -> tuple[bool | None, str]:
+    """Did label.trust (mean confidence on the kept inputs, data-free) pick the labeller that is more accurate on the
+    test split (measurement only)? None where both score the same."""
+    acc, labels = r["accuracy"], r["labels"]
+    why = (
+        f"{r['case']}: {labels['trusted']} (confidence teacher {labels['teacher_mean_confidence']:.2f}, target "
+        f"{labels['target_mean_confidence']:.2f}; test teacher {acc['source_adapter']:.2f}, target "
+        f"{acc['target_base']:.2f})"
+    )
+    if acc["target_base"] == acc["source_adapter"]:
+        return None, why
+    better = "target" if acc["target_base"] > acc["source_adapter"] else "teacher"
+    return labels["trusted"] == better, why
 
 
 def counts(r: dict) -> bool:
