@@ -492,12 +492,13 @@ def labeller(runs: list[dict]) -> str:
 
 
 def trust_check(r: dict) -> tuple[bool | None, str]:
-    """Did label.trust (mean confidence on the kept inputs, data-free) pick the labeller that is more accurate on the
-    test split (measurement only)? None where both score the same."""
+    """Did label.trust (data-free: lift on the kept inputs; mean confidence in rows of older code) pick the labeller
+    that is more accurate on the test split (measurement only)? None where both score the same."""
     acc, labels = r["accuracy"], r["labels"]
+    signal = "lift" if "target_lift" in labels else "mean_confidence"
     why = (
-        f"{r['case']}: {labels['trusted']} (confidence teacher {labels['teacher_mean_confidence']:.2f}, target "
-        f"{labels['target_mean_confidence']:.2f}; test teacher {acc['source_adapter']:.2f}, target "
+        f"{r['case']}: {labels['trusted']} ({signal.replace('_', ' ')} teacher {labels[f'teacher_{signal}']:.3f}, "
+        f"target {labels[f'target_{signal}']:.3f}; test teacher {acc['source_adapter']:.2f}, target "
         f"{acc['target_base']:.2f})"
     )
     if acc["target_base"] == acc["source_adapter"]:

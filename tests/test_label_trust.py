@@ -1,5 +1,5 @@
-"""label.trust=confidence: the target is trusted when it is surer of its own answers than the teacher is of its
-(data-free); the transfer then keeps the target base (a zero update) or learns the target's answers
+"""label.trust=lift: the target is trusted when the inputs move it toward its answers at least as far as they move the
+teacher (data-free); the transfer then keeps the target base (a zero update) or learns the target's answers
 (label.when_target_trusted), so a weak teacher never drags a stronger target below its base."""
 
 from __future__ import annotations
@@ -14,23 +14,70 @@ from translora import labelling, models, stages, training
 from translora.artifacts import read_jsonl
 from translora.bundle import Bundle
 from translora.config import load_config
+from translora.errors import ConfigError
 from translora.labelling import ChoiceLabel
 from translora.stages.common import read_card
 from translora.stages.transfer import keeps_base
 from translora.store import Store, read_manifest
 
 
-def _labels(*confidences: float) -> list[ChoiceLabel]:
+def _labels(*answers: tuple[str, float]) -> list[ChoiceLabel]:
+    """Labels over (A) (B) (C): each input's answer and its probability, the rest shared by the other two."""
+    out = []
+    for i, (answer, p) in enumerate(answers):
+        probs = {c: p if c == answer else (1 - p) / 2 for c in ("(A)", "(B)", "(C)")}
+        out.append(ChoiceLabel(input=str(i), label=answer, confidence=p, probs=probs, scores={}))
+    return out
+
+
+def test_lift_is_how_far_the_inputs_move_a_model_beyond_its_average_leaning():
+    # the same answer on every input: no lift however sure
+    assert labelling.lift(_labels(("(A)", 0.9), ("(A)", 0.9))) == pytest.approx(0.0)
+    # answers that follow the inputs: p(answer) 0.6 against an average 0.6/2 + 0.2/2 = 0.4 for it
+    assert labelling.lift(_labels(("(A)", 0.6), ("(B)", 0.6))) == pytest.approx(0.2)
+    assert labelling.lift([]) == 0.0
+
+
+def test_a_target_sure_of_one_answer_whatever_the_input_is_not_trusted():
+    """The case mean confidence got wrong on salient_translation_error_detection: a target that gives one letter
+    on every input, surer than a teacher whose answers follow the inputs."""
+    teacher = _labels(("(A)", 0.5), ("(B)", 0.5), ("(C)", 0.5))
+    collapsed = _labels(("(A)", 0.8), ("(A)", 0.8), ("(A)", 0.8))
+    assert labelling.mean_confidence(collapsed) > labelling.mean_confidence(teacher)
+    assert labelling.trusted(teacher, collapsed) == "teacher"
+    assert labelling.trusted(collapsed, teacher) == "target"
+    assert labelling.trusted(teacher, teacher) == "target"  # a tie keeps the target: never below its base
+
+
+def _binary(*p_first: float) -> list[ChoiceLabel]:
     return [
-        ChoiceLabel(input=str(i), label="True", confidence=c, probs={"True": c, "False": 1 - c}, scores={})
-        for i, c in enumerate(confidences)
+        ChoiceLabel(
+            input=str(i),
+            label="(A)" if p >= 0.5 else "(B)",
+            confidence=max(p, 1 - p),
+            probs={"(A)": p, "(B)": 1 - p},
+            scores={},
+        )
+        for i, p in enumerate(p_first)
     ]
 
 
-def test_the_teacher_is_trusted_unless_the_target_is_at_least_as_sure():
-    assert labelling.trusted(_labels(0.9, 0.8), _labels(0.6, 0.7)) == "teacher"
-    assert labelling.trusted(_labels(0.6, 0.7), _labels(0.9, 0.8)) == "target"
-    assert labelling.trusted(_labels(0.7), _labels(0.7)) == "target"
+def test_a_lift_gain_within_noise_keeps_the_target():
+    """The teacher reads the inputs a little better on average, but the gain's interval reaches 0: its labels are
+    not clearly more informative, so the target is trusted (geometric_shapes: a gain of +0.003 [-0.005, +0.012])."""
+    teacher = _binary(0.95, 0.2, 0.55, 0.45, 0.6, 0.4)
+    target = _binary(0.55, 0.45, 0.9, 0.2, 0.6, 0.4)
+    gain = labelling.lift_gain(teacher, target)
+    assert gain.mean > 0 >= gain.low, gain
+    assert labelling.trusted(teacher, target) == "target"
+    sure = _binary(0.95, 0.05, 0.9, 0.1, 0.95, 0.05)  # the same answers, each input moving it far
+    assert labelling.lift_gain(sure, target).low > 0
+    assert labelling.trusted(sure, target) == "teacher"
+
+
+def test_the_earlier_rule_name_says_what_replaced_it():
+    with pytest.raises(ConfigError, match="label.trust: lift"):
+        load_config("cpu", overrides=["label.trust=confidence"])
 
 
 @pytest.fixture(scope="module")
@@ -58,15 +105,15 @@ def _answers(model_spec, adapter, inputs, card) -> list[str]:
 
 
 def test_a_stronger_target_keeps_its_own_answers(finetuned, stronger_target, tmp_path):
-    """End to end on tiny models: against a surer target the student learns the target's answers (lever on), the
-    teacher's with label.trust=teacher (lever off), and the transferred adapter answers the test split as the
-    stronger base does: it does not go below it."""
+    """End to end on tiny models: against a target that reads the inputs better, the student learns the target's
+    answers (lever on), the teacher's with label.trust=teacher (lever off), and the transferred adapter answers the
+    test split as the stronger base does: it does not go below it."""
     base_cfg, _, data, bundle_dir = finetuned
     store = Store(tmp_path / "store")
     card = Bundle(bundle_dir).card
     test = [r["input"] for r in read_jsonl(data / "test.jsonl")]
     runs = {}
-    for trust in ("confidence", "teacher"):
+    for trust in ("lift", "teacher"):
         cfg = load_config(
             "cpu",
             overrides=[
@@ -79,12 +126,12 @@ def test_a_stronger_target_keeps_its_own_answers(finetuned, stronger_target, tmp
         filtered, labelled = filter_and_label(cfg, store, bundle_dir)
         rows = [labelling.Labelled.model_validate(r) for r in read_jsonl(labelled / "labelled.jsonl")]
         runs[trust] = (cfg, filtered, labelled, rows)
-    cfg, filtered, labelled, rows = runs["confidence"]
+    cfg, filtered, labelled, rows = runs["lift"]
     metrics = read_manifest(labelled).metrics
     assert metrics["trusted"] == "target", json.dumps(
         metrics
-    )  # the merged target is sure; the 3-step tiny teacher is not
-    assert metrics["target_mean_confidence"] >= metrics["teacher_mean_confidence"]
+    )  # the merged target reads the inputs; the 3-step tiny teacher barely does
+    assert metrics["lift_gain"]["low"] <= 0, metrics["lift_gain"]
     inputs = [r.input for r in rows]
     own = _answers(cfg.target_model, None, inputs, card)
     assert [r.completion for r in rows] == own

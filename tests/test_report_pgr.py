@@ -72,26 +72,42 @@ def test_an_oracle_below_the_best_baseline_gives_no_pgr_and_the_reason(tmp_path)
     ("trust", "student", "shown"),
     [
         (
-            {"trusted": "teacher", "teacher_mean_confidence": 0.61},
+            {"trusted": "teacher", "teacher_lift": 0.01},
             "trained",
             None,
         ),  # label.trust=teacher: nothing compared
         (
-            {"trusted": "teacher", "teacher_mean_confidence": 0.81, "target_mean_confidence": 0.62},
+            {
+                "trusted": "teacher",
+                "teacher_lift": 0.22,
+                "target_lift": 0.094,
+                "lift_gain": {"mean": 0.126, "low": 0.067, "high": 0.183, "level": 0.95, "n": 112},
+            },
             "trained",
-            "label.trust: the teacher's answers (its mean confidence 0.81 > the target's 0.62)",
+            "label.trust: the teacher's answers (the teacher's lift 0.220, the target's 0.094: gain +0.126 "
+            "[+0.067, +0.183])",
         ),
         (
-            {"trusted": "target", "teacher_mean_confidence": 0.61, "target_mean_confidence": 0.68},
+            {
+                "trusted": "target",
+                "teacher_lift": 0.01,
+                "target_lift": 0.094,
+                "lift_gain": {"mean": -0.084, "low": -0.12, "high": -0.05, "level": 0.95, "n": 112},
+            },
             "trained",
-            "label.trust: the student learnt the target base's own answers, not the teacher's (the target's mean "
-            "confidence 0.68 >= the teacher's 0.61)",
+            "label.trust: the student learnt the target base's own answers, not the teacher's (the teacher's lift "
+            "0.010, the target's 0.094: gain -0.084 [-0.120, -0.050])",
         ),
         (
-            {"trusted": "target", "teacher_mean_confidence": 0.61, "target_mean_confidence": 0.68},
+            {
+                "trusted": "target",
+                "teacher_lift": 0.01,
+                "target_lift": 0.094,
+                "lift_gain": {"mean": -0.084, "low": -0.12, "high": -0.05, "level": 0.95, "n": 112},
+            },
             "target base kept",
-            "label.trust: the target base is kept unchanged, a zero-update adapter (the target's mean confidence "
-            "0.68 >= the teacher's 0.61)",
+            "label.trust: the target base is kept unchanged, a zero-update adapter (the teacher's lift 0.010, the "
+            "target's 0.094: gain -0.084 [-0.120, -0.050])",
         ),
     ],
 )

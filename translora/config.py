@@ -222,15 +222,28 @@ class LabelSpec(Section):
             "soft targets are the teacher's p^(1/temperature), renormalized: below 1 sharpens them toward its answer"
         ),
     )
-    trust: Literal["teacher", "confidence"] = Field(
-        "confidence",
+    trust: Literal["teacher", "lift"] = Field(
+        "lift",
         description=(
-            "whose answers the student learns on a multiple-choice task: teacher (always the teacher's), or "
-            "confidence (the target base also answers the kept inputs, and the student learns the target's own "
-            "answers when the target is on average at least as sure of them as the teacher is of its: a weak "
-            "teacher never drags a stronger target down; data-free, no real label is read)"
+            "whose answers the student learns on a multiple-choice task: teacher (always the teacher's), or lift "
+            "(the target base also answers the kept inputs, and the teacher is trusted only where its lift is above "
+            "the target's, the whole 95% interval: how far each input moves a model toward its answer beyond its "
+            "average leaning to that answer, so a model sure of one answer whatever the input counts for nothing; "
+            "otherwise the student learns the target's answers or keeps its base, so a weak teacher never drags "
+            "a stronger target down; data-free, no real label is read)"
         ),
     )
+
+    @field_validator("trust", mode="before")
+    @classmethod
+    def _renamed_trust(cls, value: object) -> object:
+        if value == "confidence":
+            raise ValueError(
+                "label.trust=confidence (mean confidence) was replaced by label.trust=lift, which picked the more "
+                "accurate labeller where mean confidence did not (bench/results/trust.md): set label.trust: lift"
+            )
+        return value
+
     when_target_trusted: Literal["keep_base", "learn_its_answers"] = Field(
         "keep_base",
         description=(

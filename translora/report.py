@@ -150,16 +150,19 @@ class Results(BaseModel):
 
 
 def _trust_lines(lab: dict[str, Any]) -> list[str]:
-    """label.trust's decision, where it compared the two (label.trust=confidence, multiple-choice labels)."""
-    if lab.get("target_mean_confidence") is None:
+    """label.trust's decision, where it compared the two (label.trust=lift, multiple-choice labels)."""
+    if lab.get("target_lift") is None:
         return []
-    teacher, target = lab["teacher_mean_confidence"], lab["target_mean_confidence"]
+    gain = lab["lift_gain"]
+    lifts = (
+        f"the teacher's lift {lab['teacher_lift']:.3f}, the target's {lab['target_lift']:.3f}: gain "
+        f"{gain['mean']:+.3f} [{gain['low']:+.3f}, {gain['high']:+.3f}]"
+    )
     if lab["trusted"] == "target":
-        why = f"the target's mean confidence {target:.2f} >= the teacher's {teacher:.2f}"
         if lab.get("student") == "target base kept":
-            return [f"label.trust: the target base is kept unchanged, a zero-update adapter ({why})"]
-        return [f"label.trust: the student learnt the target base's own answers, not the teacher's ({why})"]
-    return [f"label.trust: the teacher's answers (its mean confidence {teacher:.2f} > the target's {target:.2f})"]
+            return [f"label.trust: the target base is kept unchanged, a zero-update adapter ({lifts})"]
+        return [f"label.trust: the student learnt the target base's own answers, not the teacher's ({lifts})"]
+    return [f"label.trust: the teacher's answers ({lifts})"]
 
 
 def _pct(x: float | None) -> str:

@@ -135,8 +135,8 @@ NO_ANSWER = "(no answer)"  # the label metrics' count of generated labels whose 
 def label(ctx: StageContext) -> dict:
     """The teacher (source model + source adapter) labels each kept input: on multiple-choice tasks by scoring every
     answer choice (label.mode=choices; the probability is kept, unsure labels can be dropped, classes balanced;
-    with label.trust=confidence the target base scores them too and is trusted where it is at least as sure of its
-    answers as the teacher is of its own; distill then keeps the target base or learns the target's answers, as
+    with label.trust=lift the target base scores them too and is trusted unless the teacher's lift (labelling.lift)
+    is clearly above its own; distill then keeps the target base or learns the target's answers, as
     label.when_target_trusted says), otherwise by greedy completion, with the
     card's generation settings (a chain-of-thought or code card writes up to its max_gen_tokens over several lines;
     the student then learns the whole completion)."""
@@ -152,21 +152,32 @@ def label(ctx: StageContext) -> dict:
         choices = card.choices or []  # labels_by_generation is False only for a task with choices
         scored = labelling.label_choices(teacher, tok, inputs, choices, card.prompt_template, cfg.label.batch_size)
         del teacher, model
-        trust = {"trusted": "teacher", "teacher_mean_confidence": labelling.mean_confidence(scored)}
-        if cfg.label.trust == "confidence":  # the target's own answers, as a second opinion on whom to trust
+        trust = {
+            "trusted": "teacher",
+            "teacher_mean_confidence": labelling.mean_confidence(scored),
+            "teacher_lift": labelling.lift(scored),
+        }
+        if cfg.label.trust == "lift":  # the target's own answers, as a second opinion on whom to trust
             model, tok = models.load_model(ctx.models["target"])
             own = labelling.label_choices(model, tok, inputs, choices, card.prompt_template, cfg.label.batch_size)
             del model
+            gain = labelling.lift_gain(scored, own, cfg.seed)
             trust |= {
-                "trusted": labelling.trusted(scored, own),
+                "trusted": labelling.trusted(scored, own, cfg.seed),
                 "target_mean_confidence": labelling.mean_confidence(own),
+                "target_lift": labelling.lift(own),
+                "lift_gain": gain.model_dump(),
             }
             if trust["trusted"] == "target":
                 log.warning(
-                    "the target base is surer of its own answers than the teacher (mean confidence %.2f >= %.2f): "
-                    "the student learns the target's answers, not the teacher's",
-                    trust["target_mean_confidence"],
-                    trust["teacher_mean_confidence"],
+                    "the inputs do not move the teacher clearly further toward its answers than the target base (lift "
+                    "%.3f against %.3f, gain %+.3f [%+.3f, %+.3f]): the student learns the target's answers, not the "
+                    "teacher's",
+                    trust["teacher_lift"],
+                    trust["target_lift"],
+                    gain.mean,
+                    gain.low,
+                    gain.high,
                 )
                 scored = own
         chosen = labelling.select(scored, cfg.label.min_confidence, cfg.label.balance, cfg.seed)
@@ -260,8 +271,8 @@ def distill(ctx: StageContext) -> dict:
         + (
             ""
             if student == "trained"
-            else " The target base was surer of its own answers than the source adapter, so this adapter is a zero "
-            "update: the target base unchanged."
+            else " The source adapter's answers did not follow the task's inputs clearly more than the target base's "
+            "(label.trust=lift), so this adapter is a zero update: the target base unchanged."
         ),
         {
             "task": bundle.card.name,
