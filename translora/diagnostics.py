@@ -134,6 +134,17 @@ def bootstrap_interval(values: Sequence[float], n_boot: int = 2000, seed: int = 
     return _percentile_interval(means, float(x.mean()), level, int(x.size))
 
 
+def bootstrap_statistic(
+    statistic: Callable[[np.ndarray], float], n: int, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> Interval:
+    """Percentile bootstrap interval of a statistic that is not a mean of per-sample terms: `statistic` takes the
+    indices of one resample of the n samples (all indices for the estimate) and is recomputed on each."""
+    if n == 0:
+        raise ValueError("bootstrap_statistic needs at least one sample")
+    samples = np.array([statistic(rows) for rows in _resample(n, n_boot, seed)])
+    return _percentile_interval(samples, statistic(np.arange(n)), level, n)
+
+
 def paired_bootstrap_difference(
     a: Sequence[float], b: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> Interval:

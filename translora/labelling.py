@@ -13,11 +13,12 @@ import math
 import random
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from pydantic import BaseModel
 
 from translora.data.records import TaskCard
-from translora.diagnostics import Interval, paired_bootstrap_difference
+from translora.diagnostics import Interval, bootstrap_statistic
 from translora.training import tail_logits
 
 
@@ -138,26 +139,31 @@ def mean_confidence(labels: list[ChoiceLabel]) -> float:
     return sum(x.confidence for x in labels) / len(labels) if labels else 0.0
 
 
-def lift_terms(labels: list[ChoiceLabel]) -> list[float]:
-    """Each input's probability of the model's answer minus the model's average probability of that answer over all
-    the inputs: how far this input moved the model toward its answer beyond its leaning to it."""
-    if not labels:
-        return []
-    average = {c: sum(x.probs.get(c, 0.0) for x in labels) / len(labels) for c in labels[0].probs}
-    return [x.confidence - average[x.label] for x in labels]
+def _lift_arrays(labels: list[ChoiceLabel]) -> tuple[np.ndarray, np.ndarray]:
+    """(n, k) probabilities of each input's choices and (n,) the column of its answer."""
+    choices = list(labels[0].probs)
+    probs = np.array([[x.probs.get(c, 0.0) for c in choices] for x in labels])
+    return probs, np.array([choices.index(x.label) for x in labels])
+
+
+def _lift(probs: np.ndarray, answers: np.ndarray) -> float:
+    average = probs.mean(axis=0)
+    return float((probs[np.arange(len(answers)), answers] - average[answers]).mean())
 
 
 def lift(labels: list[ChoiceLabel]) -> float:
-    """How far the inputs move a model toward its answers (the mean of lift_terms). A model that gives nearly the
-    same answer whatever the input (a letter bias, a collapsed adapter) has a lift near 0 however sure it is; a
-    model that reads the input scores high. Data-free: no real label is read."""
-    terms = lift_terms(labels)
-    return sum(terms) / len(terms) if terms else 0.0
+    """How far the inputs move a model toward its answers: the mean over inputs of its probability of its answer
+    minus its average probability of that answer over all the inputs. A model that gives nearly the same answer
+    whatever the input (a letter bias, a collapsed adapter) has a lift near 0 however sure it is; a model that reads
+    the input scores high. Data-free: no real label is read."""
+    return _lift(*_lift_arrays(labels)) if labels else 0.0
 
 
 def lift_gain(teacher: list[ChoiceLabel], target: list[ChoiceLabel], seed: int = 0) -> Interval:
-    """The teacher's lift minus the target's on the same inputs, with its 95% paired bootstrap interval."""
-    return paired_bootstrap_difference(lift_terms(teacher), lift_terms(target), seed=seed)
+    """The teacher's lift minus the target's on the same inputs, with its 95% paired bootstrap interval (both lifts,
+    averages included, recomputed on each resample of the inputs)."""
+    (tp, ta), (bp, ba) = _lift_arrays(teacher), _lift_arrays(target)
+    return bootstrap_statistic(lambda rows: _lift(tp[rows], ta[rows]) - _lift(bp[rows], ba[rows]), len(ta), seed=seed)
 
 
 def trusted(teacher: list[ChoiceLabel], target: list[ChoiceLabel], seed: int = 0) -> str:
@@ -168,9 +174,10 @@ def trusted(teacher: list[ChoiceLabel], target: list[ChoiceLabel], seed: int = 0
     Measured on kept inputs (bench/results/trust.md): mean confidence, the earlier rule, picked the more accurate
     labeller on the demo's two answers but on 1 of 4 multiple-choice BBH tasks, where a model leaning to one letter
     is sure and wrong (salient_translation_error_detection's target: mean confidence 0.62, one answer on every input,
-    test accuracy 0.13 against the teacher's 0.20). Where neither lift is clearly above the other, neither labeller
-    reads the inputs and its labels teach no more than a leaning: geometric_shapes' student of the teacher's labels
-    scored 0.09 against the target base's 0.15 (bench/results/labels.md)."""
+    test accuracy 0.13 against the teacher's 0.20; lift gain +0.008 [+0.006, +0.009], and the teacher's labels taught
+    a student 0.28). Where neither lift is clearly above the other, the labels teach no more than a leaning:
+    geometric_shapes' gain +0.003 [-0.005, +0.011], and its student of the teacher's labels scored 0.09 against the
+    target base's 0.15 (bench/results/labels.md), hence the interval rather than the point."""
     return "teacher" if lift_gain(teacher, target, seed).low > 0 else "target"
 
 
