@@ -99,7 +99,7 @@ def test_diagnostics_measure_the_filter_and_the_labels_against_the_checker(bundl
         assert labels["accuracy"] == pytest.approx(right / len(checkable))
 
 
-@pytest.mark.parametrize("trust", ["confidence", "teacher"])  # every label lever: the checker only measures
+@pytest.mark.parametrize("trust", ["lift", "teacher"])  # every label lever: the checker only measures
 def test_a_transfer_gives_the_same_adapter_with_the_checker_removed(bundle, tmp_path, monkeypatch, trust):
     cfg, _, bundle_dir = bundle
     cfg = cfg.model_copy(update={"label": cfg.label.model_copy(update={"trust": trust})})
