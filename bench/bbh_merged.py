@@ -16,21 +16,13 @@ import argparse
 import json
 from pathlib import Path
 
-from quality import MAIN, OUT, bbh_summary, counts
+from quality import MAIN, OUT, bbh_summary, counted
 
 
 def runs_at(path: Path, code: str) -> list[dict]:
     """The file's counted discriminator runs at library code `code`."""
     runs = json.loads(path.read_text())["runs"]
-    return [
-        r
-        for r in runs
-        if r.get("code_version", "").startswith(code)
-        and r["mode"] == "discriminator"
-        and r["case"] in MAIN
-        and "error" not in r
-        and counts(r)
-    ]
+    return [r for r in counted(runs) if r.get("code_version", "").startswith(code) and r["mode"] == "discriminator"]
 
 
 def main() -> None:

@@ -376,7 +376,7 @@ def markdown(rows: list[dict], commands: list[str]) -> str:
     # The summary compares runs of one library code only (the current one): rows from older code stay in the
     # tables above for the record. A task counts where the source adapter beats the source base by >= 5 points.
     current = [r for r in rows if r.get("code_version") == code_version()]
-    ok = [r for r in current if "error" not in r and r["case"] in MAIN and counts(r)]
+    ok = counted(current)
     skipped = sorted({r["case"] for r in current if r["case"] in MAIN} - {r["case"] for r in ok})
     commits = sorted({_commit(r) for r in current})
     lines += [
@@ -505,6 +505,11 @@ def trust_check(r: dict) -> tuple[bool | None, str]:
         return None, why
     better = "target" if acc["target_base"] > acc["source_adapter"] else "teacher"
     return labels["trusted"] == better, why
+
+
+def counted(rows: list[dict]) -> list[dict]:
+    """The runs of the claim's BBH tasks that finished and count (counts)."""
+    return [r for r in rows if "error" not in r and r["case"] in MAIN and counts(r)]
 
 
 def counts(r: dict) -> bool:
