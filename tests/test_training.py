@@ -206,6 +206,7 @@ def test_loaded_models_feed_their_head_a_contiguous_input_with_the_same_loss_and
     seen = []
     model.get_output_embeddings().register_forward_pre_hook(lambda _m, args: seen.append(args[0].is_contiguous()))
     batch = training.collate([training.encode_pair(tok, p, c, 64) for p, c in PAIRS[:3]], tok.pad_token_id)
+    batch = {k: v.to(model.device) for k, v in batch.items()}  # load_model puts the model on the GPU if any
 
     def loss_and_grad():
         model.zero_grad()
@@ -302,6 +303,7 @@ def test_a_bfloat16_base_trains_a_float32_adapter(tiny_models, tmp_path):
     fresh, _ = models.load_model(ModelSpec(id=str(tiny_models["llama"])))
     reloaded = training.attach_adapter(fresh, tmp_path / "adapter")
     batch = training.collate([training.encode_pair(tok, p, c, 64) for p, c in PAIRS[:2]], tok.pad_token_id)
+    batch = {k: v.to(peft_model.device) for k, v in batch.items()}
     peft_model.eval()
     # The same adapter on the float32 base: the same loss up to bfloat16's rounding of the base.
     torch.testing.assert_close(
