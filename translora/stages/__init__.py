@@ -100,7 +100,7 @@ LABEL = Stage(
     slot="labelled",
     inputs=("bundle", "filtered"),
     models=("teacher", "target"),
-    description="Labelling with the teacher",
+    description="Labelling the kept inputs",  # by the teacher, or by the target base that label.trust picked
 )
 # label.targets and .temperature: the same labelled.jsonl teaches differently with them, so the key must name them.
 DISTILL = Stage(
