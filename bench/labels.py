@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+import quality  # bench/quality.py: the config of each of its cases
 import yaml
 from demo import per_example  # noqa: E402  # bench/demo.py: an evaluation folder's per-example scores
 from pydantic import ValidationError
@@ -83,12 +84,17 @@ def evaluate(cfg, card, data: Path, adapter: Path, work: Path) -> dict:
     )
 
 
-def run_config(run: Path, overrides: list[str]):
-    """The run's config.yaml (written by scripts/demo.sh), or the cpu profile with the overrides the run was made
-    with (bench/quality.py's run folders keep no config.yaml; quality.json lists their overrides) and the seed its
-    filter stage recorded (bench/demo.py's run folders keep no config.yaml either)."""
+def run_config(run: Path, overrides: list[str], n_test: int = quality.N_TEST):
+    """The config a run was made with: its config.yaml (written by scripts/demo.sh); for a bench/quality.py run
+    folder (runs/bench/CASE-sSEED-MODE, no config.yaml) the case's own config as quality.py builds it, with
+    `overrides` as its --set and `n_test` as its --n-test; otherwise (bench/demo.py's folders) the cpu profile with
+    `overrides` and the seed the run's filter stage recorded."""
     if (run / "config.yaml").exists():
         return validate_config(yaml.safe_load((run / "config.yaml").read_text()))
+    case, _, seed_mode = run.name.rpartition("-s")
+    seed, _, mode = seed_mode.partition("-")
+    if run.parent.name == "bench" and seed.isdigit() and mode in quality.MODES:
+        return quality.case_config(case, int(seed), mode, n_test, overrides)
     seed = read_json(slot_path(run, "synthesize-and-filter") / "manifest.json")["config"]["seed"]
     return load_config("cpu", overrides=[f"seed={seed}", *overrides])
 
@@ -286,8 +292,8 @@ def generated_variants(run: Path, cfg, bundle: Bundle, variants: list[str]) -> l
     return rows
 
 
-def run_variants(run: Path, variants: list[str], overrides: list[str]) -> list[dict]:
-    cfg = run_config(run, overrides)
+def run_variants(run: Path, variants: list[str], overrides: list[str], n_test: int = quality.N_TEST) -> list[dict]:
+    cfg = run_config(run, overrides, n_test)
     bundle = Bundle(slot_path(run, "write-bundle"))
     if not bundle.card.choices:
         return generated_variants(run, cfg, bundle, variants)
@@ -414,7 +420,10 @@ def main() -> None:
         dest="overrides",
         action="append",
         default=[],
-        help="config overrides for run folders without config.yaml (as bench/quality.py made them)",
+        help="config overrides for run folders without config.yaml: a bench/quality.py run's --set, if it had any",
+    )
+    ap.add_argument(
+        "--n-test", type=int, default=quality.N_TEST, help="a bench/quality.py run's --n-test, if not the default"
     )
     args = ap.parse_args()
     for variant in args.variants:
@@ -429,7 +438,7 @@ def main() -> None:
         kept = slot_path(run, "synthesize-and-filter").name[:12]
         todo = [v for v in args.variants if (str(run), kept, v) not in done]
         if todo:
-            rows += run_variants(run, todo, args.overrides)
+            rows += run_variants(run, todo, args.overrides, args.n_test)
             write_json(OUT / "labels.json", {"commands": commands, "rows": rows})  # a kill keeps what was measured
     (OUT / "labels.md").write_text(markdown(sorted(rows, key=lambda r: (r["run"], r["variant"])), commands))
 

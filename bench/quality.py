@@ -120,6 +120,7 @@ BENCHMARK_CASES = ("mmlu", "gsm8k", "humaneval")
 BBH_TRAIN = 150
 BBH_MIN_TEST = 50  # penguins_in_a_table (146 examples) trains on 96, snarks on 128, causal_judgement on 137
 MODES = ("discriminator", "none", "seeds_only", "random_text")
+N_TEST = 400  # test examples a run scores, where the task has them (--n-test)
 OUT = Path(__file__).parent / "results"
 
 
@@ -588,7 +589,7 @@ def main() -> None:
     )
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--modes", nargs="+", default=list(MODES))
-    ap.add_argument("--n-test", type=int, default=400)
+    ap.add_argument("--n-test", type=int, default=N_TEST)
     ap.add_argument("--set", dest="extra", action="append", default=[], help="more config overrides")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument(
