@@ -68,20 +68,28 @@ def slot_path(run: Path, stage: str = "", slot_suffix: str = "") -> Path:
     return Path(max(slots, key=lambda s: s["recorded_at"])["path"])
 
 
+def eval_dtype(cfg) -> str:
+    """The precision the run's own evaluations load the target in (translora/stages/evaluate.py): a student scored
+    in another one is not comparable with the run's teacher (penguins_in_a_table: 0.26 in float32 against the
+    run's bfloat16 0.22 before this matched them)."""
+    return cfg.eval.dtype or cfg.target_model.dtype
+
+
 def evaluate(cfg, card, data: Path, adapter: Path, work: Path) -> dict:
     test = [Example.model_validate(r) for r in read_jsonl(data / "test.jsonl")]
     name = evaluation.write_task(card, test, work / "lm_eval_task")
     target = cfg.target_model
-    return evaluation.evaluate(
+    score = evaluation.evaluate(
         str(models.resolve(target)),
         work / "lm_eval_task",
         name,
         adapter,
-        target.dtype,
+        eval_dtype(cfg),
         cfg.eval.batch_size,
         cfg.eval.limit,
         target.trust_remote_code,
     )
+    return score | {"dtype": eval_dtype(cfg)}
 
 
 def run_config(run: Path, overrides: list[str], n_test: int = quality.N_TEST):
@@ -249,6 +257,7 @@ def outcome(score: dict, source: list[float], start: float) -> dict:
         "source_adapter": sum(source) / len(source),
         "transferred_minus_source": diagnostics.paired_bootstrap_difference(transferred, source).model_dump(),
         "seconds": round(time.time() - start, 1),
+        "eval_dtype": score["dtype"],
     }
 
 
@@ -392,11 +401,14 @@ def markdown(rows: list[dict], commands: list[str]) -> str:
         "teacher's distribution as the answer token's soft target (half the rows, the same gradient at the "
         "answer token). `kept inputs` names the synthesize-and-filter output a row distilled on (its store key); "
         "rows from before that column say `not recorded`: the demo-s* ones used the synthetic inputs of the "
-        "runs in demo-float32-synthesis.md.\n",
+        "runs in demo-float32-synthesis.md. `eval dtype` is the precision the student was scored in; the source + "
+        "adapter column is the run's own evaluation, in its eval.dtype (bfloat16 in the cpu profile since "
+        "5361c06): rows scored in float32 on such runs compare across precisions (up to 2 of 50 answers on "
+        "penguins_in_a_table).\n",
         "| run | kept inputs (store key) | seed | variant | inputs taught (of kept) | training rows | mean weight | "
         "label accuracy (checked) | "
-        "transferred | source + adapter | transferred - source | seconds |",
-        "|---" * 12 + "|",
+        "transferred | eval dtype | source + adapter | transferred - source | seconds |",
+        "|---" * 13 + "|",
     ]
     for r in rows:
         d, i = r["transferred_minus_source"], r["interval"]
@@ -405,7 +417,8 @@ def markdown(rows: list[dict], commands: list[str]) -> str:
             f"{r['taught']} of {r['kept']} | {r['training_rows']} | "
             f"{r['mean_weight']:.2f} | {_share(r['label_accuracy']['accuracy'])} ({r['label_accuracy']['n_checked']}) "
             f"| "
-            f"{r['transferred']:.3f} [{i['low']:.3f}, {i['high']:.3f}] | {r['source_adapter']:.3f} | "
+            f"{r['transferred']:.3f} [{i['low']:.3f}, {i['high']:.3f}] | {r.get('eval_dtype', 'float32')} | "
+            f"{r['source_adapter']:.3f} | "
             f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] | {r['seconds']:.0f} |"
         )
     return "\n".join(lines) + "\n"
@@ -432,11 +445,13 @@ def main() -> None:
     rows, commands = list(earlier.get("rows", [])), earlier.get("commands", [])
     command = "python bench/labels.py " + " ".join(sys.argv[1:])
     commands = commands if command in commands else [*commands, command]
-    # A row counts as done only on the same kept inputs: a run folder that ran again has new ones.
-    done = {(r["run"], r.get("filtered"), r["variant"]) for r in rows}
+    # A row counts as done only on the same kept inputs (a run folder that ran again has new ones) and scored in the
+    # run's evaluation precision (rows without one were scored in float32, the target's own before eval.dtype).
+    done = {(r["run"], r.get("filtered"), r["variant"], r.get("eval_dtype", "float32")) for r in rows}
     for run in args.runs:
         kept = slot_path(run, "synthesize-and-filter").name[:12]
-        todo = [v for v in args.variants if (str(run), kept, v) not in done]
+        dtype = eval_dtype(run_config(run, args.overrides, args.n_test))
+        todo = [v for v in args.variants if (str(run), kept, v, dtype) not in done]
         if todo:
             rows += run_variants(run, todo, args.overrides, args.n_test)
             write_json(OUT / "labels.json", {"commands": commands, "rows": rows})  # a kill keeps what was measured

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from translora import bundle as bundles
 from translora import stages, training
 from translora.artifacts import hash_path, write_json
 from translora.bundle import Bundle
-from translora.config import AdapterSpec, ModelSpec
+from translora.config import AdapterSpec, Config, ModelSpec, dump_config, load_config
 from translora.data import TaskCard, boolean_expressions
 from translora.models import fingerprint
 from translora.stage import execute
@@ -65,6 +66,15 @@ def tiny_overrides(models: dict[str, Path]) -> list[str]:
         "distill_train.batch_size=4",
         "eval.batch_size=8",
     ]
+
+
+def overridden(cfg: Config, *overrides: str) -> Config:
+    """`cfg` with `section.field=value` overrides, validated as a user's are (load_config on the config as a file):
+    pydantic's model_copy(update=...) validates nothing, so a value the config no longer takes would go through."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.yaml"
+        path.write_text(dump_config(cfg))
+        return load_config(path=path, overrides=overrides)
 
 
 def run_stage(stage, cfg, store, **kw):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import filter_and_label, run_stage
+from tests.helpers import filter_and_label, overridden, run_stage
 from translora import labelling, models, stages, training
 from translora.artifacts import read_jsonl
 from translora.bundle import Bundle
@@ -89,7 +89,9 @@ def stronger_target(finetuned, tmp_path_factory) -> Path:
     pairs = [(card.prompt(r["input"]), card.completion(r["target"])) for r in read_jsonl(data / "train.jsonl")]
     model, tok = models.load_model(cfg.target_model)
     peft_model = training.new_adapter(model, cfg.target_adapter, 0)
-    spec = cfg.distill_train.model_copy(update={"max_steps": 80, "lr": 2e-2, "batch_size": 8})
+    spec = overridden(
+        cfg, "distill_train.max_steps=80", "distill_train.lr=2e-2", "distill_train.batch_size=8"
+    ).distill_train
     training.train(peft_model, tok, pairs, spec, "stronger target")
     out = tmp_path_factory.mktemp("stronger-target")
     peft_model.merge_and_unload().save_pretrained(out)
@@ -143,7 +145,7 @@ def test_a_stronger_target_keeps_its_own_answers(finetuned, stronger_target, tmp
     base_answers = _answers(cfg.target_model, None, test, card)
     # label.when_target_trusted=learn_its_answers: the student trains on the target's answers and stays close to it
     learnt = _distill(
-        cfg.model_copy(update={"label": cfg.label.model_copy(update={"when_target_trusted": "learn_its_answers"})}),
+        overridden(cfg, "label.when_target_trusted=learn_its_answers"),
         store,
         bundle_dir,
         filtered,
@@ -167,10 +169,11 @@ def test_a_stronger_target_keeps_its_own_answers(finetuned, stronger_target, tmp
 def test_only_lora_and_dora_have_a_zero_update_to_keep_the_base():
     cfg = load_config("cpu")
     trusted_target = {"trusted": "target"}
-    assert keeps_base(trusted_target, cfg.label, cfg.target_adapter.model_copy(update={"kind": "dora"}))
-    assert not keeps_base(trusted_target, cfg.label, cfg.target_adapter.model_copy(update={"kind": "prompt_tuning"}))
+    assert keeps_base(trusted_target, cfg.label, overridden(cfg, "target_adapter.kind=dora").target_adapter)
+    prompt_tuning = overridden(cfg, "target_adapter.kind=prompt_tuning").target_adapter
+    assert not keeps_base(trusted_target, cfg.label, prompt_tuning)
     assert not keeps_base({"trusted": "teacher"}, cfg.label, cfg.target_adapter)
-    learn = cfg.label.model_copy(update={"when_target_trusted": "learn_its_answers"})
+    learn = overridden(cfg, "label.when_target_trusted=learn_its_answers").label
     assert not keeps_base(trusted_target, learn, cfg.target_adapter)
 
 
@@ -184,7 +187,7 @@ def test_a_fresh_lora_or_dora_adapter_is_the_target_base(finetuned, kind):
     batch = tok(["True and not False", "not ( False or True )"], return_tensors="pt", padding=True).to(model.device)
     with torch.no_grad():
         base = model(**batch).logits
-        fresh = training.new_adapter(model, cfg.target_adapter.model_copy(update={"kind": kind}), 0)
+        fresh = training.new_adapter(model, overridden(cfg, f"target_adapter.kind={kind}").target_adapter, 0)
         assert torch.allclose(fresh(**batch).logits, base, atol=1e-5, rtol=1e-5)
 
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from tests.helpers import filter_and_label
+from tests.helpers import filter_and_label, overridden
 from tests.helpers import run_stage as run
 from tests.helpers import transfer_stages as transfer
 from translora import report, stages
@@ -41,7 +41,7 @@ def test_negatives_mix_model_samples_and_corrupted_real_inputs(bundle, tiny_mode
 @pytest.mark.parametrize("mode", ["none", "seeds_only", "random_text"])
 def test_each_ablation_runs_end_to_end(bundle, mode):
     cfg, store, bundle_dir = bundle
-    ablation = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"mode": mode})})
+    ablation = overridden(cfg, f"filter.mode={mode}")
     filtered, adapter, _ = transfer(ablation, store, bundle_dir)
     kept = [json.loads(r)["input"] for r in (filtered / "kept.jsonl").read_text().splitlines()]
     if mode == "seeds_only":
@@ -64,8 +64,7 @@ def test_labels_are_answer_choices_with_the_teachers_probability(bundle):
 @pytest.mark.parametrize("targets", ["weighted", "soft"])
 def test_the_student_learns_weighted_or_soft_labels(bundle, targets):
     cfg, store, bundle_dir = bundle
-    label = cfg.label.model_copy(update={"targets": targets, "min_confidence": 0.0})
-    variant = cfg.model_copy(update={"label": label})
+    variant = overridden(cfg, f"label.targets={targets}", "label.min_confidence=0")
     filtered, adapter, _ = transfer(variant, store, bundle_dir)
     _, labelled = filter_and_label(variant, store, bundle_dir)
     rows = [json.loads(r) for r in (labelled / "labelled.jsonl").read_text().splitlines()]
@@ -75,7 +74,7 @@ def test_the_student_learns_weighted_or_soft_labels(bundle, targets):
         assert trained == len(rows)
     else:  # one row per input, its soft targets the teacher's probabilities: another adapter than hard labels
         assert trained == len(rows)
-        hard = cfg.model_copy(update={"label": label.model_copy(update={"targets": "hard"})})
+        hard = overridden(variant, "label.targets=hard")
         _, hard_adapter, _ = transfer(hard, store, bundle_dir)
         weights = [(a / "adapter_model.safetensors").read_bytes() for a in (adapter, hard_adapter)]
         assert weights[0] != weights[1]
@@ -102,7 +101,7 @@ def test_diagnostics_measure_the_filter_and_the_labels_against_the_checker(bundl
 @pytest.mark.parametrize("trust", ["lift", "teacher"])  # every label lever: the checker only measures
 def test_a_transfer_gives_the_same_adapter_with_the_checker_removed(bundle, tmp_path, monkeypatch, trust):
     cfg, _, bundle_dir = bundle
-    cfg = cfg.model_copy(update={"label": cfg.label.model_copy(update={"trust": trust})})
+    cfg = overridden(cfg, f"label.trust={trust}")
     _, with_checker, _ = transfer(cfg, Store(tmp_path / "a"), bundle_dir)
     name = "bbh:boolean_expressions"
     monkeypatch.setitem(sources.TASKS, name, replace(sources.TASKS[name], checker=None))

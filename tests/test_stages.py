@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from flows.evaluate import adapter_base
+from tests.helpers import overridden, tiny_overrides
 from tests.helpers import run_stage as run
-from tests.helpers import tiny_overrides
 from tests.helpers import transfer_stages as transfer
 from translora import stages
 from translora.artifacts import read_manifest
@@ -80,9 +80,7 @@ def test_bundles_chain_over_three_models(finetuned, tiny_models):
     """llama -> gemma3 -> llama-b: the second hop takes the first hop's emitted bundle like any other."""
     cfg, store, _, bundle = finetuned
     _, _, hop1 = transfer(cfg, store, bundle)
-    third = cfg.model_copy(
-        update={"target_model": cfg.target_model.model_copy(update={"id": str(tiny_models["llama-b"])})}
-    )
+    third = cfg.with_target(str(tiny_models["llama-b"]))
     _, adapter, hop2 = transfer(third, store, hop1)
     assert adapter_base(adapter).id == str(tiny_models["llama-b"])
     hops = Bundle(hop2).info.provenance
@@ -93,7 +91,7 @@ def test_filter_that_keeps_too_few_reports_the_acceptance_rate(finetuned, monkey
     cfg, store, _, bundle = finetuned
     # a threshold no margin passes: the discriminator keeps nothing, whatever the tiny models write
     monkeypatch.setattr(stages.transfer, "filter_threshold", lambda _bundle: float("inf"))
-    strict = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"n_keep": 40, "max_generated": 40})})
+    strict = overridden(cfg, "filter.n_keep=40", "filter.max_generated=40")
     with pytest.raises(FilterExhaustedError, match=r"kept 0 of \d+ distinct .*acceptance\) after 40 generations"):
         transfer(strict, store, bundle)
     assert list((store.root / "tmp").iterdir()) == []  # nothing half-written
@@ -108,7 +106,7 @@ def test_a_target_that_keeps_repeating_itself_is_told_apart_from_a_strict_filter
 
     monkeypatch.setattr(Synthesizer, "draw", mostly_repeats)
     # max_generated differs from the test above: its failed run's journal must not be resumed here
-    strict = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"n_keep": 40, "max_generated": 48})})
+    strict = overridden(cfg, "filter.n_keep=40", "filter.max_generated=48")
     with pytest.raises(
         FilterExhaustedError,
         match=r"of the generations repeated an earlier input: raise "
@@ -187,7 +185,7 @@ def test_evaluation_loads_every_model_in_eval_dtype(finetuned, tmp_path, monkeyp
 
     monkeypatch.setattr(PromptAlignedHFLM, "_create_model", recording)
     for dtype in ("bfloat16", None):
-        config = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"dtype": dtype, "limit": 4})})
+        config = overridden(cfg, f"eval.dtype={dtype or 'null'}", "eval.limit=4")
         store = Store(tmp_path / f"store-{dtype}")
         run(stages.EVALUATE, config, store, inputs={"data": data, "adapter": None}, models={"model": cfg.target_model})
     assert loaded == [torch.bfloat16, torch.float32]
