@@ -6,7 +6,8 @@ some tasks' transfers only, rerun those tasks and take the others' runs from bef
 
 Each source is FILE:CODE (a quality.json or a snapshot of one, and a library code hash prefix, the "code" of its
 rows). Each of the counted BBH tasks takes its discriminator runs from the first source that has any; the report
-says which code each task's runs came from. Writes bench/results/bbh-merged.md. Whether the other tasks' runs
+says which code each task's runs came from. Writes bench/results/bbh-merged.md and the Figure 3 scatter of the pooled
+runs, bbh-merged.png. Whether the other tasks' runs
 would be the same at the newer code is for the user to show (say why in the bench notes): this only pools them.
 """
 
@@ -16,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from quality import MAIN, OUT, bbh_summary, counted
+from quality import MAIN, OUT, bbh_summary, counted, scatter
 
 
 def runs_at(path: Path, code: str) -> list[dict]:
@@ -51,7 +52,10 @@ def main() -> None:
         *bbh_summary([r for t in MAIN if t in chosen for r in chosen[t][1]]),
     ]
     args.out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
+    codes = ", ".join(dict.fromkeys(code for code, _ in chosen.values()))
+    pooled = [r for t in MAIN if t in chosen for r in chosen[t][1]]
+    scatter(pooled, [], args.out.with_suffix(".png"), f"the {len(chosen)} BBH tasks, library codes {codes}")
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":
