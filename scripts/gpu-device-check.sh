@@ -10,9 +10,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 # The core's and lm-eval's packages missing from a CUDA PyTorch image (pydantic, datasets, lm-eval and theirs),
 # and the project's own pins of those the image holds at other versions (transformers, peft, tokenizers, hub).
-NEEDED="annotated-types cffi chardet cryptography DataProperty datasets dill evaluate fsspec huggingface_hub lm_eval
-defusedxml httpcore2 httpx2 truststore mbstrdecoder more-itertools multiprocess nltk pathvalidate peft pycparser pydantic pydantic_core pytablewriter pytz
-rouge_score sqlitedict tabledata tcolorpy tokenizers transformers typepy typing-inspection tzdata word2number"
+NEEDED="annotated-types cffi chardet cryptography DataProperty datasets defusedxml dill evaluate fsspec httpcore2 httpx2
+huggingface_hub lm_eval mbstrdecoder more-itertools multiprocess nltk pathvalidate peft pycparser pydantic pydantic_core
+pytablewriter pytz rouge_score sqlitedict tabledata tcolorpy tokenizers transformers truststore typepy typing-inspection
+tzdata word2number"
 TESTS="tests/test_gpu.py tests/test_training.py tests/test_training_resume.py tests/test_labelling.py
 tests/test_quality_mechanism.py tests/test_label_trust.py tests/test_import_adapter.py tests/test_discriminator.py
 tests/test_generation_and_synthesis.py tests/test_lm_eval_model.py tests/test_negatives.py tests/test_free_form.py"
