@@ -1,5 +1,6 @@
 """Evaluation of an adapter with and without the contiguous head input (translora.models.contiguous_head_input,
-applied by translora.lm_eval_model): one process, one warm-up evaluation of the base first, then the adapter twice.
+which translora.lm_eval_model applies through models.scoring_head): one process, one warm-up evaluation of the base
+first, then the adapter twice.
 
     .venv/bin/python bench/eval_head.py RUN_DIR [--model embedded:gemma3-270m]
 
@@ -38,12 +39,12 @@ def main() -> None:
         return time.perf_counter() - start, result["accuracy"]
 
     timed(None)  # warm-up: imports and the page cache
-    hook = lm_eval_model.contiguous_head_input
+    hook = lm_eval_model.scoring_head  # in float32, as here, only the contiguous input
     rows = []
     for label, patch in (("without the hook", lambda model: None), ("with the hook", hook)):
-        lm_eval_model.contiguous_head_input = patch  # type: ignore[assignment]
+        lm_eval_model.scoring_head = patch  # type: ignore[assignment]
         rows.append((label, *timed(adapter)))
-    lm_eval_model.contiguous_head_input = hook
+    lm_eval_model.scoring_head = hook
     base_s, base_acc = timed(None)
     lines = [
         "# Adapter evaluation with and without the contiguous head input\n",

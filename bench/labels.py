@@ -314,7 +314,7 @@ def run_variants(run: Path, variants: list[str], overrides: list[str], n_test: i
     }
     check = checker_for(cfg.task.name)  # None: the task cannot check its inputs, so no label accuracy
     source = per_example(slot_path(run, slot_suffix="eval/source_adapter"))
-    model, tok = models.load_model(cfg.source_model)
+    model, tok = models.load_model(cfg.source_model, scoring=True)
     teacher = training.attach_adapter(model, bundle.source_adapter)
     scored = labelling.label_choices(
         teacher, tok, inputs, bundle.card.choices, bundle.card.prompt_template, cfg.label.batch_size

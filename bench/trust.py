@@ -51,7 +51,7 @@ def accuracy(answers: list[str], truth: list[str | None]) -> float:
 def score(cfg, card, inputs: list[str], spec, adapter: Path | None = None, model=None) -> list[labelling.ChoiceLabel]:
     tok = None
     if model is None:
-        model, tok = models.load_model(spec)
+        model, tok = models.load_model(spec, scoring=True)
         if adapter is not None:
             model = training.attach_adapter(model, adapter)
     else:

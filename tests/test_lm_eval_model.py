@@ -64,6 +64,24 @@ def test_scores_equal_lm_evals_full_logits(tiny_models, tmp_path, kind):
         assert g == pytest.approx(w, rel=1e-4, abs=1e-4) and g_greedy == w_greedy
 
 
+def test_an_evaluation_in_bfloat16_computes_the_output_layer_in_float32(tiny_models):
+    """eval.dtype=bfloat16 holds the body in bfloat16, but the answers' scores come from a float32 copy of the output
+    layer (models.scoring_head): a bfloat16 head's rounding decided near-tie answers (eval-precision.md)."""
+    path = str(tiny_models["gemma3"])
+    lm = PromptAlignedHFLM(pretrained=path, dtype="bfloat16", batch_size=5, device="cpu")
+    head = lm.model.get_output_embeddings()
+    bfloat16_head = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).get_output_embeddings().weight
+    assert lm.model.get_input_embeddings().weight.dtype == torch.bfloat16
+    assert torch.equal(head.float32_weight, bfloat16_head.float())
+    seen = []
+    head.register_forward_hook(lambda _m, args, out: seen.append((args[0].dtype, out.dtype)))
+    scores = _loglikelihoods(lm)
+    assert seen and set(seen) == {(torch.bfloat16, torch.float32)}  # the body's output, multiplied in float32
+    full = _loglikelihoods(PromptAlignedHFLM(pretrained=path, batch_size=5, device="cpu"))
+    for (got, _), (want, _) in zip(scores, full, strict=True):  # bfloat16's body: close to float32, not equal
+        assert got == pytest.approx(want, rel=0.05, abs=0.05)
+
+
 def test_right_padding_counts_the_longest_trailing_run_of_zeros():
     batch = torch.tensor([[5, 6, 7, 0, 0], [5, 0, 0, 0, 0], [1, 2, 3, 4, 9]])
     assert right_padding(batch) == 4

@@ -330,3 +330,36 @@ def test_tokenizers_are_loaded_once_per_thread_and_folder_state(tiny_models, tmp
     before = models.load_tokenizer(ModelSpec(id=str(copy)))
     os.utime(copy / "tokenizer_config.json", ns=(0, 0))  # the folder written anew
     assert models.load_tokenizer(ModelSpec(id=str(copy))) is not before
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_a_scoring_model_held_in_bfloat16_computes_its_output_layer_in_float32(tiny_models, arch):
+    """models.load_model(scoring=True), as the label stage loads the teacher and the target: the body stays in
+    bfloat16 and the output layer multiplies in float32 with a float32 copy of the same weights; a training load
+    keeps its bfloat16 head, and a float32 model its own."""
+    from translora import models
+    from translora.config import ModelSpec
+
+    spec = ModelSpec(id=str(tiny_models[arch]), dtype="bfloat16")
+    plain, tok = models.load_model(spec)
+    scoring, _ = models.load_model(spec, scoring=True)
+    head = scoring.get_output_embeddings()
+    assert plain.get_output_embeddings().weight.dtype == torch.bfloat16
+    assert scoring.get_input_embeddings().weight.dtype == torch.bfloat16
+    assert torch.equal(head.float32_weight, plain.get_output_embeddings().weight.float())
+    seen = []
+    head.register_forward_hook(lambda _m, args, out: seen.append((args[0].dtype, out.dtype)))
+    ids = tok("( True and False ) or not True is", return_tensors="pt").input_ids.to(scoring.device)
+    attention = torch.ones_like(ids)
+    logits = training.tail_logits(scoring, ids, attention, 2)
+    assert seen == [(torch.bfloat16, torch.float32)]
+    # the same numbers as the bfloat16 model's last hidden state times the head, multiplied in float32
+    hidden = plain(ids, attention_mask=attention, output_hidden_states=True).hidden_states[-1][:, -2:, :]
+    softcap = getattr(plain.config, "final_logit_softcapping", None)
+    want = hidden.float() @ plain.get_output_embeddings().weight.float().T
+    if softcap:
+        want = torch.tanh(want / softcap) * softcap
+    torch.testing.assert_close(logits, want, rtol=1e-4, atol=1e-4)  # one product, two kernels (GPU)
+
+    full, _ = models.load_model(ModelSpec(id=str(tiny_models[arch])), scoring=True)
+    assert not hasattr(full.get_output_embeddings(), "float32_weight")  # float32 already: nothing to copy

@@ -262,7 +262,11 @@ class EvalSpec(Section):
 
     batch_size: int = Field(16, ge=1, description="lm-eval batch size")
     dtype: Dtype | None = Field(
-        None, description="the precision lm-eval loads every evaluated model in; None: each model's own"
+        None,
+        description=(
+            "the precision lm-eval loads every evaluated model in (the output layer scores in float32 whatever it "
+            "is); None: each model's own"
+        ),
     )
     limit: int | None = Field(None, ge=1, description="evaluate only the first N test examples (None: all)")
     oracle: bool = Field(

@@ -1,4 +1,4 @@
-"""lm-eval's hf model: only the logits it reads, LoRA merged, a prompt-tuning adapter's generation done right.
+"""lm-eval's hf model: only the logits it reads (in float32), LoRA merged, prompt tuning's generation done right.
 Imported only when an evaluation runs (lm-eval is a heavy import).
 
 Loglikelihood: lm-eval computes logits (and a log-softmax) at every position of the batch, then reads only the
@@ -22,7 +22,7 @@ from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils_hf import stop_sequences_criteria
 from peft import PeftModel
 
-from translora.models import contiguous_head_input
+from translora.models import scoring_head
 from translora.training import virtual_tokens_in_front
 
 
@@ -39,8 +39,9 @@ class PromptAlignedHFLM(HFLM):
             self._model = model.merge_and_unload()
         # The head's input sliced by logits_to_keep is a non-contiguous view; with frozen weights (any peft model)
         # torch multiplies it as a batched product over a broadcast copy of the 262k-token head, 1 s a batch for
-        # Gemma 3 270M: an adapter evaluation took twice the base's time.
-        contiguous_head_input(self._model)
+        # Gemma 3 270M: an adapter evaluation took twice the base's time. In bfloat16 (eval.dtype) the head runs in
+        # float32: its rounding decided near-tie answers (models.scoring_head).
+        scoring_head(self._model)
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
         self._longest_continuation = max((len(continuation) for _, _, continuation in requests), default=0)

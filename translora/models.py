@@ -262,8 +262,9 @@ def tokenizer_at(where: Path | str, revision: str | None, trust_remote_code: boo
     return cache[key]
 
 
-def load_model(spec: ModelSpec):
-    """Load (model, tokenizer) for inference or training; never trusts remote code unless the spec asks."""
+def load_model(spec: ModelSpec, scoring: bool = False):
+    """Load (model, tokenizer) for inference or training; never trusts remote code unless the spec asks. `scoring`:
+    the model only scores answers (labels), so its output layer runs in float32 (`scoring_head`)."""
     from transformers import AutoModelForCausalLM
 
     where = resolve(spec)
@@ -276,7 +277,10 @@ def load_model(spec: ModelSpec):
             f"cannot load model {spec.id!r}: {exc}. Give an embedded model "
             f"({', '.join('embedded:' + n for n in EMBEDDED)}), a local transformers folder, or a reachable hub id."
         ) from exc
-    contiguous_head_input(model)
+    if scoring:
+        scoring_head(model)
+    else:
+        contiguous_head_input(model)
     return model.to(device()), load_tokenizer(spec)  # type: ignore[arg-type]  # transformers' to() is mistyped
 
 
@@ -296,3 +300,30 @@ def contiguous_head_input(model):
     if head is None:
         return None
     return head.register_forward_pre_hook(lambda _module, args: (args[0].contiguous(), *args[1:]))
+
+
+def scoring_head(model) -> None:
+    """The output layer of a model held in a lower precision (bfloat16) computed in float32, from a float32 copy of
+    its weights and a contiguous float32 input (see contiguous_head_input): the answers' scores are then rounded
+    only through the model's body. A bfloat16 output layer rounds logits of about 20 to steps of 0.125, which decides
+    near-tie answers: SmolLM2-135M on disambiguation_qa answered 13 of 100 questions differently from float32, 2
+    with the float32 head, at the bfloat16 evaluation's time (bench/results/eval-precision.md). The copy (4 bytes a
+    weight: 670 MB for Gemma 3's 262k-token head) is a buffer of the head, so it moves with the model; the head
+    module and its weight stay, so weight tying (lm-eval ties after loading) cannot undo it. A float32 model is left
+    as it is, its head's input made contiguous."""
+    import types
+
+    import torch
+
+    head = model.get_output_embeddings()
+    if head is None or head.weight.dtype == torch.float32:
+        contiguous_head_input(model)
+        return
+    head.register_buffer("float32_weight", head.weight.detach().float(), persistent=False)
+    bias = getattr(head, "bias", None)
+    head.register_buffer("float32_bias", None if bias is None else bias.detach().float(), persistent=False)
+
+    def forward(self, hidden):
+        return torch.nn.functional.linear(hidden.contiguous().float(), self.float32_weight, self.float32_bias)
+
+    head.forward = types.MethodType(forward, head)

@@ -147,7 +147,7 @@ def label(ctx: StageContext) -> dict:
     cut = 0  # generated answers that reached their token cap
     trust: dict = {}  # whose answers were taught, and why (multiple-choice labels only)
     if not labels_by_generation(card, cfg.label):
-        model, tok = models.load_model(ctx.models["teacher"])
+        model, tok = models.load_model(ctx.models["teacher"], scoring=True)
         teacher = training.attach_adapter(model, bundle.source_adapter)
         choices = card.choices or []  # labels_by_generation is False only for a task with choices
         scored = labelling.label_choices(teacher, tok, inputs, choices, card.prompt_template, cfg.label.batch_size)
@@ -158,7 +158,7 @@ def label(ctx: StageContext) -> dict:
             "teacher_lift": labelling.lift(scored),
         }
         if cfg.label.trust == "lift":  # the target's own answers, as a second opinion on whom to trust
-            model, tok = models.load_model(ctx.models["target"])
+            model, tok = models.load_model(ctx.models["target"], scoring=True)
             own = labelling.label_choices(model, tok, inputs, choices, card.prompt_template, cfg.label.batch_size)
             del model
             gain = labelling.lift_gain(scored, own, cfg.seed)
