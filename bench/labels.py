@@ -19,6 +19,8 @@ deltas, rank K x r). `+steps=N` trains N optimizer steps whatever the number of 
 `+dtype=D` holds the target's frozen weights in D (float32 or bfloat16) while distilling (distill_train.base_dtype;
 without it, the run's config says).
 `+prior` makes the teacher's answer prior uniform over the inputs taught (one offset per answer choice).
+`+agree` teaches only the inputs on which the teacher's answer is the target base's own (GAIR-NLP's
+weak-to-strong-reasoning: train where the weak and the strong model agree); data-free.
 `+truth` is the label oracle (measurement only): each kept input the task's checker can answer gets its right answer
 as a certain label (the others keep the teacher's), so the student's score says what these inputs teach with
 perfect labels; against the teacher-labelled student it splits the gap to the oracle into labels and inputs.
@@ -117,12 +119,13 @@ class Extras(NamedTuple):
     prior: bool = False  # the teacher's answer prior made uniform over the inputs taught
     truth: bool = False  # the label oracle: the checker's answers where it has one (measurement only)
     uncut: bool = False  # free-form tasks: drop the generated labels that reached the token cap (never finished)
+    agree: bool = False  # only the inputs on which the teacher and the target base give the same answer
 
 
 def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, Extras]:
     """`targets[@temperature]:min_confidence[:n_keep[:epochs]][+ratio][+aux=C][+cross=W][+avg=K][+steps=N][+dtype=D]
-    [+prior][+truth][+uncut]` -> (label settings, n_keep, epochs, extras), checked by the config's own rules, so a bad
-    variant stops the bench before the teacher runs."""
+    [+prior][+truth][+uncut][+agree]` -> (label settings, n_keep, epochs, extras), checked by the config's own
+    rules, so a bad variant stops the bench before the teacher runs."""
     try:
         body, *suffixes = variant.split("+")
         extras = Extras()
@@ -146,10 +149,12 @@ def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, Ex
                 extras = extras._replace(truth=True)
             elif name == "uncut" and not value:
                 extras = extras._replace(uncut=True)
+            elif name == "agree" and not value:
+                extras = extras._replace(agree=True)
             else:
                 raise ValueError(
                     f"bad suffix +{extra} (+ratio, +aux=C, +cross=W with 0 < W <= 1, +avg=K, +steps=N, +dtype=D, "
-                    "+prior, +truth, +uncut)"
+                    "+prior, +truth, +uncut, +agree)"
                 )
         kind, cut, *rest = body.split(":")
         targets, _, temperature = kind.partition("@")
@@ -159,7 +164,7 @@ def parse_variant(variant: str) -> tuple[LabelSpec, int | None, float | None, Ex
     except (ValueError, ValidationError) as exc:
         raise SystemExit(
             f"bad variant {variant!r} (want targets[@temperature]:min_confidence[:n_keep[:epochs]]"
-            f"[+ratio][+aux=C][+cross=W][+avg=K][+steps=N][+dtype=D][+prior][+truth][+uncut], "
+            f"[+ratio][+aux=C][+cross=W][+avg=K][+steps=N][+dtype=D][+prior][+truth][+uncut][+agree], "
             f"e.g. soft@0.5:0:128+aux=0.5): {exc}"
         ) from None
     return label, n_keep, epochs, extras
@@ -320,11 +325,21 @@ def run_variants(run: Path, variants: list[str], overrides: list[str], n_test: i
         teacher, tok, inputs, bundle.card.choices, bundle.card.prompt_template, cfg.label.batch_size
     )
     del teacher, model
+    parsed = [parse_variant(v) for v in variants]
+    own = None  # the target base's answers, for +agree
+    if any(extras.agree for *_, extras in parsed):
+        model, tok = models.load_model(cfg.target_model, scoring=True)
+        own = labelling.label_choices(
+            model, tok, inputs, bundle.card.choices, bundle.card.prompt_template, cfg.label.batch_size
+        )
+        del model
     rows = []
-    for variant in variants:
-        label, n_keep, epochs, extras = parse_variant(variant)
+    for variant, (label, n_keep, epochs, extras) in zip(variants, parsed):
         # The first n kept inputs are exactly what filter.n_keep=n would have kept: synthesis runs in order.
         first = scored[:n_keep] if n_keep else scored
+        kept = len(first)
+        if extras.agree and own is not None:
+            first = [x for x, mine in zip(first, own) if x.label == mine.label]
         if extras.prior:
             first = uniform_prior(first)
         if extras.truth:
@@ -371,7 +386,7 @@ def run_variants(run: Path, variants: list[str], overrides: list[str], n_test: i
                 "filtered": filtered.name[:12],
                 "seed": cfg.seed,
                 "variant": variant,
-                "kept": len(first),
+                "kept": kept,
                 "taught": len(labelled),
                 "training_rows": len(pairs),
                 "mean_weight": sum(weights) / len(weights),
