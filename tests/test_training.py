@@ -363,3 +363,19 @@ def test_a_scoring_model_held_in_bfloat16_computes_its_output_layer_in_float32(t
 
     full, _ = models.load_model(ModelSpec(id=str(tiny_models[arch])), scoring=True)
     assert not hasattr(full.get_output_embeddings(), "float32_weight")  # float32 already: nothing to copy
+
+
+def test_a_quantized_head_is_not_copied_to_float32(tiny_models):
+    """Integer head weights (a quantized model's) would give wrong numbers as a float copy: scoring_head leaves them."""
+    from transformers import AutoModelForCausalLM
+
+    from translora import models
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["llama"], dtype=torch.bfloat16)
+    head = model.get_output_embeddings()
+    head.weight = torch.nn.Parameter(head.weight.detach().to(torch.int8), requires_grad=False)
+    models.scoring_head(model)
+    assert not hasattr(head, "float32_weight")
+    bfloat16 = AutoModelForCausalLM.from_pretrained(tiny_models["llama"], dtype=torch.bfloat16)
+    models.scoring_head(bfloat16)
+    assert bfloat16.get_output_embeddings().float32_weight.dtype == torch.float32

@@ -309,14 +309,15 @@ def scoring_head(model) -> None:
     near-tie answers: SmolLM2-135M on disambiguation_qa answered 13 of 100 questions differently from float32, 2
     with the float32 head, at the bfloat16 evaluation's time (bench/results/eval-precision.md). The copy (4 bytes a
     weight: 670 MB for Gemma 3's 262k-token head) is a buffer of the head, so it moves with the model; the head
-    module and its weight stay, so weight tying (lm-eval ties after loading) cannot undo it. A float32 model is left
-    as it is, its head's input made contiguous."""
+    module and its weight stay, so weight tying (lm-eval ties after loading) cannot undo it. A float32 model, or a
+    quantized head (integer weights, whose float copy would be wrong numbers), is left as it is, its head's input
+    made contiguous."""
     import types
 
     import torch
 
     head = model.get_output_embeddings()
-    if head is None or head.weight.dtype == torch.float32:
+    if head is None or head.weight.dtype == torch.float32 or not head.weight.dtype.is_floating_point:
         contiguous_head_input(model)
         return
     head.register_buffer("float32_weight", head.weight.detach().float(), persistent=False)
